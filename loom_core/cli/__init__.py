@@ -1,0 +1,1 @@
+"""The ``loom`` command line. Sub-commands are imported only when run."""

@@ -1,0 +1,46 @@
+"""The six backend kinds and what every backend of a kind must guarantee.
+
+Each module holds one contract as a ``typing.Protocol`` whose docstrings are
+the specification the conformance kit (:mod:`loom_core.testing`) checks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Mapping
+
+
+class Kind(StrEnum):
+    """A backend kind; its entry-point namespace is ``loom.<value>``."""
+
+    STORAGE = "storage"
+    CIPHER = "cipher"
+    INDEX = "index"
+    LLM = "llm"
+    PII = "pii"
+    SECRETS = "secrets"
+
+    @property
+    def namespace(self) -> str:
+        """The stevedore / entry-point group that lists backends of this kind."""
+        return f"loom.{self.value}"
+
+
+@dataclass(frozen=True)
+class BackendContext:
+    """Everything a backend factory receives; backends read nothing else.
+
+    Passing the environment explicitly (instead of reading ``os.environ``)
+    lets tests prove fail-closed behaviour without touching the process.
+    ``data_dir`` is the only directory a backend may write to.
+    """
+
+    options: Mapping[str, Any] = field(default_factory=dict)
+    environ: Mapping[str, str] = field(default_factory=dict)
+    data_dir: Path | None = None
+    keyspaces: tuple[str, ...] = ()
+
+
+__all__ = ["BackendContext", "Kind"]

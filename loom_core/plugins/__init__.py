@@ -1,0 +1,1 @@
+"""Plugin discovery (entry points), loading (stevedore) and hooks (pluggy)."""

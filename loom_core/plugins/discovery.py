@@ -1,0 +1,65 @@
+"""List installed plugins from entry-point metadata without importing them."""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from loom_core.contracts import Kind
+
+DISABLE_ENV = "LOOM_DISABLE_PLUGINS"
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    """An installed entry point: enough to list it, nothing imported."""
+
+    kind: Kind
+    name: str
+    target: str  # "module:attr" the entry point points at
+    distribution: str
+    version: str
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.kind.value}:{self.name}"
+
+
+def installed(kind: Kind) -> list[PluginInfo]:
+    """Every entry point in ``loom.<kind>``, one row per distribution."""
+    rows: list[PluginInfo] = []
+    for ep in md.entry_points(group=kind.namespace):
+        dist = ep.dist
+        rows.append(
+            PluginInfo(
+                kind=kind,
+                name=ep.name,
+                target=ep.value,
+                distribution=dist.name if dist is not None else "?",
+                version=dist.version if dist is not None else "?",
+            )
+        )
+    # One distribution may be seen twice through duplicate sys.path entries.
+    unique = {(r.name, r.distribution, r.target): r for r in rows}
+    return sorted(unique.values(), key=lambda r: (r.name, r.distribution))
+
+
+def parse_disabled(values: Iterable[str]) -> frozenset[str]:
+    """Normalise ``kind:name`` / ``name`` entries; blanks are ignored."""
+    out: set[str] = set()
+    for raw in values:
+        for item in raw.split(","):
+            item = item.strip()
+            if item:
+                out.add(item)
+    return frozenset(out)
+
+
+def disabled_from(environ: Mapping[str, str], configured: Iterable[str] = ()) -> frozenset[str]:
+    """Merge the ``LOOM_DISABLE_PLUGINS`` variable with ``plugins.disabled``."""
+    return parse_disabled([environ.get(DISABLE_ENV, ""), *configured])
+
+
+def is_disabled(kind: Kind, name: str, disabled: frozenset[str]) -> bool:
+    return f"{kind.value}:{name}" in disabled or name in disabled

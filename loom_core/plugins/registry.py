@@ -1,0 +1,83 @@
+"""The registry plugins fill through ``loom_register_backends``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from loom_core.contracts import BackendContext, Kind
+from loom_core.errors import ErrorCode, LoomError
+
+BackendFactory = Callable[[BackendContext], Any]
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    """One backend a plugin offers: how to build it and what it can do."""
+
+    kind: Kind
+    name: str
+    factory: BackendFactory
+    capabilities: frozenset[str] = frozenset()
+    description: str = ""
+    plugin: str = field(default="", compare=False)  # the registering plugin's name
+
+
+class BackendRegistry:
+    """Backends by kind and name; one name per kind (tox's ``register.add_*`` shape)."""
+
+    def __init__(self) -> None:
+        self._specs: dict[tuple[Kind, str], BackendSpec] = {}
+        self.current_plugin = ""
+
+    def add(
+        self,
+        kind: Kind | str,
+        name: str,
+        factory: BackendFactory,
+        *,
+        capabilities: frozenset[str] | set[str] = frozenset(),
+        description: str = "",
+    ) -> None:
+        """Register ``factory`` as backend ``name`` of ``kind``."""
+        kind = Kind(kind)
+        if not name or not name.replace("_", "").replace("-", "").isalnum():
+            raise LoomError(ErrorCode.PLUGIN_INVALID, f"backend name {name!r} must be alphanumeric")
+        if not callable(factory):
+            raise LoomError(ErrorCode.PLUGIN_INVALID, f"{kind}:{name}: factory is not callable")
+        key = (kind, name)
+        if key in self._specs:
+            other = self._specs[key].plugin or "another plugin"
+            raise LoomError(
+                ErrorCode.PLUGIN_CONFLICT,
+                f"{kind} backend {name!r} is registered by {other} and again by "
+                f"{self.current_plugin or 'this plugin'}",
+            )
+        self._specs[key] = BackendSpec(
+            kind, name, factory, frozenset(capabilities), description, self.current_plugin
+        )
+
+    def add_storage(self, name: str, factory: BackendFactory, **kw: Any) -> None:
+        self.add(Kind.STORAGE, name, factory, **kw)
+
+    def add_cipher(self, name: str, factory: BackendFactory, **kw: Any) -> None:
+        self.add(Kind.CIPHER, name, factory, **kw)
+
+    def add_index(self, name: str, factory: BackendFactory, **kw: Any) -> None:
+        self.add(Kind.INDEX, name, factory, **kw)
+
+    def add_llm(self, name: str, factory: BackendFactory, **kw: Any) -> None:
+        self.add(Kind.LLM, name, factory, **kw)
+
+    def add_pii(self, name: str, factory: BackendFactory, **kw: Any) -> None:
+        self.add(Kind.PII, name, factory, **kw)
+
+    def add_secrets(self, name: str, factory: BackendFactory, **kw: Any) -> None:
+        self.add(Kind.SECRETS, name, factory, **kw)
+
+    def get(self, kind: Kind, name: str) -> BackendSpec | None:
+        return self._specs.get((kind, name))
+
+    def specs(self) -> list[BackendSpec]:
+        return list(self._specs.values())

@@ -1,0 +1,143 @@
+"""Typed settings: every key of ``config.toml``, its type, default and bounds.
+
+Models forbid unknown keys so a typo is an error, not a silently ignored
+setting. Keys that hold secrets come in two shapes only: ``*_env`` (the NAME
+of an environment variable) and ``*_ref`` (a secret reference such as
+``env://NAME`` or ``keepass://ALIAS/Group/Entry``); a literal value there is
+refused with ``CONFIG_SECRET_LITERAL``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+SECRET_REF = re.compile(r"^[a-z][a-z0-9+.-]*://\S+$")
+
+
+class SecretLiteralError(ValueError):
+    """A literal where only a secret reference belongs (mapped to CONFIG_SECRET_LITERAL)."""
+
+
+def _env_name(value: str) -> str:
+    if value and not ENV_NAME.match(value):
+        raise ValueError(
+            f"must be the NAME of an environment variable (letters, digits, _), not {_describe(value)}"
+        )
+    return value
+
+
+def _secret_ref(value: str) -> str:
+    if value and not SECRET_REF.match(value):
+        raise SecretLiteralError(
+            "must be a secret reference like env://NAME, keepass://ALIAS/Group/Entry or "
+            "op://vault/item/field; literal secret values are not accepted in the config file"
+        )
+    return value
+
+
+def _describe(value: str) -> str:
+    """Say what a rejected value looks like without echoing it (it may be a secret)."""
+    return f"a {len(value)}-character value"
+
+
+EnvName = Annotated[str, AfterValidator(_env_name)]
+SecretRefStr = Annotated[str, AfterValidator(_secret_ref)]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerSettings(Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8420, ge=1, le=65535)
+    data_dir: Path = Path("loom-data")
+    auth_token_env: EnvName = "LOOMEM_AUTH_TOKEN"
+    auth_token_ref: SecretRefStr = ""
+    max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    log_format: Literal["text", "json"] = "text"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    public_url: str = ""
+
+
+class BackendSection(Section):
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class StorageSettings(BackendSection):
+    backend: str = "rocksdb"
+
+
+class IndexSettings(BackendSection):
+    backend: str = "tantivy"
+
+
+class LLMSettings(BackendSection):
+    backend: str = "hash"
+    api_key_env: EnvName = "OPENAI_API_KEY"
+    api_key_ref: SecretRefStr = ""
+    model: str = "gpt-4o-mini"
+    embedding_model: str = "text-embedding-3-small"
+    embedding_dimension: int = Field(default=384, ge=8, le=8192)
+    base_url: str = "https://api.openai.com/v1"
+    timeout_seconds: float = Field(default=30.0, gt=0)
+
+
+class PIISettings(BackendSection):
+    enabled: bool = False
+    backend: str = "regex"
+    blocklist: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
+
+
+class EncryptionSettings(Section):
+    cipher: str = "aes256gcm"
+    master_key_env: EnvName = "LOOMEM_AT_REST_MASTER_KEY"
+    master_key_ref: SecretRefStr = ""
+    expect_enabled: bool = False
+
+
+class SearchSettings(Section):
+    default_mode: Literal["hybrid", "bm25", "vector"] = "hybrid"
+    default_k: int = Field(default=10, ge=1, le=1000)
+    rrf_k: int = Field(default=60, ge=1)
+    recency_weight: float = Field(default=0.1, ge=0.0, le=1.0)
+    decay_half_life_days: float = Field(default=30.0, gt=0)
+
+
+class RetentionSettings(Section):
+    sweep_interval_seconds: float = Field(default=60.0, gt=0)
+
+
+class AlertSettings(Section):
+    telegram_bot_token_env: EnvName = "TELEGRAM_BOT_TOKEN"
+    telegram_chat_id_env: EnvName = "LOOMEM_TELEGRAM_CHAT_ID"
+    daily_cost_limit_usd: float = Field(default=0.0, ge=0.0)
+
+
+class PluginSettings(Section):
+    disabled: list[str] = Field(default_factory=list)
+
+
+class SecretsSettings(Section):
+    min_length: int = Field(default=8, ge=4, le=64)
+
+
+class LoomConfig(Section):
+    """The whole configuration; ``LoomConfig()`` is the documented default."""
+
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
+    index: IndexSettings = Field(default_factory=IndexSettings)
+    llm: LLMSettings = Field(default_factory=LLMSettings)
+    pii: PIISettings = Field(default_factory=PIISettings)
+    encryption: EncryptionSettings = Field(default_factory=EncryptionSettings)
+    search: SearchSettings = Field(default_factory=SearchSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
+    plugins: PluginSettings = Field(default_factory=PluginSettings)
+    secrets: SecretsSettings = Field(default_factory=SecretsSettings)

@@ -1,0 +1,172 @@
+"""The base every per-kind conformance suite builds on: tiers and the guard.
+
+A plugin's ``tests/`` subclasses one suite (``PIIFilterSuite``,
+``SecretsProviderSuite``, ...), sets :attr:`ConformanceSuite.capabilities` to
+what its backend declares, and provides the one fixture the suite's docstring
+names. Tests come in two tiers:
+
+* **core** (:func:`core`): every backend must pass them. A subclass may not
+  override, delete or skip them; the only accepted override is one wrapped in
+  :func:`expected_failure` with a reason, which turns it into a strict xfail
+  (so it is reported, and fails again once the backend is fixed).
+* **optional** (:func:`requires`): run only when the backend declares the
+  named capabilities, otherwise skipped with a reason naming what is missing.
+
+The guard (:meth:`ConformanceSuite.test_core_tier_intact`) fails and lists
+every core test a subclass broke, and the ``loom`` pytest plugin turns any
+skip of a core test into a failure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar, TypeVar
+
+import pytest
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+CORE_ATTR = "__loom_core__"
+REQUIRES_ATTR = "__loom_requires__"
+EXPECTED_FAILURE_ATTR = "__loom_expected_failure__"
+GUARD_NAME = "test_core_tier_intact"
+
+
+def core(fn: F) -> F:
+    """Mark ``fn`` as a core-tier test: it cannot be skipped or overridden."""
+    setattr(fn, CORE_ATTR, True)
+    return fn
+
+
+def requires(*capabilities: str) -> Callable[[F], F]:
+    """Run the test only when the suite's ``capabilities`` include all of ``capabilities``.
+
+    Combined with :func:`core`, the test is mandatory for every backend that
+    declares the capabilities.
+    """
+    if not capabilities or not all(isinstance(c, str) and c for c in capabilities):
+        raise ValueError("requires() needs at least one non-empty capability name")
+
+    def mark(fn: F) -> F:
+        setattr(fn, REQUIRES_ATTR, frozenset(capabilities) | getattr(fn, REQUIRES_ATTR, frozenset()))
+        return fn
+
+    return mark
+
+
+def expected_failure(reason: str) -> Callable[[F], F]:
+    """The only accepted way to override a core test: a strict xfail with ``reason``.
+
+    The reason is shown in every run; once the backend passes the test, the
+    strict xfail fails, reminding the author to remove the override.
+    """
+    if not isinstance(reason, str) or not reason.strip():
+        raise ValueError("expected_failure() needs a non-empty reason saying why the backend fails")
+
+    def mark(fn: F) -> F:
+        setattr(fn, EXPECTED_FAILURE_ATTR, reason)
+        marked: F = pytest.mark.xfail(strict=True, reason=reason)(fn)
+        return marked
+
+    return mark
+
+
+def missing_capabilities(cls: type, fn: object) -> frozenset[str]:
+    """Capabilities ``fn`` requires that ``cls.capabilities`` lacks."""
+    needed: frozenset[str] = getattr(fn, REQUIRES_ATTR, frozenset())
+    declared = frozenset(getattr(cls, "capabilities", frozenset()))
+    return needed - declared
+
+
+def skip_reason(missing: frozenset[str]) -> str:
+    """The skip message for a capability-gated test (names every missing capability)."""
+    names = ", ".join(repr(c) for c in sorted(missing))
+    return f"backend does not declare capability {names}"
+
+
+class ConformanceSuite:
+    """Base of every per-kind suite. Subclasses set :attr:`capabilities`.
+
+    Set ``capabilities`` to exactly what the backend under test declares;
+    each kind's suite checks that it matches the backend.
+    """
+
+    capabilities: ClassVar[frozenset[str]] = frozenset()
+
+    #: Core test names each class declared itself (kept even if later deleted).
+    __loom_declared_core__: ClassVar[frozenset[str]] = frozenset()
+    #: Violations found when each subclass was created.
+    __loom_violations__: ClassVar[tuple[str, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        inherited = cls.core_test_names()
+        own = {
+            name
+            for name, value in vars(cls).items()
+            if callable(value) and getattr(value, CORE_ATTR, False) and name not in inherited
+        }
+        cls.__loom_declared_core__ = frozenset(own)
+        violations: list[str] = []
+        for name in sorted(inherited & set(vars(cls))):
+            value = vars(cls)[name]
+            if name == GUARD_NAME:
+                violations.append(f"{cls.__qualname__}.{name}: the guard itself may not be overridden")
+                setattr(cls, name, ConformanceSuite.__dict__[GUARD_NAME])  # keep it running
+            elif value is None or not callable(value):
+                violations.append(f"{cls.__qualname__}.{name}: core test deleted (set to {value!r})")
+            elif not getattr(value, EXPECTED_FAILURE_ATTR, None):
+                violations.append(
+                    f"{cls.__qualname__}.{name}: core test overridden without @expected_failure(reason)"
+                )
+        cls.__loom_violations__ = tuple(violations)
+
+    @classmethod
+    def core_test_names(cls) -> frozenset[str]:
+        """Every core test declared by ``cls``'s ancestors (not by ``cls`` itself)."""
+        names: set[str] = set()
+        for klass in cls.__mro__[1:]:
+            names |= vars(klass).get("__loom_declared_core__", frozenset())
+        return frozenset(names)
+
+    @classmethod
+    def all_core_test_names(cls) -> frozenset[str]:
+        """Every core test of ``cls``, including those it declares."""
+        names: set[str] = set()
+        for klass in cls.__mro__:
+            names |= vars(klass).get("__loom_declared_core__", frozenset())
+        return frozenset(names)
+
+    @classmethod
+    def core_tier_violations(cls) -> list[str]:
+        """Violations recorded at class creation plus core tests removed since."""
+        found: list[str] = []
+        for klass in reversed(cls.__mro__):
+            found.extend(vars(klass).get("__loom_violations__", ()))
+        for name in sorted(cls.all_core_test_names()):
+            value = getattr(cls, name, None)
+            if value is None or not callable(value):
+                message = f"{cls.__qualname__}.{name}: core test missing (deleted after class creation)"
+                if not any(v.endswith(f".{name}: core test deleted (set to {value!r})") for v in found):
+                    found.append(message)
+        return list(dict.fromkeys(found))
+
+    @pytest.fixture(autouse=True)
+    def _loom_capability_gate(self, request: pytest.FixtureRequest) -> None:
+        """Skip capability-gated tests the backend cannot run (fallback when the plugin is off)."""
+        missing = missing_capabilities(type(self), getattr(request, "function", None))
+        if missing:
+            pytest.skip(skip_reason(missing))
+
+    @core
+    def test_core_tier_intact(self) -> None:
+        """Proves the subclass kept every core-tier test.
+
+        Fix: remove the override / ``= None`` of the listed core tests, or wrap
+        an override in ``@expected_failure("why this backend fails it")``.
+        """
+        violations = type(self).core_tier_violations()
+        assert not violations, "core-tier tests were overridden or deleted:\n  " + "\n  ".join(violations)
+
+
+ConformanceSuite.__loom_declared_core__ = frozenset({GUARD_NAME})

@@ -23,7 +23,7 @@ class ErrorCode(StrEnum):
     # -- configuration -----------------------------------------------------
     CONFIG_NOT_FOUND = "CONFIG_NOT_FOUND"
     CONFIG_INVALID = "CONFIG_INVALID"
-    CONFIG_SECRET_LITERAL = "CONFIG_SECRET_LITERAL"
+    CONFIG_SECRET_LITERAL = "CONFIG_SECRET_LITERAL"  # noqa: S105 - an error code
     # -- plugins -----------------------------------------------------------
     PLUGIN_NOT_FOUND = "PLUGIN_NOT_FOUND"
     PLUGIN_LOAD_FAILED = "PLUGIN_LOAD_FAILED"

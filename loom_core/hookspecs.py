@@ -89,3 +89,4 @@ def loom_redaction_forms(value: bytes) -> Iterable[bytes]:
     Called once per resolved secret when a run builds its redactor, before
     any job output is read.
     """
+    return ()

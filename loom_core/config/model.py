@@ -57,7 +57,7 @@ class ServerSettings(Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8420, ge=1, le=65535)
     data_dir: Path = Path("loom-data")
-    auth_token_env: EnvName = "LOOMEM_AUTH_TOKEN"
+    auth_token_env: EnvName = "LOOMEM_AUTH_TOKEN"  # noqa: S105 - a variable name
     auth_token_ref: SecretRefStr = ""
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     log_format: Literal["text", "json"] = "text"
@@ -114,7 +114,7 @@ class RetentionSettings(Section):
 
 
 class AlertSettings(Section):
-    telegram_bot_token_env: EnvName = "TELEGRAM_BOT_TOKEN"
+    telegram_bot_token_env: EnvName = "TELEGRAM_BOT_TOKEN"  # noqa: S105 - a variable name
     telegram_chat_id_env: EnvName = "LOOMEM_TELEGRAM_CHAT_ID"
     daily_cost_limit_usd: float = Field(default=0.0, ge=0.0)
 

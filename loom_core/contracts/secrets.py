@@ -73,7 +73,7 @@ class SecretValue:
     def __hash__(self) -> int:
         return hash(("SecretValue", len(self._value)))
 
-    def __reduce__(self) -> object:
+    def __reduce__(self) -> str | tuple[object, ...]:
         raise TypeError("SecretValue cannot be pickled")
 
 

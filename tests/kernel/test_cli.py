@@ -1,0 +1,66 @@
+"""The ``loom`` command line: help, version, error format, lazy start-up."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.kernel.fakedist import run_loom
+
+HEAVY = ["fastapi", "numpy", "tantivy", "rocksdict", "pydantic", "uvicorn", "pluggy", "stevedore"]
+
+
+def test_help_lists_commands_and_version_matches(tmp_path: Path) -> None:
+    """``--help`` lists the commands; ``--version`` prints the package version."""
+    from loom_core import __version__
+
+    helped = run_loom(["--help"], None, tmp_path)
+    assert helped.returncode == 0
+    for command in ["plugins", "config"]:
+        assert f"  {command}" in helped.stdout
+    assert run_loom(["--version"], None, tmp_path).stdout.strip() == f"loom {__version__}"
+
+
+def test_help_imports_no_heavy_dependency() -> None:
+    """``loom --help`` must stay fast: none of the heavy libraries may be imported."""
+    code = (
+        "import sys\n"
+        "from loom_core.cli.main import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_errors_are_coded_on_stderr_in_text_and_json(tmp_path: Path) -> None:
+    """Failures print ``error[CODE]: message`` on stderr (or JSON) and exit non-zero."""
+    text = run_loom(["config", "check", "missing.toml"], None, tmp_path)
+    assert text.returncode != 0
+    assert text.stderr.startswith("error[CONFIG_NOT_FOUND]: ")
+    assert text.stdout == ""
+    as_json = run_loom(["--format", "json", "config", "check", "missing.toml"], None, tmp_path)
+    payload = json.loads(as_json.stderr)
+    assert payload["error"]["code"] == "CONFIG_NOT_FOUND"
+    assert as_json.returncode != 0
+
+
+def test_unknown_command_is_a_usage_error(tmp_path: Path) -> None:
+    """An unknown command exits 2 with USAGE_ERROR."""
+    result = run_loom(["frobnicate"], None, tmp_path)
+    assert result.returncode == 2 and "error[USAGE_ERROR]" in result.stderr
+
+
+def test_config_check_accepts_the_example_and_refuses_a_literal_secret(tmp_path: Path) -> None:
+    """``loom config check`` validates a file, including the literal-secret rule."""
+    root = Path(__file__).resolve().parents[2]
+    ok = run_loom(["config", "check", str(root / "config.example.toml")], None, tmp_path)
+    assert ok.returncode == 0, ok.stderr
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[server]\nauth_token = "s3cr3t-value-here"\n')
+    refused = run_loom(["config", "check", str(bad)], None, tmp_path)
+    assert refused.returncode != 0
+    assert refused.stderr.startswith("error[CONFIG_SECRET_LITERAL]: server.auth_token")
+    assert ("s3cr3t-value-here" in refused.stderr) is False

@@ -83,6 +83,7 @@ class ErrorCode(StrEnum):
     NOT_FOUND = "NOT_FOUND"
     CONFLICT = "CONFLICT"
     BACKUP_FAILED = "BACKUP_FAILED"
+    SERVER_UNAVAILABLE = "SERVER_UNAVAILABLE"
 
 
 _CATALOGUE_ROWS: dict[ErrorCode, tuple[str, str]] = {
@@ -311,6 +312,10 @@ _CATALOGUE_ROWS: dict[ErrorCode, tuple[str, str]] = {
     ErrorCode.BACKUP_FAILED: (
         "A backup, restore, export or import could not complete.",
         "The message names the path and the reason; nothing was overwritten.",
+    ),
+    ErrorCode.SERVER_UNAVAILABLE: (
+        "The client could not reach the Loomem server (refused, timed out, connection lost).",
+        "Start it with `loom serve` and check the URL; retry once it answers `GET /health`.",
     ),
 }
 

@@ -53,19 +53,24 @@ def setup() -> None:
     STAMP.write_text(fingerprint)
 
 
+def step_status(tool: str, code: int) -> int:
+    """Exit status of a test step; pytest's 5 (no tests collected) is a failure, not a pass."""
+    if tool == "pytest" and code == 5:
+        print("error: no tests were collected", file=sys.stderr)
+        return 1
+    return code
+
+
 def test(extra: list[str]) -> int:
     setup()
-    steps: list[list[str | Path]] = [
-        [BIN / "ruff", "check", "."],
-        [BIN / "mypy", "--strict", "loom_core"],
-        [PY, "-m", "pytest", "-q", *extra],
+    steps: list[tuple[str, list[str | Path]]] = [
+        ("ruff", [BIN / "ruff", "check", "."]),
+        ("mypy", [BIN / "mypy", "--strict", "loom_core"]),
+        ("pytest", [PY, "-m", "pytest", "-q", *extra]),
     ]
-    for step in steps:
+    for tool, step in steps:
         print("+", " ".join(str(c) for c in step), flush=True)
-        code = subprocess.run([str(c) for c in step], cwd=ROOT).returncode
-        if code == 5:  # pytest: no tests collected is a failure, not a pass
-            print("error: no tests were collected", file=sys.stderr)
-            return 1
+        code = step_status(tool, subprocess.run([str(c) for c in step], cwd=ROOT).returncode)
         if code != 0:
             return code
     return 0

@@ -1,0 +1,41 @@
+"""``dev.py`` (the README's commands and CI's entry) fails closed."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def load_dev() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("loom_dev_script", ROOT / "dev.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_no_tests_collected_fails_the_run() -> None:
+    """pytest's exit 5 (nothing collected) must become a failure, other codes pass through."""
+    dev = load_dev()
+    assert dev.step_status("pytest", 5) == 1
+    assert dev.step_status("pytest", 0) == 0
+    assert dev.step_status("pytest", 1) == 1
+    assert dev.step_status("ruff", 5) == 5
+
+
+def test_every_plugin_directory_is_installed() -> None:
+    """Set-up installs every ``plugins/*/`` that has a pyproject.toml, whatever its name."""
+    dev = load_dev()
+    expected = sorted(p.parent for p in (ROOT / "plugins").glob("*/pyproject.toml"))
+    assert dev.plugin_dirs() == expected
+
+
+def test_ci_runs_exactly_the_readme_test_command() -> None:
+    """.ci/run executes the command the README gives for running every test."""
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "python3 dev.py test" in readme
+    assert "exec python3 dev.py test" in ci

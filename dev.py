@@ -46,11 +46,16 @@ def setup() -> None:
     if STAMP.exists() and STAMP.read_text() == fingerprint:
         return
     run(PY, "-m", "pip", "install", "--quiet", "--upgrade", "pip")
-    editables: list[str] = ["-e", f"{ROOT}[dev]"]
-    for d in plugin_dirs():
-        editables += ["-e", str(d)]
-    run(PY, "-m", "pip", "install", "--quiet", *editables)
+    run(*install_command())
     STAMP.write_text(fingerprint)
+
+
+def install_command() -> list[str | Path]:
+    """One pip call installing the kernel (with dev tools) and every plugin, editable."""
+    editables: list[str | Path] = ["-e", f"{ROOT}[dev]"]
+    for d in plugin_dirs():
+        editables += ["-e", d]
+    return [PY, "-m", "pip", "install", "--quiet", *editables]
 
 
 def step_status(tool: str, code: int) -> int:

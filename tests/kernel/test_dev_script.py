@@ -27,10 +27,13 @@ def test_no_tests_collected_fails_the_run() -> None:
 
 
 def test_every_plugin_directory_is_installed() -> None:
-    """Set-up installs every ``plugins/*/`` that has a pyproject.toml, whatever its name."""
+    """Set-up's pip call installs the kernel and every ``plugins/*/`` distribution, editable."""
     dev = load_dev()
-    expected = sorted(p.parent for p in (ROOT / "plugins").glob("*/pyproject.toml"))
-    assert dev.plugin_dirs() == expected
+    command = [str(part) for part in dev.install_command()]
+    editables = {command[i + 1] for i, part in enumerate(command) if part == "-e"}
+    assert f"{ROOT}[dev]" in editables
+    for pyproject in (ROOT / "plugins").glob("*/pyproject.toml"):
+        assert str(pyproject.parent) in editables, f"{pyproject.parent.name} would not be installed"
 
 
 def test_ci_runs_exactly_the_readme_test_command() -> None:

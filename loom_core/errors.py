@@ -47,6 +47,7 @@ class ErrorCode(StrEnum):
     INDEX_LOCKED = "INDEX_LOCKED"
     INDEX_QUERY_INVALID = "INDEX_QUERY_INVALID"
     INDEX_IO = "INDEX_IO"
+    INDEX_CLOSED = "INDEX_CLOSED"
     # -- LLM ---------------------------------------------------------------
     LLM_AUTH_MISSING = "LLM_AUTH_MISSING"
     LLM_AUTH_INVALID = "LLM_AUTH_INVALID"
@@ -186,6 +187,10 @@ _CATALOGUE_ROWS: dict[ErrorCode, tuple[str, str]] = {
     ErrorCode.INDEX_IO: (
         "The index failed to read or write its files.",
         "Check the index directory; `loom` can rebuild the index from storage.",
+    ),
+    ErrorCode.INDEX_CLOSED: (
+        "The index was used after it was closed.",
+        "Do not keep references to a closed index.",
     ),
     ErrorCode.LLM_AUTH_MISSING: (
         "The LLM backend needs an API key and none is set.",

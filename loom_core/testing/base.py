@@ -153,7 +153,13 @@ class ConformanceSuite:
 
     @pytest.fixture(autouse=True)
     def _loom_capability_gate(self, request: pytest.FixtureRequest) -> None:
-        """Skip capability-gated tests the backend cannot run (fallback when the plugin is off)."""
+        """Refuse to run without the ``loom`` plugin; skip tests needing missing capabilities."""
+        plugins = request.config.pluginmanager
+        if not (plugins.hasplugin("loom") or plugins.hasplugin("loom_core.testing.pytest_plugin")):
+            pytest.fail(
+                "the 'loom' pytest plugin is not active, so core tiers are not enforced; "
+                "install loom-core (pytest11 entry point) or run pytest with -p loom_core.testing.pytest_plugin"
+            )
         missing = missing_capabilities(type(self), getattr(request, "function", None))
         if missing:
             pytest.skip(skip_reason(missing))

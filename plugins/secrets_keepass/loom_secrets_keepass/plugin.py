@@ -1,0 +1,23 @@
+"""Entry point ``loom.secrets: keepass``: registers the provider with the plugin host."""
+
+from __future__ import annotations
+
+from loom_core.contracts import BackendContext
+from loom_core.hookspecs import hookimpl
+from loom_core.plugins.registry import BackendRegistry
+from loom_secrets_keepass.provider import CAPABILITIES, KeepassProvider
+
+
+def factory(ctx: BackendContext) -> KeepassProvider:
+    """Build a provider reading only ``ctx.environ`` (aliases and credential indirections)."""
+    return KeepassProvider(ctx.environ)
+
+
+@hookimpl
+def loom_register_backends(registry: BackendRegistry) -> None:
+    registry.add_secrets(
+        "keepass",
+        factory,
+        capabilities=CAPABILITIES,
+        description="keepass://ALIAS/Group/Entry#field from KDBX 3.1/4 databases (pykeepass)",
+    )

@@ -1,0 +1,114 @@
+"""Index settings: tuning options from ``ctx.options`` and the text analyzer.
+
+The analyzer is baked into the index on disk, so the analysis settings are
+recorded in ``loom-index.json`` next to it; reopening with different ones is
+refused (``CONFIG_INVALID``) instead of silently mixing two tokenizations.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from tantivy import Filter, TextAnalyzer, TextAnalyzerBuilder, Tokenizer
+
+from loom_core.errors import ErrorCode, LoomError
+
+SETTINGS_FILE = "loom-index.json"
+FORMAT = 1
+#: Tantivy refuses less than this much writer memory per indexing thread.
+MIN_HEAP_PER_THREAD = 15_000_000
+#: Tokens longer than this are dropped (hashes, base64 blobs), as tantivy's own analyzers do.
+MAX_TOKEN_CHARS = 40
+
+STEMMERS = frozenset(
+    {
+        "arabic", "danish", "dutch", "english", "finnish", "french", "german", "greek", "hungarian",
+        "italian", "norwegian", "portuguese", "romanian", "russian", "spanish", "swedish", "tamil",
+        "turkish", "none",
+    }
+)
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """How text is cut into terms; persisted with the index."""
+
+    stemmer: str = "english"
+    ascii_fold: bool = True
+
+    def analyzer(self) -> TextAnalyzer:
+        """Simple (Unicode alphanumeric) tokenizer, long-token removal, lowercase, folding, stemming."""
+        builder = TextAnalyzerBuilder(Tokenizer.simple()).filter(Filter.remove_long(MAX_TOKEN_CHARS))
+        builder = builder.filter(Filter.lowercase())
+        if self.ascii_fold:
+            builder = builder.filter(Filter.ascii_fold())
+        if self.stemmer != "none":
+            builder = builder.filter(Filter.stemmer(self.stemmer))
+        return builder.build()
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """Accepted ``[index] options`` keys and their defaults."""
+
+    stemmer: str = "english"
+    ascii_fold: bool = True
+    writer_heap_bytes: int = 64_000_000
+    writer_threads: int = 1
+
+    @classmethod
+    def parse(cls, options: Mapping[str, Any]) -> Tuning:
+        """Validate ``options``; ``CONFIG_INVALID`` names the first bad key."""
+        known = cls.__dataclass_fields__
+        for key, value in options.items():
+            if key not in known:
+                raise _invalid(f"index option {key!r} is unknown; accepted: {', '.join(sorted(known))}")
+            if key == "stemmer" and value not in STEMMERS:
+                raise _invalid(f"index option 'stemmer' must be one of {', '.join(sorted(STEMMERS))}")
+            if key == "ascii_fold" and not isinstance(value, bool):
+                raise _invalid("index option 'ascii_fold' must be true or false")
+            if key in ("writer_heap_bytes", "writer_threads") and (
+                isinstance(value, bool) or not isinstance(value, int) or value < 1
+            ):
+                raise _invalid(f"index option {key!r} must be a positive integer, not {value!r}")
+        tuning = cls(**dict(options))
+        if tuning.writer_heap_bytes < MIN_HEAP_PER_THREAD * tuning.writer_threads:
+            raise _invalid(
+                f"index option 'writer_heap_bytes' must be at least {MIN_HEAP_PER_THREAD} per writer thread "
+                f"({MIN_HEAP_PER_THREAD * tuning.writer_threads} for {tuning.writer_threads})"
+            )
+        return tuning
+
+    @property
+    def analysis(self) -> Analysis:
+        return Analysis(stemmer=self.stemmer, ascii_fold=self.ascii_fold)
+
+
+def check_recorded(directory: Path, analysis: Analysis) -> None:
+    """Record ``analysis`` in a new index directory, or refuse a mismatch with the recorded one."""
+    path = directory / SETTINGS_FILE
+    wanted = {"format": FORMAT, **asdict(analysis)}
+    if path.exists():
+        try:
+            recorded = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise LoomError(ErrorCode.INDEX_IO, f"cannot read {path}: {exc}") from None
+        if recorded != wanted:
+            raise _invalid(
+                f"the index in {directory} was built with analysis settings {recorded}, "
+                f"but the configuration asks for {wanted}; restore the old options, or delete "
+                "the index directory so it is rebuilt from storage"
+            )
+        return
+    try:
+        path.write_text(json.dumps(wanted, sort_keys=True) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise LoomError(ErrorCode.INDEX_IO, f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def _invalid(message: str) -> LoomError:
+    return LoomError(ErrorCode.CONFIG_INVALID, message)

@@ -1,0 +1,61 @@
+"""Tantivy-specific behaviour beyond the shared index conformance suite."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from loom_index_tantivy.plugin import create
+
+from loom_core.contracts import BackendContext
+from loom_core.contracts.index import IndexDocument, IndexQuery
+from loom_core.errors import ErrorCode, LoomError
+
+
+def test_stemming_and_folding(tmp_path: Path) -> None:
+    """Proves the English analyzer matches inflections and accents (running ~ run, café ~ cafe)."""
+    index = create(BackendContext(data_dir=tmp_path))
+    index.upsert([IndexDocument("a", "s", 0, "Running to the café", 1)])
+    index.commit()
+    assert [h.id for h in index.search(IndexQuery("run cafe"))] == ["a"]
+    index.close()
+
+
+def test_second_process_gets_index_locked(tmp_path: Path) -> None:
+    """Proves another process opening the same index directory gets INDEX_LOCKED naming it."""
+    index = create(BackendContext(data_dir=tmp_path / "ix"))
+    script = textwrap.dedent(
+        f"""
+        from pathlib import Path
+        from loom_core.contracts import BackendContext
+        from loom_core.errors import LoomError
+        from loom_index_tantivy.plugin import create
+        try:
+            create(BackendContext(data_dir=Path({str(tmp_path / "ix")!r})))
+        except LoomError as exc:
+            print(exc.code, exc.message)
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    index.close()
+    assert result.stdout.startswith("INDEX_LOCKED"), result.stdout + result.stderr
+    assert str(tmp_path / "ix") in result.stdout
+
+
+def test_analysis_change_refused(tmp_path: Path) -> None:
+    """Proves reopening an index with different analysis options fails closed with CONFIG_INVALID."""
+    create(BackendContext(data_dir=tmp_path)).close()
+    with pytest.raises(LoomError) as info:
+        create(BackendContext(data_dir=tmp_path, options={"stemmer": "none"}))
+    assert info.value.code is ErrorCode.CONFIG_INVALID
+
+
+def test_unknown_option_refused(tmp_path: Path) -> None:
+    """Proves a mistyped option is refused with CONFIG_INVALID naming it."""
+    with pytest.raises(LoomError) as info:
+        create(BackendContext(data_dir=tmp_path, options={"stemer": "english"}))
+    assert info.value.code is ErrorCode.CONFIG_INVALID
+    assert "stemer" in info.value.message

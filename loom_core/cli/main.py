@@ -18,6 +18,7 @@ from typing import Any
 COMMANDS: dict[str, tuple[str, str]] = {
     "plugins": ("loom_core.cli.plugins_cmd", "list installed plugins and their status"),
     "config": ("loom_core.cli.config_cmd", "validate a config.toml (`loom config check FILE`)"),
+    "serve": ("loom_core.cli.serve_cmd", "run the Loomem memory server (HTTP API on 127.0.0.1:8420)"),
 }
 
 

@@ -1,0 +1,156 @@
+"""``create_app``: the Loomem FastAPI application, assembled from small router modules.
+
+The app owns the request-facing concerns (auth, body limit, error shape,
+OpenAPI); the engine owns memory. Routers are listed in
+:data:`ROUTER_MODULES` by module name, each exposing ``router``; adding a
+feature's routes is one line there. Start-up opens the engine (unless one is
+passed in), calls ``loom_startup(component="server")`` and starts the
+retention sweeper; shutdown reverses it and calls ``loom_shutdown``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from loom_core import __version__
+from loom_core.config import LoomConfig
+from loom_core.errors import ErrorCode, LoomError
+from loom_core.plugins.host import PluginHost
+from loom_core.server.auth import AuthDep, Authenticator, resolve_api_key
+from loom_core.server.errors import install_error_handlers
+from loom_core.server.limits import BodySizeLimit
+from loom_core.server.runtime import make_host, open_engine
+
+if TYPE_CHECKING:
+    from loom_core.memory.engine import MemoryEngine
+
+log = logging.getLogger("loom.server")
+
+#: Modules whose ``router`` is mounted, in order. Add a feature's router module here.
+ROUTER_MODULES: tuple[str, ...] = (
+    "loom_core.server.routes_chunks",
+    "loom_core.server.routes_search",
+    "loom_core.server.routes_graph",
+    "loom_core.server.routes_admin",
+)
+
+EngineFactory = Callable[[], "MemoryEngine"]
+
+
+def load_routers(modules: Iterable[str] = ROUTER_MODULES) -> list[APIRouter]:
+    """Import each module and take its ``router``."""
+    routers: list[APIRouter] = []
+    for name in modules:
+        router = getattr(importlib.import_module(name), "router", None)
+        if not isinstance(router, APIRouter):
+            raise LoomError(ErrorCode.INTERNAL_ERROR, f"server module {name} has no APIRouter named `router`")
+        routers.append(router)
+    return routers
+
+
+def create_app(
+    config: LoomConfig | None = None,
+    *,
+    host: PluginHost | None = None,
+    data_dir: Path | None = None,
+    engine: MemoryEngine | None = None,
+    engine_factory: EngineFactory | None = None,
+    environ: Mapping[str, str] | None = None,
+    routers: Iterable[APIRouter] | None = None,
+) -> FastAPI:
+    """Assemble the app. Auth is resolved here, so a bad key setting fails before serving.
+
+    ``engine`` is used as is and left open on shutdown (the caller owns it);
+    otherwise ``engine_factory`` (default: open ``data_dir`` or
+    ``server.data_dir``) runs at start-up and the engine is closed at shutdown.
+    """
+    cfg = config if config is not None else LoomConfig()
+    env: Mapping[str, str] = os.environ if environ is None else environ
+    plugin_host = host if host is not None else make_host(cfg, env)
+    key = resolve_api_key(cfg.server.auth_token_env, cfg.server.auth_token_ref, env, plugin_host)
+    authenticator = Authenticator(key, plugin_host.hook)
+    factory: EngineFactory = engine_factory or (lambda: open_engine(cfg, plugin_host, data_dir))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        authenticator.announce()
+        owned = engine is None
+        app.state.engine = engine if engine is not None else await run_in_threadpool(factory)
+        stop_sweeper: Callable[[], None] | None = None
+        try:
+            plugin_host.hook.loom_startup(component="server", config=cfg)
+            stop_sweeper = _start_sweeper(app.state.engine, cfg)
+            log.info("loomem server ready", extra={"fields": {"auth": _auth_mode(authenticator)}})
+            yield
+        finally:
+            if stop_sweeper is not None:
+                await run_in_threadpool(stop_sweeper)
+            try:
+                plugin_host.hook.loom_shutdown(component="server")
+            finally:
+                current = app.state.engine
+                app.state.engine = None
+                if owned and current is not None:
+                    await run_in_threadpool(current.close)
+                log.info("loomem server stopped")
+
+    app = FastAPI(
+        title="Loomem",
+        version=__version__,
+        description="Loomem memory server: streams of chunks, hybrid search, entity graph.",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    app.state.config = cfg
+    app.state.host = plugin_host
+    app.state.hook = plugin_host.hook
+    app.state.authenticator = authenticator
+    app.state.engine = engine
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_body_bytes=cfg.server.max_body_bytes)
+
+    @app.get("/health", tags=["health"], summary="Liveness; never authenticated")
+    async def health(request: Request) -> dict[str, Any]:
+        ready = request.app.state.engine is not None
+        return {"status": "ok" if ready else "starting", "version": __version__,
+                "auth": _auth_mode(authenticator)}
+
+    _mount_docs(app)
+    for router in routers if routers is not None else load_routers():
+        app.include_router(router)
+    return app
+
+
+def _auth_mode(authenticator: Authenticator) -> str:
+    return "passthrough" if authenticator.passthrough else "bearer"
+
+
+def _mount_docs(app: FastAPI) -> None:
+    """OpenAPI and Swagger UI, behind the same key as the API (open in passthrough mode)."""
+
+    @app.get("/openapi.json", include_in_schema=False)
+    async def openapi_document(_principal: AuthDep) -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui(_principal: AuthDep) -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="Loomem API")
+
+
+def _start_sweeper(engine: MemoryEngine, config: LoomConfig) -> Callable[[], None]:
+    """Start the engine's retention sweeper; return the callable that stops it."""
+    engine.start_sweeper(config.retention.sweep_interval_seconds)
+    return engine.stop_sweeper

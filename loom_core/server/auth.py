@@ -1,0 +1,213 @@
+"""Bearer-key authentication, exactly one key, and passthrough when none is configured.
+
+The key comes from the environment variable named by
+``server.auth_token_env`` (default ``LOOMEM_AUTH_TOKEN``) or from the secret
+reference ``server.auth_token_ref``. Every route except ``GET /health``
+depends on :func:`require_auth`; admin routes depend on :func:`require_admin`.
+Keys are compared in constant time on bytes. A failure is a ``401`` with a
+``WWW-Authenticate: Bearer`` challenge and an audit event that names the
+reason and the route, never the token that was sent.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Annotated, Any, Protocol
+
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from loom_core.audit import AuditEvent, emit
+from loom_core.contracts import BackendContext, Kind
+from loom_core.contracts.secrets import SecretRef, SecretValue
+from loom_core.errors import ErrorCode, LoomError
+
+log = logging.getLogger("loom.server.auth")
+
+PASSTHROUGH_ACTOR = "local-passthrough"
+KEY_ACTOR = "api-key"
+#: Keys shorter than this still work but draw a start-up warning (the seed asks for 64+ hex chars).
+RECOMMENDED_KEY_LENGTH = 32
+
+#: Declares the scheme in the OpenAPI document; the check itself is :meth:`Authenticator.authenticate`.
+bearer_scheme = HTTPBearer(auto_error=False, description="The key from the variable named by server.auth_token_env")
+
+
+class _SecretsHost(Protocol):
+    def create(self, kind: Kind | str, name: str, context: BackendContext | None = None) -> Any: ...
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who a request acts as. One key means every authenticated caller is admin."""
+
+    actor: str
+    is_admin: bool
+
+
+def resolve_api_key(
+    auth_token_env: str,
+    auth_token_ref: str,
+    environ: Mapping[str, str],
+    host: _SecretsHost | None = None,
+) -> SecretValue | None:
+    """The configured key, or ``None`` for passthrough mode. Fails closed on anything odd.
+
+    A reference that cannot be resolved, or a variable that is set but blank,
+    is an error rather than a silent fall back to passthrough.
+    """
+    if auth_token_ref:
+        ref = SecretRef.parse(auth_token_ref)
+        if host is None:
+            raise LoomError(
+                ErrorCode.SECRETS_PROVIDER_UNAVAILABLE,
+                f"server.auth_token_ref {ref.scheme}://... needs a plugin host to resolve it",
+            )
+        provider = host.create(Kind.SECRETS, ref.scheme, BackendContext(environ=environ))
+        try:
+            value = provider.resolve(ref)
+        finally:
+            provider.close()
+        if not isinstance(value, SecretValue) or not value.reveal().strip():
+            raise LoomError(
+                ErrorCode.CONFIG_INVALID,
+                f"server.auth_token_ref {ref.raw!r} resolved to an empty key; store a long random key there",
+            )
+        return value
+    raw = environ.get(auth_token_env)
+    if raw is None:
+        return None
+    if not raw.strip():
+        raise LoomError(
+            ErrorCode.CONFIG_INVALID,
+            f"environment variable {auth_token_env} (server.auth_token_env) is set but empty; "
+            f"set it to a long random key, or unset it for local passthrough mode",
+        )
+    return SecretValue(raw.encode("utf-8"))
+
+
+class Authenticator:
+    """Checks ``Authorization`` headers against the one configured key."""
+
+    def __init__(self, key: SecretValue | None, hook: Any | None = None) -> None:
+        self._key = key
+        self._hook = hook
+
+    @property
+    def passthrough(self) -> bool:
+        """True when no key is configured: every request is accepted as admin."""
+        return self._key is None
+
+    def announce(self) -> None:
+        """Say loudly at start-up which mode the server is in."""
+        if self._key is None:
+            log.warning(
+                "AUTHENTICATION DISABLED: no API key configured, running in local passthrough mode; "
+                "every request is accepted with admin privileges. Never expose this instance to a network; "
+                "set the variable named by server.auth_token_env to enable authentication."
+            )
+        elif len(self._key) < RECOMMENDED_KEY_LENGTH:
+            log.warning(
+                "the API key is %d bytes long; use a long random key (64+ hex characters)", len(self._key)
+            )
+        else:
+            log.info("bearer-key authentication enabled")
+
+    def authenticate(self, authorization: str | None, *, method: str = "", path: str = "",
+                     client: str = "") -> Principal:
+        """Return the caller's principal or raise ``AUTH_REQUIRED`` / ``AUTH_INVALID``."""
+        if self._key is None:
+            return Principal(actor=PASSTHROUGH_ACTOR, is_admin=True)
+        if not authorization:
+            self._deny("missing", method, path, client)
+            raise LoomError(ErrorCode.AUTH_REQUIRED, "this route needs an `Authorization: Bearer <key>` header")
+        scheme, _, token = authorization.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            self._deny("malformed", method, path, client)
+            raise LoomError(
+                ErrorCode.AUTH_REQUIRED, "the Authorization header must have the form `Bearer <key>`"
+            )
+        if not hmac.compare_digest(_header_bytes(token), self._key.reveal()):
+            self._deny("invalid", method, path, client)
+            raise LoomError(ErrorCode.AUTH_INVALID, "the Bearer key is not the configured key")
+        return Principal(actor=KEY_ACTOR, is_admin=True)
+
+    def _deny(self, reason: str, method: str, path: str, client: str) -> None:
+        emit(
+            AuditEvent(
+                action="auth.failure",
+                outcome="denied",
+                resource=path or None,
+                details={"reason": reason, "method": method, "client": client},
+            ),
+            self._hook,
+        )
+
+
+def _header_bytes(value: str) -> bytes:
+    """The bytes the client sent: ASGI servers decode header values as latin-1."""
+    try:
+        return value.encode("latin-1")
+    except UnicodeEncodeError:
+        return value.encode("utf-8")
+
+
+def _authenticator(request: Request) -> Authenticator:
+    auth = getattr(request.app.state, "authenticator", None)
+    if not isinstance(auth, Authenticator):  # fail closed if the app was assembled without one
+        raise LoomError(ErrorCode.INTERNAL_ERROR, "the server has no authenticator configured")
+    return auth
+
+
+async def require_auth(
+    request: Request,
+    _declared: Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)] = None,
+) -> Principal:
+    """FastAPI dependency: the authenticated principal of this request."""
+    client = request.client.host if request.client is not None else ""
+    principal = _authenticator(request).authenticate(
+        request.headers.get("authorization"), method=request.method, path=request.url.path, client=client
+    )
+    request.state.principal = principal
+    return principal
+
+
+async def require_admin(principal: Annotated[Principal, Depends(require_auth)]) -> Principal:
+    """FastAPI dependency for admin routes (backfill, encryption status, ...)."""
+    if not principal.is_admin:  # pragma: no cover - one key is always admin today
+        raise LoomError(ErrorCode.AUTH_INVALID, "this route needs admin privileges")
+    return principal
+
+
+def audit(request: Request, action: str, resource: str | None, outcome: str = "success",
+          **details: Any) -> None:
+    """Record a delete or admin action as an audit event (ids only, never content)."""
+    principal = getattr(request.state, "principal", None)
+    actor = principal.actor if isinstance(principal, Principal) else "anonymous"
+    hook = getattr(request.app.state, "hook", None)
+    emit(AuditEvent(action=action, outcome=outcome, actor=actor, resource=resource, details=details), hook)
+
+
+@contextmanager
+def audited(request: Request, action: str, resource: str | None) -> Iterator[dict[str, Any]]:
+    """Emit one audit event for the wrapped action: success, or failure with the error code.
+
+    The yielded dict collects extra facts (counts, flags) for the event.
+    """
+    facts: dict[str, Any] = {}
+    try:
+        yield facts
+    except BaseException as exc:
+        code = exc.code.value if isinstance(exc, LoomError) else "INTERNAL_ERROR"
+        audit(request, action, resource, outcome="failure", code=code, **facts)
+        raise
+    audit(request, action, resource, **facts)
+
+
+AuthDep = Annotated[Principal, Depends(require_auth)]
+AdminDep = Annotated[Principal, Depends(require_admin)]

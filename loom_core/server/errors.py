@@ -1,0 +1,145 @@
+"""Turn every failure into ``{"error": {"code": ..., "message": ...}}`` with a fitting status.
+
+Clients match on the stable code, so every path out of the server, including
+FastAPI's own validation errors, unknown routes and unexpected exceptions,
+answers in the same shape. Server-side failures (5xx) answer with the
+catalogue's generic meaning and log the real message, so internals such as
+paths or backend text never reach the client.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from loom_core.errors import CATALOGUE, ErrorCode, LoomError
+
+log = logging.getLogger("loom.server")
+
+#: HTTP status per error code; codes not listed are server failures (500).
+STATUS_BY_CODE: dict[ErrorCode, int] = {
+    ErrorCode.USAGE_ERROR: 400,
+    ErrorCode.NOT_FOUND: 404,
+    ErrorCode.VALIDATION_FAILED: 422,
+    ErrorCode.INDEX_QUERY_INVALID: 422,
+    ErrorCode.CONFLICT: 409,
+    ErrorCode.AUTH_REQUIRED: 401,
+    ErrorCode.AUTH_INVALID: 401,
+    ErrorCode.PAYLOAD_TOO_LARGE: 413,
+    ErrorCode.ENCRYPTION_KEY_DESTROYED: 410,
+    ErrorCode.STORAGE_LOCKED: 503,
+    ErrorCode.STORAGE_CLOSED: 503,
+    ErrorCode.INDEX_LOCKED: 503,
+    ErrorCode.LLM_UNAVAILABLE: 503,
+    ErrorCode.LLM_RATE_LIMITED: 503,
+    ErrorCode.SECRETS_PROVIDER_UNAVAILABLE: 503,
+}
+
+#: Codes whose message the client gets verbatim (they describe the request, not the server).
+_CLIENT_FACING = {code for code, status in STATUS_BY_CODE.items() if status < 500}
+
+_BEARER_CHALLENGE = 'Bearer realm="loomem"'
+
+
+def status_for(code: ErrorCode) -> int:
+    """The HTTP status a :class:`LoomError` with ``code`` is answered with."""
+    return STATUS_BY_CODE.get(code, 500)
+
+
+def error_body(code: ErrorCode, message: str, details: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The one error shape of the API."""
+    body: dict[str, Any] = {"code": code.value, "message": message}
+    if details:
+        body["details"] = dict(details)
+    return {"error": body}
+
+
+def auth_headers(code: ErrorCode) -> dict[str, str]:
+    """RFC 6750 challenge: plain when no token came, ``invalid_token`` when a wrong one did."""
+    if code is ErrorCode.AUTH_INVALID:
+        return {"WWW-Authenticate": f'{_BEARER_CHALLENGE}, error="invalid_token"'}
+    return {"WWW-Authenticate": _BEARER_CHALLENGE}
+
+
+def loom_error_response(exc: LoomError, request: Request | None = None) -> JSONResponse:
+    """Render ``exc``; 5xx answers carry the catalogue meaning, the log carries the detail."""
+    status = status_for(exc.code)
+    headers = auth_headers(exc.code) if status == 401 else None
+    if exc.code in _CLIENT_FACING:
+        return JSONResponse(error_body(exc.code, exc.message, exc.details), status_code=status, headers=headers)
+    where = f"{request.method} {request.url.path}" if request is not None else "request"
+    log.error("%s failed: %s: %s", where, exc.code.value, exc.message)
+    meaning = CATALOGUE[exc.code][0]
+    return JSONResponse(error_body(exc.code, f"{meaning} (details in the server log)"), status_code=status)
+
+
+def describe_validation_errors(errors: Sequence[Mapping[str, Any]]) -> tuple[str, list[dict[str, str]]]:
+    """``("body.content: Field required; ...", [{field, message, type}])`` without input values.
+
+    Pydantic's raw errors echo the offending input, which may be memory
+    content; only the location, the reason and the error type are kept.
+    """
+    items: list[dict[str, str]] = []
+    for err in errors:
+        parts = tuple(err.get("loc", ()))
+        kind = str(err.get("type", ""))
+        if kind == "json_invalid":  # loc is ("body", <character offset>)
+            where = f" at character {parts[1]}" if len(parts) > 1 else ""
+            items.append({"field": "body", "message": f"the body is not valid JSON{where}", "type": kind})
+            continue
+        loc = ".".join(str(part) for part in parts)
+        items.append({"field": loc or "request", "message": str(err.get("msg", "invalid")), "type": kind})
+    message = "; ".join(f"{item['field']}: {item['message']}" for item in items) or "invalid request"
+    return message, items
+
+
+async def _on_loom_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, LoomError)
+    return loom_error_response(exc, request)
+
+
+async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    message, items = describe_validation_errors(exc.errors())
+    return JSONResponse(
+        error_body(ErrorCode.VALIDATION_FAILED, message, {"errors": items}), status_code=422
+    )
+
+
+async def _on_http_exception(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    status = exc.status_code
+    if status == 404:
+        code, message = ErrorCode.NOT_FOUND, f"no route for {request.method} {request.url.path}"
+    elif status == 405:
+        code, message = ErrorCode.USAGE_ERROR, f"method {request.method} is not allowed on {request.url.path}"
+    elif status == 413:
+        code, message = ErrorCode.PAYLOAD_TOO_LARGE, str(exc.detail)
+    elif status < 500:
+        code, message = ErrorCode.VALIDATION_FAILED, str(exc.detail)
+    else:
+        code, message = ErrorCode.INTERNAL_ERROR, CATALOGUE[ErrorCode.INTERNAL_ERROR][0]
+    return JSONResponse(error_body(code, message), status_code=status, headers=exc.headers)
+
+
+async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.error("%s %s failed with %s", request.method, request.url.path, type(exc).__name__, exc_info=exc)
+    return JSONResponse(
+        error_body(ErrorCode.INTERNAL_ERROR, f"internal error while handling {request.method} "
+                   f"{request.url.path} (details in the server log)"),
+        status_code=500,
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the handlers that keep every answer in the API's error shape."""
+    app.add_exception_handler(LoomError, _on_loom_error)
+    app.add_exception_handler(RequestValidationError, _on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, _on_http_exception)
+    app.add_exception_handler(Exception, _on_unexpected)

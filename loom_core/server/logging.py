@@ -1,0 +1,121 @@
+"""Log lines on stdout: compact text for people, one JSON object per line for shippers.
+
+Every record gets a ``target``: ``"audit"`` for audit events (so a log
+shipper can isolate the security stream), otherwise the logger's name.
+Structured fields come from ``extra={"fields": {...}}`` or, for audit events,
+from :meth:`loom_core.audit.AuditEvent.as_log_fields`; neither ever holds
+content or tokens.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+from loom_core.audit import AUDIT_TARGET
+from loom_core.errors import ErrorCode, LoomError
+
+LOG_FORMATS = ("text", "json")
+_HANDLER_NAME = "loom-stdout"
+#: Loggers whose records reach our handler (uvicorn's are reset to propagate to root).
+_UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
+
+
+def record_target(record: logging.LogRecord) -> str:
+    audit = getattr(record, "audit", None)
+    if isinstance(audit, dict):
+        return str(audit.get("target", AUDIT_TARGET))
+    return record.name
+
+
+def record_fields(record: logging.LogRecord) -> dict[str, Any]:
+    audit = getattr(record, "audit", None)
+    if isinstance(audit, dict):
+        return {k: v for k, v in audit.items() if k != "target"}
+    fields = getattr(record, "fields", None)
+    return dict(fields) if isinstance(fields, dict) else {}
+
+
+def _timestamp(record: logging.LogRecord) -> str:
+    moment = datetime.fromtimestamp(record.created, tz=UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+class JsonFormatter(logging.Formatter):
+    """``{"timestamp", "level", "logger", "message", "target", "fields"}`` on one line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "timestamp": _timestamp(record),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "target": record_target(record),
+            "fields": record_fields(record),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str, ensure_ascii=False)
+
+
+class TextFormatter(logging.Formatter):
+    """``2026-01-01T00:00:00.000Z INFO  target: message key=value`` for local use."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields = record_fields(record)
+        if isinstance(getattr(record, "audit", None), dict):  # the message already says action and outcome
+            fields = {k: v for k, v in fields.items() if k not in ("action", "outcome")}
+        rendered = " ".join(f"{k}={_compact(v)}" for k, v in fields.items() if v not in (None, {}, ""))
+        line = f"{_timestamp(record)} {record.levelname:<7} {record_target(record)}: {record.getMessage()}"
+        if rendered:
+            line = f"{line} {rendered}"
+        if record.exc_info:
+            line = f"{line}\n{self.formatException(record.exc_info)}"
+        return line
+
+
+def _compact(value: Any) -> str:
+    if isinstance(value, str):
+        return value if value and " " not in value else json.dumps(value)
+    return json.dumps(value, default=str, separators=(",", ":"))
+
+
+def make_formatter(fmt: str) -> logging.Formatter:
+    if fmt == "json":
+        return JsonFormatter()
+    if fmt == "text":
+        return TextFormatter()
+    raise LoomError(
+        ErrorCode.CONFIG_INVALID,
+        f"server.log_format / LOOMEM_LOG_FORMAT is {fmt!r}; use one of {', '.join(LOG_FORMATS)}",
+    )
+
+
+def configure_logging(fmt: str = "text", level: str = "info", stream: TextIO | None = None) -> logging.Handler:
+    """Send every record (Loom's and uvicorn's) to ``stream`` (stdout) in ``fmt``.
+
+    Idempotent: a second call replaces the handler this function installed
+    before, so tests and restarts do not duplicate lines.
+    """
+    numeric = logging.getLevelName(level.upper())
+    if not isinstance(numeric, int):
+        raise LoomError(
+            ErrorCode.CONFIG_INVALID,
+            f"server.log_level is {level!r}; use debug, info, warning or error",
+        )
+    handler = logging.StreamHandler(stream if stream is not None else sys.stdout)
+    handler.set_name(_HANDLER_NAME)
+    handler.setFormatter(make_formatter(fmt))
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if h.get_name() == _HANDLER_NAME]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(numeric)
+    for name in _UVICORN_LOGGERS:
+        logger = logging.getLogger(name)
+        logger.handlers.clear()
+        logger.propagate = True
+    return handler

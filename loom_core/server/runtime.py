@@ -1,0 +1,52 @@
+"""Build what the server runs on: effective configuration, plugin host, memory engine.
+
+Kept apart from the app factory so ``loom serve``, tests and embedding
+applications assemble the server the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from loom_core.config import LoomConfig
+from loom_core.plugins.host import PluginHost
+
+if TYPE_CHECKING:
+    from loom_core.memory.engine import MemoryEngine
+
+
+def with_overrides(
+    config: LoomConfig,
+    *,
+    data_dir: Path | str | None = None,
+    host: str | None = None,
+    port: int | None = None,
+) -> LoomConfig:
+    """``config`` with command-line overrides of ``[server]`` applied (and validated)."""
+    update: dict[str, Any] = {}
+    if data_dir is not None:
+        update["data_dir"] = Path(data_dir)
+    if host is not None:
+        update["host"] = host
+    if port is not None:
+        update["port"] = port
+    if not update:
+        return config
+    server = type(config.server).model_validate({**config.server.model_dump(), **update})
+    return config.model_copy(update={"server": server})
+
+
+def make_host(config: LoomConfig, environ: Mapping[str, str] | None = None) -> PluginHost:
+    """A plugin host honouring ``plugins.disabled`` (plus ``LOOM_DISABLE_PLUGINS``)."""
+    return PluginHost(disabled=config.plugins.disabled, environ=environ)
+
+
+def open_engine(config: LoomConfig, host: PluginHost, data_dir: Path | None = None) -> MemoryEngine:
+    """Open the memory engine on ``data_dir`` (default ``server.data_dir``), creating it."""
+    from loom_core.memory.engine import MemoryEngine
+
+    directory = Path(data_dir if data_dir is not None else config.server.data_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    return MemoryEngine.open(config, host, directory)

@@ -1,0 +1,218 @@
+"""Request and response shapes of the REST API (pydantic).
+
+Request models forbid unknown fields, so a typo such as ``levle`` is a 422
+naming the field rather than a silently ignored option. Times are accepted
+as ISO-8601 strings (a zone-less time is UTC) or integer milliseconds since
+the Unix epoch, and always returned as integer milliseconds. Response models
+document the answers in the OpenAPI schema; handlers return the engine's
+plain dictionaries in exactly these shapes.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+MAX_BATCH = 10_000
+MAX_LEVEL = 16
+
+
+def to_millis(value: datetime | int | None) -> int | None:
+    """Milliseconds since the epoch; a zone-less datetime is taken as UTC."""
+    if value is None or isinstance(value, int):
+        return value
+    moment = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
+
+
+def _non_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value
+
+
+Timestamp = Annotated[
+    datetime | Annotated[int, Field(ge=0)],
+    Field(description="ISO-8601 time (UTC when no zone is given) or integer milliseconds since the epoch"),
+]
+NonBlank = Annotated[str, AfterValidator(_non_blank)]
+Level = Annotated[int, Field(ge=0, le=MAX_LEVEL, description="0 = raw (L0), 1+ = consolidated")]
+
+
+class Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ChunkIn(Request):
+    """One memory to add to a stream."""
+
+    content: NonBlank = Field(max_length=1_000_000)
+    level: Level = 0
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    supersedes: str | None = Field(default=None, min_length=1, description="id of the chunk this one replaces")
+    expires_at: Timestamp | None = None
+
+
+class BatchIn(Request):
+    """Many memories for one stream, written together."""
+
+    chunks: list[ChunkIn] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class SearchIn(Request):
+    """A hybrid (BM25 + vector), BM25-only or vector-only search."""
+
+    query: NonBlank = Field(max_length=10_000)
+    stream: str | None = Field(default=None, min_length=1)
+    streams: list[Annotated[str, Field(min_length=1)]] | None = None
+    k: int | None = Field(default=None, ge=1, le=1000, description="defaults to search.default_k")
+    levels: list[Level] | None = None
+    mode: Literal["hybrid", "bm25", "vector"] | None = Field(
+        default=None, description="defaults to search.default_mode"
+    )
+    include_superseded: bool = False
+    since: Timestamp | None = Field(default=None, description="inclusive, on created_at")
+    until: Timestamp | None = Field(default=None, description="exclusive, on created_at")
+
+
+class EntityIn(Request):
+    """An entity of a stream's graph."""
+
+    type: NonBlank = Field(max_length=200)
+    name: NonBlank = Field(max_length=1000)
+    aliases: list[NonBlank] = Field(default_factory=list)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class RelationIn(Request):
+    """``subject --predicate--> object`` between two entity ids of the stream."""
+
+    subject: NonBlank
+    predicate: NonBlank = Field(max_length=200)
+    object: NonBlank
+    valid_from: Timestamp | None = None
+    valid_to: Timestamp | None = None
+    source_chunks: list[NonBlank] = Field(default_factory=list)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+# -- responses ---------------------------------------------------------------
+
+
+class ChunkOut(BaseModel):
+    id: str
+    stream: str
+    level: int
+    content: str
+    metadata: dict[str, Any]
+    created_at: int
+    updated_at: int
+    supersedes: str | None
+    superseded_by: str | None
+    expires_at: int | None
+    access_count: int
+    last_accessed_at: int | None
+
+
+class ChunkPage(BaseModel):
+    chunks: list[ChunkOut]
+    next_cursor: str | None = Field(description="pass back as `cursor` for the next page; null on the last")
+
+
+class ChunkHistory(BaseModel):
+    chunks: list[ChunkOut] = Field(description="the supersede chain, oldest first")
+
+
+class StreamOut(BaseModel):
+    name: str
+    chunk_count: int
+    current_count: int
+    levels: dict[str, int]
+    last_write_at: int | None
+
+
+class StreamList(BaseModel):
+    streams: list[StreamOut]
+
+
+class Deleted(BaseModel):
+    deleted: str
+    count: int = Field(default=1, description="records removed")
+
+
+class Scores(BaseModel):
+    bm25: float | None
+    vector: float | None
+    recency: float
+    fused: float
+
+
+class SearchHit(BaseModel):
+    chunk: ChunkOut
+    score: float
+    scores: Scores
+
+
+class SearchOut(BaseModel):
+    results: list[SearchHit]
+
+
+class EntityOut(BaseModel):
+    id: str
+    stream: str
+    type: str
+    name: str
+    aliases: list[str]
+    metadata: dict[str, Any]
+    created_at: int
+    updated_at: int
+
+
+class EntityList(BaseModel):
+    entities: list[EntityOut]
+
+
+class RelationOut(BaseModel):
+    id: str
+    stream: str
+    subject: str
+    predicate: str
+    object: str
+    valid_from: int | None
+    valid_to: int | None
+    source_chunks: list[str]
+    metadata: dict[str, Any]
+    created_at: int
+
+
+class RelationList(BaseModel):
+    relations: list[RelationOut]
+
+
+class Health(BaseModel):
+    status: Literal["ok", "starting"]
+    version: str
+    auth: Literal["bearer", "passthrough"]
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    details: dict[str, Any] | None = None
+
+
+class ErrorOut(BaseModel):
+    error: ErrorDetail
+
+
+#: Documented error answers shared by every authenticated route.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorOut, "description": "missing or wrong Bearer key (AUTH_REQUIRED / AUTH_INVALID)"},
+    413: {"model": ErrorOut, "description": "body over server.max_body_bytes (PAYLOAD_TOO_LARGE)"},
+    422: {"model": ErrorOut, "description": "a field is missing or invalid (VALIDATION_FAILED)"},
+}
+NOT_FOUND_RESPONSE: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorOut, "description": "no such chunk, stream or entity (NOT_FOUND)"},
+}

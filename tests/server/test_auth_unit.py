@@ -1,0 +1,67 @@
+"""Key resolution and the header check, without a server: fail closed, constant-time compare."""
+
+from __future__ import annotations
+
+import pytest
+
+from loom_core.errors import ErrorCode, LoomError
+from loom_core.server.auth import KEY_ACTOR, PASSTHROUGH_ACTOR, Authenticator, resolve_api_key
+
+KEY = "0123456789abcdef" * 4
+
+
+def test_no_variable_means_passthrough() -> None:
+    """With the variable unset there is no key, and every request is admin."""
+    key = resolve_api_key("LOOMEM_AUTH_TOKEN", "", {})
+    assert key is None
+    auth = Authenticator(key)
+    assert auth.passthrough
+    principal = auth.authenticate(None)
+    assert principal.actor == PASSTHROUGH_ACTOR and principal.is_admin
+
+
+def test_variable_named_by_config_is_read() -> None:
+    """server.auth_token_env names the variable; other variables are ignored."""
+    key = resolve_api_key("MY_KEY", "", {"MY_KEY": KEY, "LOOMEM_AUTH_TOKEN": "other-other-other"})
+    assert key is not None and key.reveal() == KEY.encode()
+    assert Authenticator(key).authenticate(f"Bearer {KEY}").actor == KEY_ACTOR
+
+
+def test_blank_variable_fails_closed_without_echoing() -> None:
+    """A set-but-blank variable is CONFIG_INVALID, not a silent switch to passthrough."""
+    with pytest.raises(LoomError) as info:
+        resolve_api_key("LOOMEM_AUTH_TOKEN", "", {"LOOMEM_AUTH_TOKEN": "   "})
+    assert info.value.code is ErrorCode.CONFIG_INVALID
+    assert "LOOMEM_AUTH_TOKEN" in info.value.message
+
+
+@pytest.mark.parametrize(
+    ("header", "code"),
+    [
+        (None, ErrorCode.AUTH_REQUIRED),
+        ("", ErrorCode.AUTH_REQUIRED),
+        (f"Basic {KEY}", ErrorCode.AUTH_REQUIRED),
+        ("Bearer", ErrorCode.AUTH_REQUIRED),
+        ("Bearer wrong-key-of-some-length", ErrorCode.AUTH_INVALID),
+        (f"Bearer {KEY}x", ErrorCode.AUTH_INVALID),
+        (f"Bearer {KEY[:-1]}", ErrorCode.AUTH_INVALID),
+        ("Bearer \u00e9t\u00e9", ErrorCode.AUTH_INVALID),
+    ],
+)
+def test_bad_headers_are_refused_with_the_right_code(header: str | None, code: ErrorCode) -> None:
+    """Missing or malformed headers are AUTH_REQUIRED, a wrong key AUTH_INVALID."""
+    from loom_core.contracts.secrets import SecretValue
+
+    auth = Authenticator(SecretValue(KEY.encode()))
+    with pytest.raises(LoomError) as info:
+        auth.authenticate(header, method="GET", path="/v1/streams")
+    assert info.value.code is code
+    assert (KEY in str(info.value)) is False, "key leaked into the error"
+
+
+def test_scheme_is_case_insensitive() -> None:
+    """RFC 7235: the auth scheme name is case-insensitive."""
+    from loom_core.contracts.secrets import SecretValue
+
+    auth = Authenticator(SecretValue(KEY.encode()))
+    assert auth.authenticate(f"bearer {KEY}").is_admin

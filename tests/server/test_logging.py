@@ -1,0 +1,75 @@
+"""The server's log formats: one JSON object per line, or compact text, with audit targets."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+import json
+import logging
+
+import pytest
+
+from loom_core.audit import AuditEvent, emit
+from loom_core.errors import ErrorCode, LoomError
+from loom_core.server.logging import configure_logging
+
+
+@pytest.fixture
+def restore_root_logging() -> Iterator[None]:
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def test_json_lines_carry_timestamp_level_logger_message_target_fields(restore_root_logging: None) -> None:
+    """Each record becomes one parseable JSON object with the documented keys."""
+    out = io.StringIO()
+    configure_logging("json", "info", out)
+    logging.getLogger("loom.server").info("ready", extra={"fields": {"port": 8420}})
+    emit(AuditEvent(action="chunk.delete", outcome="success", actor="api-key", resource="01ABC"))
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert len(lines) == 2
+    first, audit = lines
+    assert set(first) == {"timestamp", "level", "logger", "message", "target", "fields"}
+    assert first["level"] == "INFO" and first["message"] == "ready" and first["fields"] == {"port": 8420}
+    assert first["target"] == "loom.server" and first["timestamp"].endswith("Z")
+    assert audit["target"] == "audit"
+    assert audit["fields"]["action"] == "chunk.delete" and audit["fields"]["resource"] == "01ABC"
+
+
+def test_text_format_is_one_compact_line_with_the_target(restore_root_logging: None) -> None:
+    """The default format names the level and target and renders audit fields as key=value."""
+    out = io.StringIO()
+    configure_logging("text", "info", out)
+    emit(AuditEvent(action="stream.delete", outcome="success", actor="api-key", resource="agent-1"))
+    (line,) = out.getvalue().splitlines()
+    assert " INFO " in line and " audit: stream.delete success" in line
+    assert "resource=agent-1" in line and "actor=api-key" in line
+
+
+def test_configure_twice_does_not_duplicate_lines(restore_root_logging: None) -> None:
+    """Re-configuring replaces the handler rather than adding a second one."""
+    out = io.StringIO()
+    configure_logging("text", "info", out)
+    configure_logging("text", "info", out)
+    logging.getLogger("loom.server").info("once")
+    assert out.getvalue().count("once") == 1
+
+
+def test_level_filters_records(restore_root_logging: None) -> None:
+    """At level warning, info records (such as access lines) are dropped."""
+    out = io.StringIO()
+    configure_logging("json", "warning", out)
+    logging.getLogger("uvicorn.access").info("GET / 200")
+    logging.getLogger("loom.server").warning("careful")
+    assert [json.loads(x)["message"] for x in out.getvalue().splitlines()] == ["careful"]
+
+
+def test_unknown_format_is_a_config_error() -> None:
+    """A format other than text/json fails closed with CONFIG_INVALID naming the setting."""
+    with pytest.raises(LoomError) as info:
+        configure_logging("yaml", "info", io.StringIO())
+    assert info.value.code is ErrorCode.CONFIG_INVALID
+    assert "log_format" in info.value.message

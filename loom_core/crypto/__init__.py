@@ -1,0 +1,72 @@
+"""Encryption at rest: master key, per-stream data keys, row sealing, rotation, backfill.
+
+:func:`build_row_codec` is the one call the server needs: it reads the master
+key from the configuration and environment, proves it is the key the data
+directory was written with, and returns the codec the memory engine seals its
+rows with.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from loom_core.crypto.masterguard import open_keyring, refuse_plaintext_start
+from loom_core.crypto.masterkey import DEFAULT_MASTER_KEY_ENV, MasterKey, load_master_key
+from loom_core.crypto.rowcodec import EncryptingRowCodec, PlaintextRowCodec
+
+Codec = EncryptingRowCodec | PlaintextRowCodec
+
+
+def encryption_settings(config: Any) -> Any:
+    """The ``[encryption]`` section of ``config`` (a ``LoomConfig``), or defaults."""
+    section = getattr(config, "encryption", None)
+    if section is None:
+        from loom_core.config import LoomConfig
+
+        section = LoomConfig().encryption
+    return section
+
+
+def build_cipher(config: Any, host: Any) -> Any:
+    """The cipher backend ``encryption.cipher`` selects (default ``aes256gcm``)."""
+    from loom_core.contracts import BackendContext
+
+    settings = encryption_settings(config)
+    return host.create("cipher", str(settings.cipher), BackendContext(environ=host.environ))
+
+
+def build_row_codec(
+    config: Any,
+    host: Any,
+    storage: Any,
+    environ: Mapping[str, str] | None = None,
+) -> Codec:
+    """The row codec for ``storage`` (an open storage backend holding ``keys`` and ``meta``).
+
+    * master key set: checks it against the data directory
+      (``ENCRYPTION_KEY_MISMATCH`` naming the expected fingerprint) and returns
+      an :class:`EncryptingRowCodec`;
+    * malformed key: ``ENCRYPTION_KEY_INVALID``;
+    * no key but ``expect_enabled``: ``ENCRYPTION_KEY_MISSING``;
+    * no key over data written encrypted: ``ENCRYPTION_KEY_MISSING`` too;
+    * otherwise a :class:`PlaintextRowCodec`.
+    """
+    env: Mapping[str, str] = environ if environ is not None else getattr(host, "environ", {})
+    settings = encryption_settings(config)
+    master = load_master_key(settings, env, host)
+    if master is None:
+        refuse_plaintext_start(storage, str(settings.master_key_env or DEFAULT_MASTER_KEY_ENV))
+        return PlaintextRowCodec(str(settings.master_key_env or DEFAULT_MASTER_KEY_ENV))
+    cipher = build_cipher(config, host)
+    return EncryptingRowCodec(open_keyring(storage, cipher, master))
+
+
+__all__ = [
+    "EncryptingRowCodec",
+    "MasterKey",
+    "PlaintextRowCodec",
+    "build_cipher",
+    "build_row_codec",
+    "load_master_key",
+]

@@ -1,0 +1,169 @@
+"""Per-stream data keys under the master key: lazy creation, cache, shredding.
+
+A stream's data-encryption key (DEK) is generated on the stream's first
+encrypted write and stored wrapped under the master key in the ``keys``
+keyspace, with associated data binding it to the stream and its generation
+(``key_id``). Rows name the generation they were sealed with, so a row whose
+key was destroyed reports ``ENCRYPTION_KEY_DESTROYED`` instead of a generic
+authentication failure, even if the stream name was later reused.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from loom_core.contracts.storage import WriteBatch
+from loom_core.crypto import layout
+from loom_core.crypto.masterkey import MasterKey
+from loom_core.errors import ErrorCode, LoomError
+
+log = logging.getLogger("loom.crypto")
+
+
+class DataKey:
+    """One stream's unwrapped DEK and its generation id; prints no key bytes."""
+
+    __slots__ = ("_key", "key_id", "stream")
+
+    def __init__(self, stream: str, key_id: bytes, key: bytes) -> None:
+        self.stream = stream
+        self.key_id = key_id
+        self._key = key
+
+    def reveal(self) -> bytes:
+        return self._key
+
+    def __repr__(self) -> str:
+        return f"DataKey(stream={self.stream!r}, key_id={self.key_id.hex()}, key=<redacted>)"
+
+    __str__ = __repr__
+
+    def __reduce__(self) -> Any:
+        raise TypeError("DataKey cannot be pickled")
+
+
+class KeyRing:
+    """Wrapped DEKs in ``keys``, unwrapped on demand and cached in memory.
+
+    Build it with :func:`loom_core.crypto.masterguard.open_keyring`, which
+    first proves the master key is the one the data was written with.
+    """
+
+    def __init__(self, storage: Any, cipher: Any, master: MasterKey) -> None:
+        self.storage = storage
+        self.cipher = cipher
+        self._master = master
+        self.fingerprint = master.fingerprint(cipher)
+        self._cache: dict[str, DataKey] = {}
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"KeyRing(cipher={self.cipher.name!r}, fingerprint={self.fingerprint!r})"
+
+    # -- reading and creating ------------------------------------------------
+    def current(self, stream: str) -> DataKey | None:
+        """The stream's live DEK, or ``None`` if it has none (yet, or any more)."""
+        cached = self._cache.get(stream)
+        if cached is not None:
+            return cached
+        value = self.storage.get(layout.KEYS, layout.dek_key(stream))
+        if value is None:
+            return None
+        key = self._unwrap(stream, value)
+        with self._lock:
+            return self._cache.setdefault(stream, key)
+
+    def for_write(self, stream: str) -> DataKey:
+        """The stream's DEK, generated and durably stored on first use."""
+        found = self.current(stream)
+        if found is not None:
+            return found
+        with self._lock:
+            cached = self._cache.get(stream)
+            if cached is not None:
+                return cached
+            value = self.storage.get(layout.KEYS, layout.dek_key(stream))
+            if value is not None:
+                key = self._unwrap(stream, value)
+            else:
+                key = DataKey(stream, os.urandom(layout.KEY_ID_SIZE), self.cipher.generate_key())
+                wrapped = self.cipher.wrap_key(
+                    self._master.reveal(), key.reveal(), layout.dek_aad(stream, key.key_id)
+                )
+                batch = WriteBatch()
+                batch.put(layout.KEYS, layout.dek_key(stream), layout.encode_dek_record(key.key_id, wrapped))
+                # durable before any row sealed with it can reach the disk
+                self.storage.write(batch, durable=True)
+                log.info("generated a data key for stream %r (generation %s)", stream, key.key_id.hex())
+            self._cache[stream] = key
+            return key
+
+    def for_read(self, stream: str, key_id: bytes) -> DataKey:
+        """The DEK generation ``key_id`` of ``stream``; ``ENCRYPTION_KEY_DESTROYED`` if gone."""
+        key = self.current(stream)
+        if key is not None and key.key_id == key_id:
+            return key
+        if self.storage.get(layout.KEYS, layout.DESTROYED_PREFIX + key_id) is None:
+            raise LoomError(
+                ErrorCode.CIPHER_DECRYPT_FAILED,
+                f"a row of stream {stream!r} was sealed with a data key this stream does not have; "
+                "it was copied from another stream or the data directory is damaged",
+                details={"stream": stream},
+            )
+        raise LoomError(
+                ErrorCode.ENCRYPTION_KEY_DESTROYED,
+                f"the data key (generation {key_id.hex()}) of stream {stream!r} was destroyed "
+                "when the stream was deleted; this row can no longer be decrypted",
+                details={"stream": stream, "key_id": key_id.hex()},
+            )
+
+    def _unwrap(self, stream: str, value: bytes) -> DataKey:
+        try:
+            key_id, wrapped = layout.decode_dek_record(value)
+        except ValueError:
+            raise LoomError(
+                ErrorCode.CIPHER_DECRYPT_FAILED,
+                f"the wrapped data key of stream {stream!r} has an unknown layout",
+            ) from None
+        key = self.cipher.unwrap_key(self._master.reveal(), wrapped, layout.dek_aad(stream, key_id))
+        return DataKey(stream, key_id, key)
+
+    def streams(self) -> Iterator[str]:
+        """Every stream that has a live DEK."""
+        for key, _ in self.storage.iterate(layout.KEYS, prefix=layout.DEK_PREFIX):
+            yield layout.stream_of_dek_key(key)
+
+    # -- crypto-shredding ----------------------------------------------------
+    def destroy(self, stream: str) -> bool:
+        """Destroy ``stream``'s DEK so none of its rows can be decrypted again.
+
+        Deletes the wrapped key (and any rotation copy), then flushes and
+        compacts the ``keys`` keyspace so no live file under the data
+        directory, WAL included, still holds it. Returns whether a key existed.
+        """
+        with self._lock:
+            self._cache.pop(stream, None)
+            live = self.storage.get(layout.KEYS, layout.dek_key(stream))
+            staged = self.storage.get(layout.KEYS, layout.dek_key(stream, staged=True))
+            if live is None and staged is None:
+                return False
+            batch = WriteBatch()
+            for value in (live, staged):
+                if value is not None:
+                    key_id, _ = layout.decode_dek_record(value)
+                    batch.put(layout.KEYS, layout.DESTROYED_PREFIX + key_id, b"")
+            batch.delete(layout.KEYS, layout.dek_key(stream))
+            batch.delete(layout.KEYS, layout.dek_key(stream, staged=True))
+            self.storage.write(batch, durable=True)
+            self.storage.flush()
+            self.storage.compact(layout.KEYS)
+            log.info("destroyed the data key of stream %r (crypto-shredded)", stream)
+            return True
+
+    def forget_cache(self) -> None:
+        with self._lock:
+            self._cache.clear()

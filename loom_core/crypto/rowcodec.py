@@ -1,0 +1,111 @@
+"""Row codecs: what the memory engine calls on every content row it stores.
+
+:class:`EncryptingRowCodec` seals a row as ``ROW_MAGIC | key_id | cipher
+output`` with associated data covering the stream, the storage key and the
+data-key generation, so a row copied onto another key or stream fails with
+``CIPHER_DECRYPT_FAILED`` instead of returning the wrong memory. Rows without
+the magic prefix are legacy plaintext and are returned as they are.
+
+:class:`PlaintextRowCodec` is used when encryption is off; it refuses to hand
+out sealed rows (``ENCRYPTION_KEY_MISSING``) rather than returning ciphertext
+as if it were content.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from loom_core.crypto import layout
+from loom_core.crypto.keyring import KeyRing
+from loom_core.errors import ErrorCode, LoomError
+
+_HEADER = len(layout.ROW_MAGIC) + layout.KEY_ID_SIZE
+
+
+def is_sealed(stored: bytes) -> bool:
+    """Whether ``stored`` is an encrypted row (magic prefix), not legacy plaintext."""
+    return len(stored) > _HEADER and stored[: len(layout.ROW_MAGIC)] == layout.ROW_MAGIC
+
+
+class EncryptingRowCodec:
+    """Envelope encryption of row values with the stream's data key."""
+
+    encrypting = True
+
+    def __init__(self, keyring: KeyRing) -> None:
+        self.keyring = keyring
+        self.cipher = keyring.cipher
+
+    def __repr__(self) -> str:
+        return f"EncryptingRowCodec({self.keyring!r})"
+
+    @property
+    def fingerprint(self) -> str:
+        return self.keyring.fingerprint
+
+    def seal(self, stream: str, record_key: bytes, plaintext: bytes) -> bytes:
+        key = self.keyring.for_write(stream)
+        aad = layout.row_aad(stream, record_key, key.key_id)
+        sealed: bytes = self.cipher.encrypt(key.reveal(), plaintext, aad)
+        return layout.ROW_MAGIC + key.key_id + sealed
+
+    def open(self, stream: str, record_key: bytes, stored: bytes) -> bytes:
+        if not is_sealed(stored):
+            return bytes(stored)  # legacy plaintext row
+        key_id = bytes(stored[len(layout.ROW_MAGIC) : _HEADER])
+        key = self.keyring.for_read(stream, key_id)
+        try:
+            return bytes(
+                self.cipher.decrypt(key.reveal(), stored[_HEADER:], layout.row_aad(stream, record_key, key_id))
+            )
+        except LoomError as exc:
+            raise LoomError(
+                ErrorCode.CIPHER_DECRYPT_FAILED,
+                f"row {bytes(record_key)!r} of stream {stream!r} failed authentication: it was "
+                "modified or copied from another record",
+                details={"stream": stream},
+            ) from exc
+
+    def is_sealed(self, stored: bytes) -> bool:
+        return is_sealed(stored)
+
+    def forget_stream(self, stream: str) -> None:
+        """Crypto-shred: destroy the stream's data key (see :meth:`KeyRing.destroy`)."""
+        self.keyring.destroy(stream)
+
+    def status(self) -> dict[str, Any]:
+        return {"enabled": True, "cipher": self.cipher.name, "fingerprint": self.keyring.fingerprint}
+
+
+class PlaintextRowCodec:
+    """Encryption off: rows are stored as given; sealed rows are refused."""
+
+    encrypting = False
+    fingerprint: str | None = None
+
+    def __init__(self, env_name: str = "LOOMEM_AT_REST_MASTER_KEY") -> None:
+        self.env_name = env_name
+
+    def __repr__(self) -> str:
+        return "PlaintextRowCodec()"
+
+    def seal(self, stream: str, record_key: bytes, plaintext: bytes) -> bytes:
+        return bytes(plaintext)
+
+    def open(self, stream: str, record_key: bytes, stored: bytes) -> bytes:
+        if is_sealed(stored):
+            raise LoomError(
+                ErrorCode.ENCRYPTION_KEY_MISSING,
+                f"row {bytes(record_key)!r} of stream {stream!r} is encrypted but no master key is "
+                f"set; set {self.env_name}",
+            )
+        return bytes(stored)
+
+    def is_sealed(self, stored: bytes) -> bool:
+        return is_sealed(stored)
+
+    def forget_stream(self, stream: str) -> None:
+        return None
+
+    def status(self) -> dict[str, Any]:
+        return {"enabled": False, "cipher": None, "fingerprint": None}

@@ -18,6 +18,9 @@ from typing import Any
 COMMANDS: dict[str, tuple[str, str]] = {
     "plugins": ("loom_core.cli.plugins_cmd", "list installed plugins and their status"),
     "config": ("loom_core.cli.config_cmd", "validate a config.toml (`loom config check FILE`)"),
+    "check": ("loom_core.cli.check_cmd", "check a workflow: every problem with code, path and line"),
+    "compile": ("loom_core.cli.compile_cmd", "compile a workflow to its Graph IR (JSON, references only)"),
+    "run": ("loom_core.cli.run_cmd", "run a workflow's jobs with secrets injected; write a receipt"),
     "serve": ("loom_core.cli.serve_cmd", "run the Loomem memory server (HTTP API on 127.0.0.1:8420)"),
 }
 

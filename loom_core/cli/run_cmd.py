@@ -1,0 +1,41 @@
+"""``loom run FILE [--job NAME] [--receipt PATH]``: run jobs with secrets, write a receipt."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", help="workflow YAML file")
+    parser.add_argument("--job", help="run only this job and the jobs it needs (transitively)")
+    parser.add_argument("--receipt", help="receipt path (default .loom/runs/<run-id>.json)")
+    parser.add_argument("--config", help="config.toml (secrets.min_length, plugins.disabled)")
+    parser.add_argument("--docker", default="docker", help="docker executable for jobs with `image`")
+    parser.add_argument("--format", choices=["text", "json"], default=None)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from loom_core.config import load_config
+    from loom_core.workflow.runner import RunOptions, run_workflow
+
+    config = load_config(args.config, os.environ)
+    result = run_workflow(
+        RunOptions(
+            workflow=Path(args.file),
+            job=args.job,
+            receipt=Path(args.receipt) if args.receipt else None,
+            config=config,
+            docker=args.docker,
+        )
+    )
+    if result.error is not None:
+        raise result.error
+    if result.exit_code == 1:
+        from loom_core.errors import ErrorCode, LoomError
+
+        failed = [f"{j.name} ({j.status})" for j in result.receipt.jobs if j.status != "success"]
+        raise LoomError(ErrorCode.WORKFLOW_JOB_FAILED, "jobs did not succeed: " + ", ".join(failed))
+    return result.exit_code

@@ -1,0 +1,173 @@
+"""``loom check``: every problem of a workflow at once, each with code, path and line.
+
+Stages: YAML, duplicate keys, schema, then semantic rules that the schema
+cannot express (name overlaps, reference syntax and providers, the DAG).
+Semantic rules run even when the schema fails, defensively, so one pass
+lists everything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from loom_core.errors import ErrorCode, LoomError
+from loom_core.workflow.graph import Workflow, build_workflow, topological_order
+from loom_core.workflow.loader import JsonPath, LoadedDocument, format_path, load_file
+from loom_core.workflow.providers import ProviderPool
+from loom_core.workflow.refs import check_syntax
+from loom_core.workflow.schema import schema_problems
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a workflow."""
+
+    code: ErrorCode
+    path: JsonPath
+    line: int
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"code": self.code.value, "path": format_path(self.path), "line": self.line, "message": self.message}
+
+    def render(self, file: str) -> str:
+        return f"{file}:{self.line}: {self.code.value} at {format_path(self.path)}: {self.message}"
+
+
+def _jobs(data: Any) -> dict[str, Mapping[str, Any]]:
+    jobs = data.get("jobs") if isinstance(data, Mapping) else None
+    if not isinstance(jobs, Mapping):
+        return {}
+    return {str(k): v for k, v in jobs.items() if isinstance(v, Mapping)}
+
+
+def _names(block: Any) -> list[str]:
+    return [k for k in block if isinstance(k, str)] if isinstance(block, Mapping) else []
+
+
+def _overlaps(data: Any) -> list[tuple[ErrorCode, JsonPath, str]]:
+    found: list[tuple[ErrorCode, JsonPath, str]] = []
+    top_vars = set(_names(data.get("variables"))) if isinstance(data, Mapping) else set()
+    for name, job in _jobs(data).items():
+        job_vars = set(_names(job.get("variables")))
+        for secret in _names(job.get("secrets")):
+            path: JsonPath = ("jobs", name, "secrets", secret)
+            if secret in job_vars:
+                found.append(
+                    (
+                        ErrorCode.WORKFLOW_SCHEMA_INVALID,
+                        path,
+                        f"{secret!r} is both a variable and a secret of job {name!r}; a name is one or "
+                        "the other, so a plain value can never shadow or stand in for a secret",
+                    )
+                )
+            if secret in top_vars:
+                found.append(
+                    (
+                        ErrorCode.WORKFLOW_SCHEMA_INVALID,
+                        path,
+                        f"{secret!r} is a workflow-level variable and a secret of job {name!r}; rename "
+                        "one of them (a plain value must never share a name with a secret)",
+                    )
+                )
+    return found
+
+
+def _refs(data: Any, pool: ProviderPool | None) -> list[tuple[ErrorCode, JsonPath, str]]:
+    found: list[tuple[ErrorCode, JsonPath, str]] = []
+    validated: dict[str, Any] = {}
+    for name, job in _jobs(data).items():
+        secrets = job.get("secrets")
+        if not isinstance(secrets, Mapping):
+            continue
+        for secret, spec in secrets.items():
+            if not isinstance(spec, Mapping) or not isinstance(spec.get("ref"), str):
+                continue
+            path: JsonPath = ("jobs", name, "secrets", str(secret), "ref")
+            try:
+                ref = check_syntax(spec["ref"])
+                if pool is not None:
+                    pool.available(ref.scheme)
+                    if ref.scheme not in validated:
+                        validated[ref.scheme] = _validator_for(pool, ref.scheme)
+                    provider = validated[ref.scheme]
+                    if provider is not None:
+                        provider.validate(ref)
+            except LoomError as exc:
+                code = exc.code if exc.code.value.startswith("SECRETS_") else ErrorCode.SECRETS_REF_INVALID
+                found.append((code, path, exc.message))
+    return found
+
+
+def _validator_for(pool: ProviderPool, scheme: str) -> Any:
+    """The provider, if it can be built without credentials; check never needs auth."""
+    try:
+        return pool.get(scheme)
+    except LoomError:
+        return None
+
+
+def _dag(data: Any) -> list[tuple[ErrorCode, JsonPath, str]]:
+    jobs = _jobs(data)
+    found: list[tuple[ErrorCode, JsonPath, str]] = []
+    needs: dict[str, list[str]] = {}
+    for name, job in jobs.items():
+        raw = job.get("needs") or []
+        wanted = [n for n in raw if isinstance(n, str)] if isinstance(raw, list) else []
+        needs[name] = []
+        for i, need in enumerate(wanted):
+            if need not in jobs:
+                found.append(
+                    (ErrorCode.WORKFLOW_CYCLE, ("jobs", name, "needs", i), f"needs unknown job {need!r}")
+                )
+            elif need == name:
+                found.append((ErrorCode.WORKFLOW_CYCLE, ("jobs", name, "needs", i), "a job cannot need itself"))
+            else:
+                needs[name].append(need)
+    try:
+        topological_order(needs)
+    except LoomError as exc:
+        cycle = exc.details.get("cycle") or [""]
+        found.append((exc.code, ("jobs", str(cycle[0]), "needs"), exc.message))
+    return found
+
+
+def check_document(doc: LoadedDocument, pool: ProviderPool | None) -> list[Problem]:
+    """Every problem in ``doc``; empty means valid. ``pool=None`` skips provider checks."""
+    raw: list[tuple[ErrorCode, JsonPath, str]] = []
+    for path, _line in doc.duplicates:
+        raw.append((ErrorCode.WORKFLOW_SCHEMA_INVALID, path, "duplicate key; the earlier value would be lost"))
+    if not isinstance(doc.data, Mapping):
+        raw.append((ErrorCode.WORKFLOW_SCHEMA_INVALID, (), "a workflow is a mapping with a `jobs` key"))
+    else:
+        raw.extend((ErrorCode.WORKFLOW_SCHEMA_INVALID, p.path, p.message) for p in schema_problems(doc.data))
+        raw.extend(_overlaps(doc.data))
+        raw.extend(_refs(doc.data, pool))
+        raw.extend(_dag(doc.data))
+    dup_lines = dict(doc.duplicates)
+    problems = [
+        Problem(code, path, dup_lines.get(path) or doc.line_of(path), message) for code, path, message in raw
+    ]
+    return sorted(problems, key=lambda p: (p.line, format_path(p.path)))
+
+
+def problems_error(file: str, problems: list[Problem]) -> LoomError:
+    """One ``LoomError`` for a failed check; its code is the first problem's."""
+    listing = "\n".join("  " + p.render(file) for p in problems)
+    return LoomError(
+        problems[0].code,
+        f"{file}: {len(problems)} problem(s); run `loom check {file}`:\n{listing}",
+        details={"problems": [p.to_dict() for p in problems]},
+    )
+
+
+def load_workflow(path: Path | str, pool: ProviderPool | None) -> Workflow:
+    """Load, check and build a workflow; any problem raises (see :func:`problems_error`)."""
+    doc = load_file(path)
+    problems = check_document(doc, pool)
+    if problems:
+        raise problems_error(str(path), problems)
+    return build_workflow(doc.data, fallback_name=Path(path).stem)

@@ -1,0 +1,218 @@
+"""Run one job process and stream its redacted output: the hot path of ``loom run``.
+
+Both pipes are read in large chunks with ``os.read`` from one selector, each
+through its own stream redactor, and written straight to the console sink;
+the receipt keeps a bounded tail. A timeout or a signal to ``loom run``
+kills the job's whole process group.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import selectors
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+from loom_core.workflow.receipt import Tail
+
+CHUNK = 1 << 20
+PIPE_SIZE = 1 << 20
+KILL_GRACE_SECONDS = 3.0
+_F_SETPIPE_SZ = 1031  # Linux fcntl; larger pipes mean fewer, larger reads
+
+
+class StreamFilter(Protocol):
+    """What the runner needs from a stream redactor."""
+
+    def feed(self, data: bytes) -> bytes: ...
+
+    def finish(self) -> bytes: ...
+
+
+@dataclass
+class Outcome:
+    """How a process ended: ``exited``, ``timed_out`` or ``interrupted`` (with the signal)."""
+
+    how: str
+    returncode: int
+    signal: int | None = None
+
+
+class SignalWatch:
+    """Turns SIGINT/SIGTERM into a flag plus a wake-up byte the selector sees."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self.read_fd, self.write_fd = os.pipe()
+        os.set_blocking(self.read_fd, False)
+        os.set_blocking(self.write_fd, False)
+        self._old: dict[int, object] = {}
+        self._old_wakeup = -1
+
+    def _handler(self, signum: int, _frame: object) -> None:
+        if self.received is None:
+            self.received = signum
+
+    def install(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._old[sig] = signal.signal(sig, self._handler)
+        self._old_wakeup = signal.set_wakeup_fd(self.write_fd, warn_on_full_buffer=False)
+
+    def drain(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            while os.read(self.read_fd, 512):
+                pass
+
+    def uninstall(self) -> None:
+        signal.set_wakeup_fd(self._old_wakeup)
+        for sig, old in self._old.items():
+            signal.signal(sig, old)  # type: ignore[arg-type]
+        os.close(self.read_fd)
+        os.close(self.write_fd)
+
+
+def _grow_pipe(fd: int) -> None:
+    try:
+        import fcntl
+
+        fcntl.fcntl(fd, _F_SETPIPE_SZ, PIPE_SIZE)
+    except (OSError, ImportError):
+        pass  # best effort: the default pipe size still works, with smaller reads
+
+
+def _kill_group(proc: subprocess.Popen[bytes], on_kill: Callable[[], None] | None) -> None:
+    if on_kill is not None:
+        with contextlib.suppress(Exception):
+            on_kill()
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, sig)
+        try:
+            proc.wait(timeout=KILL_GRACE_SECONDS)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def run_streaming(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str],
+    cwd: Path,
+    timeout: float | None,
+    sinks: tuple[BinaryIO, BinaryIO],
+    filters: tuple[StreamFilter, StreamFilter],
+    tails: tuple[Tail, Tail],
+    watch: SignalWatch | None = None,
+    on_start: Callable[[int], None] | None = None,
+    on_kill: Callable[[], None] | None = None,
+) -> Outcome:
+    """Run ``argv`` in its own process group, streaming redacted output until it ends."""
+    if watch is not None and watch.received is not None:
+        return Outcome("interrupted", -watch.received, watch.received)
+    proc = subprocess.Popen(
+        list(argv),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=dict(env),
+        cwd=cwd,
+        start_new_session=True,
+        bufsize=0,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    if on_start is not None:
+        on_start(proc.pid)
+    deadline = time.monotonic() + timeout if timeout is not None else None
+    sel = selectors.DefaultSelector()
+    fds = (proc.stdout.fileno(), proc.stderr.fileno())
+    for index, fd in enumerate(fds):
+        _grow_pipe(fd)
+        sel.register(fd, selectors.EVENT_READ, index)
+    if watch is not None:
+        sel.register(watch.read_fd, selectors.EVENT_READ, -1)
+    how = "exited"
+    open_streams = 2
+    read = os.read
+    try:
+        while open_streams:
+            wait = None
+            if deadline is not None:
+                wait = deadline - time.monotonic()
+                if wait <= 0:
+                    how = "timed_out"
+                    break
+            for key, _ in sel.select(wait):
+                index = key.data
+                if index < 0:
+                    assert watch is not None
+                    watch.drain()
+                    if watch.received is not None:
+                        how = "interrupted"
+                    continue
+                data = read(key.fd, CHUNK)
+                if data:
+                    out = filters[index].feed(data)
+                else:
+                    sel.unregister(key.fd)
+                    open_streams -= 1
+                    out = filters[index].finish()
+                if out:
+                    sinks[index].write(out)
+                    sinks[index].flush()
+                    tails[index].add(out)
+            if how != "exited":
+                break
+        if how != "exited":
+            _kill_group(proc, on_kill)
+            if watch is not None:
+                sel.unregister(watch.read_fd)
+            _drain_after_kill(sel, fds, sinks, filters, tails)
+        returncode = proc.wait()
+    finally:
+        sel.close()
+        if proc.poll() is None:
+            _kill_group(proc, on_kill)
+        proc.stdout.close()
+        proc.stderr.close()
+    sig = watch.received if (watch is not None and how == "interrupted") else None
+    return Outcome(how, returncode, sig)
+
+
+def _drain_after_kill(
+    sel: selectors.BaseSelector,
+    fds: tuple[int, int],
+    sinks: tuple[BinaryIO, BinaryIO],
+    filters: tuple[StreamFilter, StreamFilter],
+    tails: tuple[Tail, Tail],
+) -> None:
+    """Release what the killed group had written; give up after a short grace period."""
+    end = time.monotonic() + KILL_GRACE_SECONDS
+    live = {fd for fd in fds if fd in {k.fd for k in sel.get_map().values()}}
+    while live and time.monotonic() < end:
+        for key, _ in sel.select(max(0.0, end - time.monotonic())):
+            if key.fd not in live:
+                continue
+            data = os.read(key.fd, CHUNK)
+            index = key.data
+            out = filters[index].feed(data) if data else filters[index].finish()
+            if not data:
+                live.discard(key.fd)
+                sel.unregister(key.fd)
+            if out:
+                sinks[index].write(out)
+                sinks[index].flush()
+                tails[index].add(out)
+    for fd in live:
+        index = fds.index(fd)
+        out = filters[index].finish()
+        if out:
+            sinks[index].write(out)
+            sinks[index].flush()
+            tails[index].add(out)

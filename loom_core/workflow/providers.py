@@ -1,0 +1,90 @@
+"""One provider instance per scheme per run, built through the plugin host.
+
+The scheme of a reference names the ``secrets`` backend that serves it; there
+is no fallback to another provider. Plugin-level failures (not installed,
+disabled, failed to load) become ``SECRETS_PROVIDER_UNAVAILABLE`` so every
+resolution failure carries a ``SECRETS_*`` code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from loom_core.contracts import BackendContext, Kind
+from loom_core.errors import ErrorCode, LoomError
+from loom_core.plugins.host import PluginHost
+
+Scrub = Callable[[str], str]
+
+
+def _identity(text: str) -> str:
+    return text
+
+
+class ProviderPool:
+    """Builds each scheme's provider on first use and closes them all at the end."""
+
+    def __init__(self, host: PluginHost, environ: Mapping[str, str]) -> None:
+        self.host = host
+        self.environ = dict(environ)
+        self._providers: dict[str, Any] = {}
+        self._failed: dict[str, LoomError] = {}
+
+    def available(self, scheme: str) -> None:
+        """Raise ``SECRETS_PROVIDER_UNAVAILABLE`` unless a provider for ``scheme`` loads."""
+        if scheme in self._providers:
+            return
+        try:
+            self.host.backend(Kind.SECRETS, scheme)
+        except LoomError as exc:
+            if exc.code.value.startswith("SECRETS_"):
+                raise
+            raise LoomError(
+                ErrorCode.SECRETS_PROVIDER_UNAVAILABLE,
+                f"no usable secrets provider for scheme {scheme!r} ({exc.code.value}: {exc.message}); "
+                f"install and enable the plugin that provides secrets backend {scheme!r}",
+                details={"scheme": scheme, "cause": exc.code.value},
+            ) from None
+
+    def get(self, scheme: str) -> Any:
+        """The provider for ``scheme``, built once per run with the run's environment."""
+        if scheme in self._providers:
+            return self._providers[scheme]
+        if scheme in self._failed:
+            raise self._failed[scheme]
+        self.available(scheme)
+        try:
+            provider = self.host.create(Kind.SECRETS, scheme, BackendContext(environ=self.environ))
+        except LoomError as exc:
+            if not exc.code.value.startswith("SECRETS_"):
+                exc = LoomError(
+                    ErrorCode.SECRETS_PROVIDER_UNAVAILABLE,
+                    f"secrets provider {scheme!r} could not start ({exc.code.value}: {exc.message})",
+                    details={"scheme": scheme, "cause": exc.code.value},
+                )
+            self._failed[scheme] = exc
+            raise exc from None
+        except Exception as exc:
+            err = LoomError(
+                ErrorCode.SECRETS_PROVIDER_FAILED,
+                f"secrets provider {scheme!r} failed to start: {type(exc).__name__}",
+                details={"scheme": scheme},
+            )
+            self._failed[scheme] = err
+            raise err from None
+        self._providers[scheme] = provider
+        return provider
+
+    def close(self, scrub: Scrub = _identity) -> list[str]:
+        """Close every provider; returns scrubbed messages for those that failed to close."""
+        messages: list[str] = []
+        for scheme, provider in reversed(list(self._providers.items())):
+            try:
+                provider.close()
+            except Exception as exc:
+                # A foreign exception's text is not trusted to be value-free: name its type only.
+                detail = f"{exc.code.value}: {exc.message}" if isinstance(exc, LoomError) else type(exc).__name__
+                messages.append(scrub(f"secrets provider {scheme!r} failed to close: {detail}"))
+        self._providers.clear()
+        return messages

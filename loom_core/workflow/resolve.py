@@ -1,0 +1,79 @@
+"""Resolve one job's secret references, just before the job starts.
+
+Every failure is a ``LoomError`` with a ``SECRETS_*`` code whose message names
+the job, the secret and the reference, never a value; messages also pass
+through the redactor of whatever the job already resolved.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from loom_core.contracts.secrets import SecretValue
+from loom_core.errors import ErrorCode, LoomError
+from loom_core.workflow.graph import Job, SecretSpec
+from loom_core.workflow.providers import ProviderPool
+from loom_core.workflow.refs import check_syntax
+
+Scrub = Callable[[str], str]
+
+
+def _fail(job: Job, spec: SecretSpec, code: ErrorCode, reason: str) -> LoomError:
+    return LoomError(
+        code,
+        f"job {job.name!r}: secret {spec.name} ({spec.ref}): {reason}",
+        details={"job": job.name, "secret": spec.name, "ref": spec.ref},
+    )
+
+
+def check_value(job: Job, spec: SecretSpec, value: SecretValue, min_length: int) -> None:
+    """Refuse blank or short values: redaction could not mask them safely."""
+    raw = value.reveal()
+    if not raw.strip():
+        raise _fail(job, spec, ErrorCode.SECRETS_VALUE_UNSAFE, "the resolved value is blank")
+    if len(raw) < min_length:
+        raise _fail(
+            job,
+            spec,
+            ErrorCode.SECRETS_VALUE_UNSAFE,
+            f"the resolved value is shorter than secrets.min_length ({min_length} bytes); "
+            "short values cannot be redacted without destroying ordinary output",
+        )
+
+
+def resolve_job(
+    job: Job,
+    pool: ProviderPool,
+    *,
+    min_length: int,
+    scrub_with: Callable[[dict[str, SecretValue]], Scrub],
+) -> dict[str, SecretValue]:
+    """Resolve every secret of ``job`` or raise the first failure (nothing is returned partly)."""
+    values: dict[str, SecretValue] = {}
+    for spec in job.secrets.values():
+        try:
+            ref = check_syntax(spec.ref)
+            provider = pool.get(ref.scheme)
+            provider.validate(ref)
+            value = provider.resolve(ref)
+            if not isinstance(value, SecretValue):
+                raise _fail(
+                    job, spec, ErrorCode.SECRETS_PROVIDER_FAILED, "the provider returned no SecretValue"
+                )
+            check_value(job, spec, value, min_length)
+        except LoomError as exc:
+            scrub = scrub_with(values)
+            code = exc.code if exc.code.value.startswith("SECRETS_") else ErrorCode.SECRETS_PROVIDER_FAILED
+            prefix = f"job {job.name!r}: secret {spec.name} ({spec.ref}): "
+            message = exc.message if exc.message.startswith(prefix) else prefix + exc.message
+            raise LoomError(
+                code,
+                scrub(message),
+                details={"job": job.name, "secret": spec.name, "ref": spec.ref},
+            ) from None
+        except Exception as exc:
+            raise _fail(
+                job, spec, ErrorCode.SECRETS_PROVIDER_FAILED, f"provider raised {type(exc).__name__}"
+            ) from None
+        values[spec.name] = value
+    return values

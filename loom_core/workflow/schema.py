@@ -1,0 +1,147 @@
+"""Validate a workflow document against ``workflow.schema.json`` (shipped as package data).
+
+Messages are written here rather than taken from jsonschema because its
+default texts quote the offending instance, and an instance in a secrets
+block may be a value someone pasted by mistake: nothing from the document
+except key names and references is ever echoed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+import jsonschema
+from jsonschema.exceptions import ValidationError
+
+from loom_core.workflow.loader import JsonPath
+
+
+@dataclass(frozen=True)
+class SchemaProblem:
+    """One schema violation: where, and what is wrong (no instance values)."""
+
+    path: JsonPath
+    message: str
+
+
+@lru_cache(maxsize=1)
+def workflow_schema() -> dict[str, Any]:
+    """The JSON Schema, read from the package (also published in the docs)."""
+    text = resources.files("loom_core.workflow").joinpath("workflow.schema.json").read_text("utf-8")
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+@lru_cache(maxsize=1)
+def _validator() -> jsonschema.protocols.Validator:
+    schema = workflow_schema()
+    cls = jsonschema.validators.validator_for(schema)
+    cls.check_schema(schema)
+    return cls(schema)
+
+
+def _in_secrets(path: JsonPath) -> bool:
+    return len(path) >= 4 and path[0] == "jobs" and path[2] == "secrets"
+
+
+def _describe(err: ValidationError) -> Iterator[SchemaProblem]:
+    path: JsonPath = tuple(err.absolute_path)
+    kind = err.validator
+    if kind == "additionalProperties" and isinstance(err.instance, Mapping):
+        declared = err.schema.get("properties", {}) if isinstance(err.schema, Mapping) else {}
+        allowed = sorted(declared)
+        extras = [k for k in err.instance if k not in declared]
+        for key in extras:
+            if _in_secrets((*path, "x")) and len(path) == 4:
+                msg = (
+                    f"unknown field {key!r} in secret {path[3]!r}: a secret holds only a reference "
+                    "(`ref`, optional `file`); values are never accepted in a workflow"
+                )
+            else:
+                msg = f"unknown field {key!r}; allowed here: {', '.join(allowed) or 'nothing'}"
+            yield SchemaProblem((*path, str(key)), msg)
+        return
+    if kind is None or err.schema is False:
+        # jsonschema reports a ``false`` subschema at the parent's path.
+        if path in (("default",), ("default", "secrets")):
+            path = ("default", "secrets")
+            yield SchemaProblem(
+                path,
+                "`default.secrets` is not allowed: secrets are job-scoped so one declaration cannot "
+                "fan out to every job; declare them under `jobs.<job>.secrets`",
+            )
+        else:
+            yield SchemaProblem(path, "this field is not allowed here")
+        return
+    if kind == "type":
+        expected = err.validator_value
+        if _in_secrets(path) and len(path) == 4:
+            yield SchemaProblem(
+                path,
+                f"secret {path[3]!r} must be a mapping such as {{ref: \"env://NAME\"}}: a secret is a "
+                "reference to a provider, never a value",
+            )
+        else:
+            yield SchemaProblem(path, f"must be of type {expected}")
+        return
+    if kind == "required":
+        present = err.instance if isinstance(err.instance, Mapping) else {}
+        for name in err.validator_value if isinstance(err.validator_value, list) else ():
+            if name not in present:
+                yield SchemaProblem(path, f"missing required field {name!r}")
+        return
+    if "propertyNames" in err.absolute_schema_path:
+        name = str(err.instance)
+        what = "job name" if path == ("jobs",) else "variable or secret name"
+        rule = (
+            "letters, digits, '_', '.', '-', at most 63 characters"
+            if path == ("jobs",)
+            else "an environment variable name: letters, digits and '_', not starting with a digit"
+        )
+        yield SchemaProblem((*path, name), f"invalid {what} {name!r}: use {rule}")
+        return
+    if kind == "pattern":
+        if path and path[0] == "jobs" and len(path) >= 3 and path[2] == "needs":
+            yield SchemaProblem(path, "not a valid job name")
+        elif path and path[-1] == "image":
+            yield SchemaProblem(path, "image must be a non-empty reference without spaces or a leading '-'")
+        else:
+            yield SchemaProblem(path, f"must match the pattern {err.validator_value}")
+        return
+    if kind == "uniqueItems":
+        yield SchemaProblem(path, "items must be unique")
+        return
+    if kind in ("minItems", "minProperties", "minLength"):
+        yield SchemaProblem(path, "must not be empty")
+        return
+    if kind == "exclusiveMinimum":
+        yield SchemaProblem(path, f"must be greater than {err.validator_value}")
+        return
+    yield SchemaProblem(path, f"fails the schema's {kind!r} rule")
+
+
+def _non_string_keys(node: Any, path: JsonPath) -> Iterator[SchemaProblem]:
+    if isinstance(node, Mapping):
+        for key, value in node.items():
+            if not isinstance(key, str):
+                yield SchemaProblem(path, f"keys must be strings; found a {type(key).__name__} key")
+            else:
+                yield from _non_string_keys(value, (*path, key))
+    elif isinstance(node, list):
+        for i, item in enumerate(node):
+            yield from _non_string_keys(item, (*path, i))
+
+
+def schema_problems(data: Any) -> list[SchemaProblem]:
+    """Every schema violation in ``data`` (empty when valid), in document order."""
+    problems = list(_non_string_keys(data, ()))
+    if problems:
+        return problems
+    for err in sorted(_validator().iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path]):
+        problems.extend(_describe(err))
+    return problems

@@ -1,0 +1,238 @@
+"""`loom check`: every problem at once with code, JSON path and line; exit status."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from loom_core.errors import ErrorCode
+from loom_core.plugins.host import PluginHost
+from loom_core.workflow.check import check_document
+from loom_core.workflow.loader import load_file, parse_text
+from loom_core.workflow.providers import ProviderPool
+from loom_core.workflow.refs import check_syntax
+
+from .conftest import run_loom
+
+INLINE = "hunter2-inline-value-9f3a"
+
+BROKEN = f"""\
+variables: {{REGION: eu-west-1, TOKEN: plain}}
+default:
+  secrets: {{A: {{ref: "env://A"}}}}
+jobs:
+  a:
+    needs: [nope]
+    colour: red
+    variables: {{PW: x}}
+    secrets:
+      PW: {{ref: "env://PW"}}
+      TOKEN: {{ref: "env://T"}}
+      INLINE: "{INLINE}"
+      V: {{ref: "env://V", value: "{INLINE}"}}
+      K: {{ref: "keepass://main//x"}}
+      O: {{ref: "op://vault/item"}}
+      U: {{ref: "vault://x/y"}}
+    script: ["true"]
+  b:
+    needs: [c]
+    script: []
+  c:
+    needs: [b]
+    script: ["x"]
+    timeout: -1
+"""
+
+EXPECTED = {
+    ("$.default.secrets", 3, "WORKFLOW_SCHEMA_INVALID"),
+    ("$.jobs.a.needs[0]", 6, "WORKFLOW_CYCLE"),
+    ("$.jobs.a.colour", 7, "WORKFLOW_SCHEMA_INVALID"),
+    ("$.jobs.a.secrets.PW", 10, "WORKFLOW_SCHEMA_INVALID"),
+    ("$.jobs.a.secrets.TOKEN", 11, "WORKFLOW_SCHEMA_INVALID"),
+    ("$.jobs.a.secrets.INLINE", 12, "WORKFLOW_SCHEMA_INVALID"),
+    ("$.jobs.a.secrets.V.value", 13, "WORKFLOW_SCHEMA_INVALID"),
+    ("$.jobs.a.secrets.K.ref", 14, "SECRETS_REF_INVALID"),
+    ("$.jobs.a.secrets.O.ref", 15, "SECRETS_REF_INVALID"),
+    ("$.jobs.a.secrets.U.ref", 16, "SECRETS_PROVIDER_UNAVAILABLE"),
+    ("$.jobs.b.needs", 19, "WORKFLOW_CYCLE"),
+    ("$.jobs.b.script", 20, "WORKFLOW_SCHEMA_INVALID"),
+    ("$.jobs.c.timeout", 24, "WORKFLOW_SCHEMA_INVALID"),
+}
+
+
+def _pool() -> ProviderPool:
+    return ProviderPool(PluginHost(environ={}), {})
+
+
+def test_every_problem_reported_at_once_with_code_path_and_line(tmp_path: Path) -> None:
+    """One pass lists all thirteen problems, each with its code, JSON path and line."""
+    doc = parse_text(BROKEN, tmp_path / "w.yml")
+    problems = check_document(doc, _pool())
+    found = {(p.to_dict()["path"], p.line, p.code.value) for p in problems}
+    assert found == EXPECTED
+
+
+def test_cli_json_lists_problems_and_exits_nonzero(tmp_path: Path) -> None:
+    """`loom check --format json` prints a JSON list of the same problems and exits 1."""
+    (tmp_path / "w.yml").write_text(BROKEN)
+    proc = run_loom(["check", "--format", "json", "w.yml"], cwd=tmp_path)
+    assert proc.returncode == 1
+    listed = json.loads(proc.stdout)
+    assert {(p["path"], p["line"], p["code"]) for p in listed} == EXPECTED
+    assert all(p["message"] for p in listed)
+
+
+def test_cli_text_never_echoes_inline_values(tmp_path: Path) -> None:
+    """A value pasted where a reference belongs is rejected without being echoed back."""
+    (tmp_path / "w.yml").write_text(BROKEN)
+    proc = run_loom(["check", "w.yml"], cwd=tmp_path)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1
+    assert (INLINE.encode() in out) is False, "inline value echoed by loom check"
+    assert b"w.yml:3: WORKFLOW_SCHEMA_INVALID at $.default.secrets" in out
+    assert b"job-scoped" in out
+
+
+def test_valid_workflow_prints_ok_and_exits_zero(
+    tmp_path: Path, write_workflow: Callable[..., Path]
+) -> None:
+    """A valid workflow exits 0 with one OK line."""
+    write_workflow(
+        """\
+        variables: {REGION: eu-west-1}
+        jobs:
+          build: {script: ["make"]}
+          migrate:
+            needs: [build]
+            variables: {DB_HOST: db.internal}
+            secrets:
+              DATABASE_PASSWORD: {ref: "env://DB_PW"}
+              API_TOKEN: {ref: "env://API_TOKEN", file: false}
+            script: ["./migrate.sh"]
+        """
+    )
+    proc = run_loom(["check", "workflow.yml"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == b"workflow.yml: OK"
+
+
+def test_yaml_syntax_error_reports_its_line(tmp_path: Path) -> None:
+    """Malformed YAML is WORKFLOW_YAML_INVALID with the line of the error."""
+    (tmp_path / "w.yml").write_text("jobs:\n  a:\n    script: [\"x\"\n  b: {}\n")
+    proc = run_loom(["check", "--format", "json", "w.yml"], cwd=tmp_path)
+    assert proc.returncode == 1
+    [problem] = json.loads(proc.stdout)
+    assert problem["code"] == "WORKFLOW_YAML_INVALID"
+    assert problem["line"] >= 3
+
+
+def test_missing_file_is_workflow_not_found(tmp_path: Path) -> None:
+    """A missing workflow file fails with WORKFLOW_NOT_FOUND."""
+    proc = run_loom(["check", "absent.yml"], cwd=tmp_path)
+    assert proc.returncode == 1
+    assert b"error[WORKFLOW_NOT_FOUND]" in proc.stderr
+
+
+def test_duplicate_keys_are_reported(tmp_path: Path) -> None:
+    """A duplicated key (which YAML would silently overwrite) is a problem with its line."""
+    doc = parse_text("jobs:\n  a: {script: [x]}\n  a: {script: [y]}\n", tmp_path / "w.yml")
+    problems = check_document(doc, None)
+    assert [(p.to_dict()["path"], p.line) for p in problems] == [("$.jobs.a", 3)]
+
+
+def test_missing_jobs_and_top_level_unknown_field(tmp_path: Path) -> None:
+    """`jobs` is required and unknown top-level fields are rejected."""
+    doc = parse_text("name: x\nsteps: []\n", tmp_path / "w.yml")
+    messages = {p.to_dict()["path"]: p.message for p in check_document(doc, None)}
+    assert "missing required field 'jobs'" in messages["$"]
+    assert "unknown field 'steps'" in messages["$.steps"]
+
+
+def test_bad_names_rejected(tmp_path: Path) -> None:
+    """Job names and variable/secret names must be safe identifiers."""
+    doc = parse_text(
+        'jobs:\n  "bad job": {script: [x]}\n  ok:\n    variables: {"1X": y}\n    script: [x]\n',
+        tmp_path / "w.yml",
+    )
+    paths = {p.to_dict()["path"] for p in check_document(doc, None)}
+    assert paths == {"$.jobs['bad job']", "$.jobs.ok.variables.1X"}
+
+
+def test_reference_syntax_per_scheme() -> None:
+    """env, keepass and op references are checked for their scheme's syntax."""
+    good = [
+        "env://API_TOKEN",
+        "keepass://main/ci/db/postgres#password",
+        "keepass://main/Entry",
+        "op://vault/item/field",
+        "op://vault/item/section/field",
+        "op://dev/ssh/private key?ssh-format=openssh",
+    ]
+    bad = [
+        "env://1BAD",
+        "env://A#f",
+        "env://A/B",
+        "keepass://main",
+        "keepass://main//e",
+        "keepass://bad-alias/e",
+        "keepass://main/e#",
+        "op://vault/item",
+        "op://v/i/s/f/extra",
+        "op://v//f",
+        "op://v/i/f#x",
+        "no-scheme",
+        "://x",
+    ]
+    for raw in good:
+        check_syntax(raw)
+    for raw in bad:
+        try:
+            check_syntax(raw)
+        except Exception as exc:
+            assert getattr(exc, "code", None) == ErrorCode.SECRETS_REF_INVALID, raw
+        else:
+            raise AssertionError(f"{raw!r} accepted")
+
+
+def test_installed_provider_validate_is_consulted(tmp_path: Path) -> None:
+    """References also go through the installed provider's own validate()."""
+
+    class Strict:
+        scheme = "strict"
+        capabilities: frozenset[str] = frozenset()
+
+        def validate(self, ref: object) -> None:
+            from loom_core.errors import LoomError
+
+            raise LoomError(ErrorCode.SECRETS_REF_INVALID, f"{ref}: strict refuses everything")
+
+        def resolve(self, ref: object) -> object:
+            raise AssertionError("check must never resolve")
+
+        def close(self) -> None:
+            pass
+
+    class Plugin:
+        @staticmethod
+        def loom_register_backends(registry: object) -> None:
+            registry.add_secrets("strict", lambda ctx: Strict())  # type: ignore[attr-defined]
+
+    host = PluginHost(environ={})
+    host.register_plugin(Plugin(), "strict-test")
+    doc = parse_text(
+        'jobs:\n  a:\n    secrets: {S: {ref: "strict://x"}}\n    script: [x]\n', tmp_path / "w.yml"
+    )
+    [problem] = check_document(doc, ProviderPool(host, {}))
+    assert problem.code == ErrorCode.SECRETS_REF_INVALID
+    assert "strict refuses everything" in problem.message
+
+
+def test_disabled_provider_is_unavailable(tmp_path: Path) -> None:
+    """A disabled provider's scheme is SECRETS_PROVIDER_UNAVAILABLE (no fallback)."""
+    path = tmp_path / "w.yml"
+    path.write_text('jobs:\n  a:\n    secrets: {S: {ref: "env://X"}}\n    script: [x]\n')
+    host = PluginHost(environ={}, disabled=["secrets:env"])
+    [problem] = check_document(load_file(path), ProviderPool(host, {}))
+    assert problem.code == ErrorCode.SECRETS_PROVIDER_UNAVAILABLE
+    assert "PLUGIN_DISABLED" in problem.message

@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 from loom_core.contracts import BackendContext
+from loom_core.errors import ErrorCode, LoomError
 from loom_core.hookspecs import hookimpl
 from loom_core.plugins.registry import BackendRegistry
 from loom_secrets_keepass.provider import CAPABILITIES, KeepassProvider
 
 
 def factory(ctx: BackendContext) -> KeepassProvider:
-    """Build a provider reading only ``ctx.environ`` (aliases and credential indirections)."""
+    """Build a provider reading only ``ctx.environ`` (aliases and credential indirections).
+
+    It takes no options: databases and credentials are runtime environment, so
+    an option here is a mistake worth reporting rather than ignoring.
+    """
+    if ctx.options:
+        raise LoomError(
+            ErrorCode.CONFIG_INVALID,
+            f"the keepass secrets provider takes no options (got {sorted(ctx.options)}); "
+            "configure databases with LOOM_KEEPASS_DB_<ALIAS>_PATH / _PASSWORD_ENV / _KEYFILE_ENV",
+        )
     return KeepassProvider(ctx.environ)
 
 

@@ -20,7 +20,9 @@ from loom_core.contracts.secrets import SecretRef, SecretValue
 from loom_core.errors import LoomError
 from loom_secrets_keepass import database, reference, settings
 
-CAPABILITIES = frozenset({"attachments", "custom-fields", "cached-open", "kdbx3", "kdbx4", "keyfile"})
+#: ``auth``: needs unlock credentials; ``binary``: attachments return arbitrary bytes;
+#: ``open-once``: one KDF per alias per provider.
+CAPABILITIES = frozenset({"auth", "binary", "attachments", "custom-fields", "keyfile", "open-once"})
 
 
 @dataclass

@@ -10,6 +10,7 @@ files stay genuine KDBX with the same algorithms, only cheaper parameters.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import secrets as _random
@@ -41,8 +42,15 @@ def write_keyfile(path: Path) -> Path:
     return path
 
 
+@functools.cache
+def _blank_key() -> bytes:
+    """pykeepass's blank template costs a full Argon2 to open; derive its key once per process."""
+    key: bytes = PyKeePass(BLANK_DATABASE_LOCATION, BLANK_DATABASE_PASSWORD).transformed_key
+    return key
+
+
 def _blank() -> PyKeePass:
-    return PyKeePass(BLANK_DATABASE_LOCATION, BLANK_DATABASE_PASSWORD)
+    return PyKeePass(BLANK_DATABASE_LOCATION, transformed_key=_blank_key())
 
 
 def _create_kdbx4(path: Path, password: str | None, keyfile: Path | None, fast_kdf: bool) -> PyKeePass:

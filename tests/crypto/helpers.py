@@ -1,0 +1,40 @@
+"""Shared set-up for the encryption tests: real RocksDB directories and keys."""
+
+from __future__ import annotations
+
+import base64
+import os
+from pathlib import Path
+from typing import Any
+
+from loom_core.config import LoomConfig
+from loom_core.contracts import BackendContext
+from loom_core.crypto import build_row_codec
+from loom_core.plugins.host import PluginHost
+
+KEYSPACES = ("chunks", "graph", "keys", "meta")
+ENV = "LOOMEM_AT_REST_MASTER_KEY"
+
+
+def new_key_b64() -> str:
+    return base64.b64encode(os.urandom(32)).decode()
+
+
+def open_storage(path: Path, options: dict[str, Any] | None = None) -> Any:
+    """A real rocksdb storage with the families these tests use."""
+    ctx = BackendContext(data_dir=path, keyspaces=KEYSPACES, options=options or {})
+    return PluginHost(environ={}).create("storage", "rocksdb", ctx)
+
+
+def codec_for(storage: Any, environ: dict[str, str], config: LoomConfig | None = None) -> Any:
+    """What the server builds at start-up, for ``storage`` and ``environ``."""
+    return build_row_codec(config or LoomConfig(), PluginHost(environ=environ), storage, environ)
+
+
+def raw_files_containing(root: Path, needle: bytes) -> list[str]:
+    """Every file under ``root`` whose raw bytes contain ``needle`` (relative paths)."""
+    found = []
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and needle in path.read_bytes():
+            found.append(str(path.relative_to(root)))
+    return found

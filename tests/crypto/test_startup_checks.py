@@ -1,0 +1,166 @@
+"""Start-up refuses a malformed, missing or wrong master key (real RocksDB)."""
+
+from __future__ import annotations
+
+import base64
+import os
+from pathlib import Path
+
+import pytest
+
+from loom_core.config import LoomConfig
+from loom_core.crypto import EncryptingRowCodec, PlaintextRowCodec
+from loom_core.crypto.masterkey import parse_master_key
+from loom_core.errors import ErrorCode, LoomError
+
+from .helpers import ENV, codec_for, new_key_b64, open_storage
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "not base64 at all!",
+        base64.b64encode(os.urandom(16)).decode(),
+        base64.b64encode(os.urandom(31)).decode(),
+        base64.b64encode(os.urandom(33)).decode(),
+        base64.b64encode(os.urandom(32)).decode()[:-2],
+        "   ",
+        os.urandom(32).hex(),
+    ],
+    ids=["garbage", "16-bytes", "31-bytes", "33-bytes", "no-padding", "blank", "hex-not-base64"],
+)
+def test_malformed_master_key_refuses_start(tmp_path: Path, value: str) -> None:
+    """Proves anything but 32 bytes of base64 in the variable refuses start-up with ENCRYPTION_KEY_INVALID,
+    and the message names the variable but not the value."""
+    storage = open_storage(tmp_path)
+    try:
+        with pytest.raises(LoomError) as info:
+            codec_for(storage, {ENV: value})
+        assert info.value.code == ErrorCode.ENCRYPTION_KEY_INVALID
+        assert ENV in info.value.message
+        if value.strip():
+            assert (value.strip() in str(info.value)) is False, "the rejected key value leaked into the error"
+    finally:
+        storage.close()
+
+
+def test_url_safe_base64_accepted() -> None:
+    """Proves the URL-safe base64 alphabet is accepted for the same 32 bytes."""
+    raw = bytes([0xFB, 0xFF] * 16)
+    assert parse_master_key(base64.urlsafe_b64encode(raw).decode(), ENV).reveal() == raw
+    assert parse_master_key(base64.b64encode(raw).decode(), ENV).reveal() == raw
+
+
+def test_no_key_is_plaintext_mode(tmp_path: Path) -> None:
+    """Proves a fresh directory without a key runs in plaintext mode (encryption is opt-in)."""
+    storage = open_storage(tmp_path)
+    try:
+        codec = codec_for(storage, {})
+        assert isinstance(codec, PlaintextRowCodec)
+        assert codec.status() == {"enabled": False, "cipher": None, "fingerprint": None}
+    finally:
+        storage.close()
+
+
+@pytest.mark.parametrize("how", ["env-flag", "config"])
+def test_expect_enabled_without_key_refuses_start(tmp_path: Path, how: str) -> None:
+    """Proves LOOMEM_AT_REST_EXPECT_ENABLED=1 (or encryption.expect_enabled) without a key refuses start-up."""
+    storage = open_storage(tmp_path)
+    try:
+        environ = {"LOOMEM_AT_REST_EXPECT_ENABLED": "1"} if how == "env-flag" else {}
+        config = LoomConfig.model_validate({"encryption": {"expect_enabled": how == "config"}})
+        with pytest.raises(LoomError) as info:
+            codec_for(storage, environ, config)
+        assert info.value.code == ErrorCode.ENCRYPTION_KEY_MISSING
+        assert ENV in info.value.message
+    finally:
+        storage.close()
+
+
+def test_wrong_master_key_refuses_start_naming_expected_fingerprint(tmp_path: Path) -> None:
+    """Proves a different master key refuses start-up with ENCRYPTION_KEY_MISMATCH naming the
+    fingerprint the data was written with (and never the key)."""
+    right, wrong = new_key_b64(), new_key_b64()
+    storage = open_storage(tmp_path)
+    try:
+        codec = codec_for(storage, {ENV: right})
+        assert isinstance(codec, EncryptingRowCodec)
+        expected = codec.fingerprint
+        codec.seal("s", b"chunk:L0:1", b"hello")
+        with pytest.raises(LoomError) as info:
+            codec_for(storage, {ENV: wrong})
+        assert info.value.code == ErrorCode.ENCRYPTION_KEY_MISMATCH
+        assert expected in info.value.message
+        assert info.value.details["expected_fingerprint"] == expected
+        for key in (right, wrong):
+            assert (key in repr(info.value) or key in str(info.value.details)) is False, "key leaked"
+        assert codec_for(storage, {ENV: right}).fingerprint == expected
+    finally:
+        storage.close()
+
+
+def test_missing_key_over_encrypted_data_refuses_start(tmp_path: Path) -> None:
+    """Proves starting without a key over data written encrypted refuses with ENCRYPTION_KEY_MISSING,
+    naming the expected fingerprint, instead of silently running in plaintext mode."""
+    storage = open_storage(tmp_path)
+    try:
+        codec = codec_for(storage, {ENV: new_key_b64()})
+        codec.seal("s", b"chunk:L0:1", b"hello")
+        with pytest.raises(LoomError) as info:
+            codec_for(storage, {})
+        assert info.value.code == ErrorCode.ENCRYPTION_KEY_MISSING
+        assert codec.fingerprint in info.value.message
+    finally:
+        storage.close()
+
+
+def test_plaintext_codec_refuses_sealed_rows(tmp_path: Path) -> None:
+    """Proves the plaintext codec never hands out ciphertext as if it were content."""
+    storage = open_storage(tmp_path)
+    try:
+        sealed = codec_for(storage, {ENV: new_key_b64()}).seal("s", b"k", b"hello")
+    finally:
+        storage.close()
+    with pytest.raises(LoomError) as info:
+        PlaintextRowCodec().open("s", b"k", sealed)
+    assert info.value.code == ErrorCode.ENCRYPTION_KEY_MISSING
+
+
+def test_master_key_from_secret_reference(tmp_path: Path) -> None:
+    """Proves encryption.master_key_ref resolves through the secrets backend (env://)."""
+    key = new_key_b64()
+    config = LoomConfig.model_validate({"encryption": {"master_key_ref": "env://VAULTED_KEY"}})
+    storage = open_storage(tmp_path)
+    try:
+        codec = codec_for(storage, {"VAULTED_KEY": key}, config)
+        assert isinstance(codec, EncryptingRowCodec)
+        assert codec.open("s", b"k", codec.seal("s", b"k", b"v")) == b"v"
+    finally:
+        storage.close()
+
+
+def test_master_key_never_in_repr_or_logs(tmp_path: Path, secret_leak_check: object) -> None:
+    """Proves the master key and data keys print as redacted and never reach logs or errors."""
+    key = new_key_b64()
+    raw = base64.b64decode(key)
+    storage = open_storage(tmp_path)
+    errors: list[BaseException] = []
+    try:
+        codec = codec_for(storage, {ENV: key})
+        codec.seal("s", b"k", b"v")
+        data_key = codec.keyring.current("s")
+        try:
+            codec_for(storage, {ENV: new_key_b64()})
+        except LoomError as exc:
+            errors.append(exc)
+        try:
+            codec.open("s", b"other", codec.seal("s", b"k", b"v"))
+        except LoomError as exc:
+            errors.append(exc)
+        objects = [codec, codec.keyring, data_key, parse_master_key(key, ENV)]
+        check = secret_leak_check
+        for value, what in ((key, "master key (base64)"), (raw, "master key (raw)"), (raw.hex(), "master key (hex)")):
+            check.assert_absent(value, what=what, exceptions=errors, objects=objects)  # type: ignore[attr-defined]
+        check.assert_absent(data_key.reveal(), what="data key", exceptions=errors, objects=objects)  # type: ignore[attr-defined,union-attr]
+    finally:
+        storage.close()

@@ -31,12 +31,13 @@ def check_value(job: Job, spec: SecretSpec, value: SecretValue, min_length: int)
     raw = value.reveal()
     if not raw.strip():
         raise _fail(job, spec, ErrorCode.SECRETS_VALUE_UNSAFE, "the resolved value is blank")
-    if len(raw) < min_length:
+    if len(raw.strip()) < min_length:
         raise _fail(
             job,
             spec,
             ErrorCode.SECRETS_VALUE_UNSAFE,
-            f"the resolved value is shorter than secrets.min_length ({min_length} bytes); "
+            f"the resolved value is shorter than secrets.min_length ({min_length} bytes, surrounding "
+            "whitespace not counted); "
             "short values cannot be redacted without destroying ordinary output",
         )
 

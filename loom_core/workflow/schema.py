@@ -97,12 +97,12 @@ def _describe(err: ValidationError) -> Iterator[SchemaProblem]:
         return
     if "propertyNames" in err.absolute_schema_path:
         name = str(err.instance)
-        what = "job name" if path == ("jobs",) else "variable or secret name"
-        rule = (
-            "letters, digits, '_', '.', '-', at most 63 characters"
-            if path == ("jobs",)
-            else "an environment variable name: letters, digits and '_', not starting with a digit"
-        )
+        if path == ("jobs",):
+            what, rule = "job name", "letters, digits, '_', '.', '-', at most 63 characters"
+        elif path and path[-1] == "secrets":
+            what, rule = "secret name", "upper-case letters, digits and '_', starting with a letter"
+        else:
+            what, rule = "variable name", "letters, digits and '_', not starting with a digit"
         yield SchemaProblem((*path, name), f"invalid {what} {name!r}: use {rule}")
         return
     if kind == "pattern":

@@ -41,3 +41,29 @@ def write_workflow(tmp_path: Path) -> Callable[..., Path]:
         return path
 
     return write
+
+
+def run_inprocess(
+    workflow: Path,
+    environ: Mapping[str, str],
+    **options: object,
+) -> tuple[object, bytes, bytes]:
+    """Run a workflow in this process with byte sinks; returns (RunResult, stdout, stderr)."""
+    import io
+
+    from loom_core.config import LoomConfig
+    from loom_core.workflow.runner import RunOptions, run_workflow
+
+    out, err = io.BytesIO(), io.BytesIO()
+    opts = RunOptions(
+        workflow=workflow,
+        environ=clean_env(environ),
+        config=options.pop("config", LoomConfig()),
+        stdout=out,
+        stderr=err,
+        receipt=options.pop("receipt", workflow.parent / "receipt.json"),  # type: ignore[arg-type]
+        handle_signals=False,
+        **options,  # type: ignore[arg-type]
+    )
+    result = run_workflow(opts)
+    return result, out.getvalue(), err.getvalue()

@@ -1,7 +1,7 @@
 """``loom serve`` / ``loomem-server``: run the Loomem HTTP server with uvicorn.
 
-The engine is opened before uvicorn binds the port, so a locked data
-directory or a bad configuration is reported as ``error[CODE]: message`` and
+The key is resolved and the engine opened before uvicorn binds the port, so
+a locked data directory, a blank key or a bad configuration is reported as ``error[CODE]: message`` and
 exit status 1 instead of a traceback from inside the server.
 """
 
@@ -32,9 +32,10 @@ def run(args: argparse.Namespace) -> int:
                             port=args.port)
     configure_logging(config.server.log_format, config.server.log_level)
     host = make_host(config, os.environ)
+    app = create_app(config, host=host, environ=os.environ)  # resolves the key: fails before opening data
     engine = open_engine(config, host)
+    app.state.engine = engine
     try:
-        app = create_app(config, host=host, engine=engine, environ=os.environ)
         uvicorn.run(app, host=config.server.host, port=config.server.port, log_config=None,
                     log_level=config.server.log_level, server_header=False, timeout_graceful_shutdown=10)
     finally:

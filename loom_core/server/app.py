@@ -71,8 +71,9 @@ def create_app(
 ) -> FastAPI:
     """Assemble the app. Auth is resolved here, so a bad key setting fails before serving.
 
-    ``engine`` is used as is and left open on shutdown (the caller owns it);
-    otherwise ``engine_factory`` (default: open ``data_dir`` or
+    ``engine`` (or one assigned to ``app.state.engine`` before start-up) is
+    used as is and left open on shutdown (the caller owns it); otherwise
+    ``engine_factory`` (default: open ``data_dir`` or
     ``server.data_dir``) runs at start-up and the engine is closed at shutdown.
     """
     cfg = config if config is not None else LoomConfig()
@@ -85,8 +86,9 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         authenticator.announce()
-        owned = engine is None
-        app.state.engine = engine if engine is not None else await run_in_threadpool(factory)
+        preset: MemoryEngine | None = app.state.engine  # passed in, or set by the caller before serving
+        owned = preset is None
+        app.state.engine = preset if preset is not None else await run_in_threadpool(factory)
         stop_sweeper: Callable[[], None] | None = None
         try:
             plugin_host.hook.loom_startup(component="server", config=cfg)

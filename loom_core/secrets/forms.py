@@ -1,0 +1,136 @@
+"""The encodings under which a secret value leaks into output in practice.
+
+A script rarely prints a secret only verbatim: it ends up base64-encoded in a
+basic-auth header, JSON-escaped in a structured log, percent-encoded in a URL,
+shell-quoted in a ``set -x`` trace, ``repr``-escaped in a Python traceback, or
+with its line breaks rewritten. :func:`derived_forms` returns those byte
+strings so the redactor can match them like the value itself.
+
+Every derived form must be at least :data:`MIN_FORM_LENGTH` bytes long and
+contain more than one distinct byte; shorter or single-byte forms (such as the
+``AAAAAAAAAA`` a run of zero bytes base64-encodes to) occur in ordinary output
+by chance and would destroy it without protecting anything.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import shlex
+from collections.abc import Iterable
+from urllib.parse import quote, quote_plus
+
+#: Shortest derived form that is ever used for matching (bytes).
+MIN_FORM_LENGTH = 8
+
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
+_LINE_BREAK = re.compile(rb"\r\n|\r|\n")
+_PERCENT_HEX = re.compile(rb"%[0-9A-F]{2}")
+# Characters that ``printf %q`` and similar shell escapers leave alone.
+_SHELL_UNSAFE = re.compile(rb"([^A-Za-z0-9_@%+=:,./-])")
+_DOUBLE_QUOTE_UNSAFE = re.compile(r'([\\"$`])')
+
+
+def base64_forms(value: bytes) -> set[bytes]:
+    """Base64 of ``value`` inside any larger blob, standard and URL-safe alphabets.
+
+    When ``value`` starts at byte offset 0, 1 or 2 (mod 3) of an encoded blob,
+    the output characters whose six bits all come from ``value`` are the same
+    whatever surrounds it; those stable inner substrings are returned for all
+    three alignments, plus the complete encoding of ``value`` alone (padded and
+    unpadded) so a standalone encoding is masked entirely.
+    """
+    forms: set[bytes] = set()
+    size = len(value)
+    for align in (0, 1, 2):
+        encoded = base64.b64encode(b"\0" * align + value)
+        first = -(-8 * align // 6)  # first character made only of value bits
+        stop = (8 * (align + size)) // 6  # one past the last such character
+        forms.add(encoded[first:stop])
+    whole = base64.b64encode(value)
+    forms.update({whole, whole.rstrip(b"=")})
+    forms.update({form.translate(_URLSAFE) for form in list(forms)})
+    return forms
+
+
+def json_forms(text: str) -> set[bytes]:
+    """``json.dumps`` output without the quotes: ASCII-escaped, raw UTF-8, and with ``\\/``."""
+    forms: set[bytes] = set()
+    for ensure_ascii in (True, False):
+        body = json.dumps(text, ensure_ascii=ensure_ascii)[1:-1]
+        forms.add(_encode(body))
+        forms.add(_encode(body.replace("/", "\\/")))
+    return forms
+
+
+def url_forms(value: bytes) -> set[bytes]:
+    """Percent-encodings as ``quote`` and ``quote_plus`` print them, upper- and lower-case hex."""
+    forms = {
+        quote(value, safe="").encode("ascii"),
+        quote(value).encode("ascii"),
+        quote_plus(value).encode("ascii"),
+        quote_plus(value, safe="/").encode("ascii"),
+    }
+    forms.update({_PERCENT_HEX.sub(lambda m: m.group(0).lower(), form) for form in list(forms)})
+    return forms
+
+
+def shell_forms(text: str, value: bytes) -> set[bytes]:
+    """Shell-quoted spellings: ``shlex.quote``, bash's ``'\\''``, double quotes, backslashes."""
+    quoted = shlex.quote(text)
+    forms = {
+        _encode(quoted),
+        _encode(text.replace("'", "'\"'\"'")),  # shlex.quote body without the outer quotes
+        _encode(text.replace("'", "'\\''")),  # bash ``set -x`` / printf style
+        _encode(_DOUBLE_QUOTE_UNSAFE.sub(r"\\\1", text)),  # inside "..."
+        _SHELL_UNSAFE.sub(rb"\\\1", value),  # every special byte backslash-escaped
+    }
+    return forms
+
+
+def repr_forms(text: str, value: bytes) -> set[bytes]:
+    """Python ``repr`` without its quotes, of the bytes and of the decoded text."""
+    return {repr(value)[2:-1].encode("ascii"), _encode(repr(text)[1:-1])}
+
+
+def line_break_variants(value: bytes) -> set[bytes]:
+    """A multi-line value with its breaks rewritten as CRLF, ``\\n`` literals or spaces."""
+    if not _LINE_BREAK.search(value):
+        return set()
+    lines = _LINE_BREAK.split(value)
+    return {sep.join(lines) for sep in (b"\n", b"\r\n", b"\\n", b"\\r\\n", b" ", b"")}
+
+
+def derived_forms(value: bytes, *, min_length: int = MIN_FORM_LENGTH) -> set[bytes]:
+    """Every encoded form of ``value`` that is safe to match, without ``value`` itself.
+
+    Bases are the value, the value with surrounding whitespace stripped (as
+    ``$(cat file)`` prints it) and its line-break variants; each base is then
+    encoded in every way above. Forms shorter than ``min_length`` (never less
+    than :data:`MIN_FORM_LENGTH`) or made of one repeated byte are dropped.
+    """
+    bases = {value, value.strip()} | line_break_variants(value)
+    forms: set[bytes] = set()
+    for base in bases:
+        text = base.decode("utf-8", "surrogateescape")
+        forms.add(base)
+        forms |= base64_forms(base)
+        forms |= json_forms(text)
+        forms |= url_forms(base)
+        forms |= shell_forms(text, base)
+        forms |= repr_forms(text, base)
+    forms.discard(value)
+    return set(usable_forms(forms, min_length=min_length))
+
+
+def usable_forms(forms: Iterable[bytes], *, min_length: int = MIN_FORM_LENGTH) -> Iterable[bytes]:
+    """Keep the forms long and specific enough to match without masking ordinary output."""
+    floor = max(min_length, MIN_FORM_LENGTH)
+    for form in forms:
+        if len(form) >= floor and len(set(form)) > 1:
+            yield form
+
+
+def _encode(text: str) -> bytes:
+    return text.encode("utf-8", "surrogateescape")

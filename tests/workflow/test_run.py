@@ -1,0 +1,294 @@
+"""`loom run` with real subprocesses and real temp files: injection, redaction, cleanup, receipts."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from loom_core.config import LoomConfig
+from loom_core.errors import ErrorCode, LoomError
+
+from .conftest import run_inprocess, run_loom
+
+VALUE = "pg-pass-Zq81-very-secret"
+TOKEN_VALUE = "api-token-3fd1-very-secret"
+REDACTED = b"[REDACTED:SECRET_DATABASE_PASSWORD]"
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _wait_for(path: Path, seconds: float = 20.0) -> None:
+    end = time.monotonic() + seconds
+    while not path.exists() or not path.read_text().strip():
+        if time.monotonic() > end:
+            raise AssertionError(f"{path.name} never appeared")
+        time.sleep(0.02)
+
+
+def test_file_secret_is_redacted_private_and_removed(tmp_path: Path, write_workflow: Callable[..., Path]) -> None:
+    """The job cats its 0600 secret file and echoes it: console and receipt show the token only,
+    `ls -l` shows -rw-------, the directory is 0700, and the file is gone after the run."""
+    path = write_workflow(
+        """\
+        jobs:
+          migrate:
+            secrets:
+              DATABASE_PASSWORD: {ref: "env://DB_PW"}
+            script:
+              - 'echo "$DATABASE_PASSWORD" > secret.path'
+              - 'ls -l "$DATABASE_PASSWORD" > ls.txt'
+              - 'stat -c %a "$(dirname "$DATABASE_PASSWORD")" > dirmode.txt'
+              - 'echo "password is: $(cat "$DATABASE_PASSWORD")"'
+              - 'cat "$DATABASE_PASSWORD" >&2'
+        """
+    )
+    result: Any
+    result, out, err = run_inprocess(path, {"DB_PW": VALUE})
+    assert result.exit_code == 0, err
+    assert (VALUE.encode() in out + err) is False, "value reached the console"
+    assert b"password is: " + REDACTED in out
+    assert REDACTED in err
+    assert (tmp_path / "ls.txt").read_text().startswith("-rw------- ")
+    assert (tmp_path / "dirmode.txt").read_text().strip() == "700"
+    secret_path = Path((tmp_path / "secret.path").read_text().strip())
+    assert secret_path.is_absolute() and not secret_path.exists() and not secret_path.parent.exists()
+    raw = (tmp_path / "receipt.json").read_bytes()
+    assert (VALUE.encode() in raw) is False, "value in receipt"
+    receipt = json.loads(raw)
+    job = receipt["jobs"][0]
+    assert job["status"] == "success" and job["exit_code"] == 0
+    assert job["secrets"] == [{"name": "DATABASE_PASSWORD", "ref": "env://DB_PW", "scheme": "env", "file": True}]
+    assert "[REDACTED:SECRET_DATABASE_PASSWORD]" in job["stdout"]["tail"]
+    assert "[REDACTED:SECRET_DATABASE_PASSWORD]" in job["stderr"]["tail"]
+    assert len(receipt["run_id"]) == 26 and job["started_at"] and job["finished_at"]
+
+
+def test_values_reach_the_job_exactly(tmp_path: Path, write_workflow: Callable[..., Path]) -> None:
+    """file: true gives a path to the exact bytes; file: false gives the value in the variable."""
+    path = write_workflow(
+        """\
+        jobs:
+          deploy:
+            secrets:
+              DATABASE_PASSWORD: {ref: "env://DB_PW"}
+              API_TOKEN: {ref: "env://API_TOKEN", file: false}
+            script:
+              - 'sha256sum < "$DATABASE_PASSWORD" | cut -d" " -f1 > file.sha'
+              - 'printf %s "$API_TOKEN" | sha256sum | cut -d" " -f1 > env.sha'
+        """
+    )
+    result: Any
+    result, _, err = run_inprocess(path, {"DB_PW": VALUE, "API_TOKEN": TOKEN_VALUE})
+    assert result.exit_code == 0, err
+    assert (tmp_path / "file.sha").read_text().strip() == _sha(VALUE)
+    assert (tmp_path / "env.sha").read_text().strip() == _sha(TOKEN_VALUE)
+
+
+def test_output_split_byte_by_byte_is_redacted(tmp_path: Path, write_workflow: Callable[..., Path]) -> None:
+    """A value printed one byte per write is still redacted on the console stream."""
+    path = write_workflow(
+        """\
+        jobs:
+          drip:
+            secrets: {DATABASE_PASSWORD: {ref: "env://DB_PW"}}
+            script:
+              - 'while IFS= read -r -n1 c; do printf %s "$c"; done < "$DATABASE_PASSWORD"; echo'
+        """
+    )
+    result: Any
+    result, out, _ = run_inprocess(path, {"DB_PW": VALUE})
+    assert result.exit_code == 0
+    assert (VALUE.encode() in out) is False, "byte-by-byte value not redacted"
+    assert out.strip() == REDACTED
+
+
+def test_failure_skips_dependents_and_removes_files(tmp_path: Path, write_workflow: Callable[..., Path]) -> None:
+    """A failing job's files are removed, its dependents skipped, independents still run, exit 1."""
+    path = write_workflow(
+        """\
+        jobs:
+          build:
+            secrets: {DATABASE_PASSWORD: {ref: "env://DB_PW"}}
+            script: ['echo "$DATABASE_PASSWORD" > secret.path', 'exit 7']
+          deploy: {needs: [build], script: ["touch deploy.marker"]}
+          docs: {script: ["touch docs.marker"]}
+        """
+    )
+    result: Any
+    result, _, _ = run_inprocess(path, {"DB_PW": VALUE})
+    assert result.exit_code == 1
+    statuses = {j.name: (j.status, j.exit_code) for j in result.receipt.jobs}
+    assert statuses == {"build": ("failed", 7), "deploy": ("skipped", None), "docs": ("success", 0)}
+    assert not (tmp_path / "deploy.marker").exists() and (tmp_path / "docs.marker").exists()
+    assert not Path((tmp_path / "secret.path").read_text().strip()).exists()
+
+
+def test_timeout_kills_process_group_and_removes_files(
+    tmp_path: Path, write_workflow: Callable[..., Path]
+) -> None:
+    """`timeout` kills the job's whole process group (a background child too) and removes files."""
+    path = write_workflow(
+        """\
+        jobs:
+          slow:
+            timeout: 1
+            secrets: {DATABASE_PASSWORD: {ref: "env://DB_PW"}}
+            script:
+              - 'echo "$DATABASE_PASSWORD" > secret.path'
+              - 'sleep 60 & echo $! > child.pid'
+              - 'sleep 60'
+        """
+    )
+    result: Any
+    result, _, _ = run_inprocess(path, {"DB_PW": VALUE})
+    job = result.receipt.jobs[0]
+    assert result.exit_code == 1 and job.status == "timed_out"
+    assert not Path((tmp_path / "secret.path").read_text().strip()).exists()
+    child = int((tmp_path / "child.pid").read_text())
+    time.sleep(0.2)
+    assert not Path(f"/proc/{child}").exists() or "Z" in Path(f"/proc/{child}/stat").read_text().split()[2]
+
+
+def test_missing_env_var_fails_before_job_starts(tmp_path: Path, write_workflow: Callable[..., Path]) -> None:
+    """env provider, variable unset: SECRETS_NOT_FOUND naming the reference; the job never ran."""
+    path = write_workflow(
+        """\
+        jobs:
+          first: {script: ["touch first.marker"]}
+          deploy:
+            needs: [first]
+            secrets: {DATABASE_PASSWORD: {ref: "env://NOT_SET_ANYWHERE"}}
+            script: ["touch deploy.marker"]
+          later: {needs: [deploy], script: ["touch later.marker"]}
+        """
+    )
+    result: Any
+    result, _, _ = run_inprocess(path, {})
+    assert result.error is not None and result.error.code == ErrorCode.SECRETS_NOT_FOUND
+    assert "env://NOT_SET_ANYWHERE" in result.error.message and "'deploy'" in result.error.message
+    assert (tmp_path / "first.marker").exists()
+    assert not (tmp_path / "deploy.marker").exists() and not (tmp_path / "later.marker").exists()
+    statuses = {j.name: j.status for j in result.receipt.jobs}
+    assert statuses == {"first": "success", "deploy": "error", "later": "skipped"}
+    assert result.receipt.status == "error" and result.receipt.error["code"] == "SECRETS_NOT_FOUND"
+
+
+def test_cli_missing_var_and_unknown_scheme(tmp_path: Path, write_workflow: Callable[..., Path]) -> None:
+    """The CLI prints the SECRETS_* code; an unknown scheme is SECRETS_PROVIDER_UNAVAILABLE, nothing runs."""
+    write_workflow(
+        """\
+        jobs:
+          a: {secrets: {S: {ref: "env://NOT_SET_ANYWHERE"}}, script: ["touch a.marker"]}
+        """
+    )
+    proc = run_loom(["run", "workflow.yml", "--receipt", "r.json"], cwd=tmp_path)
+    assert proc.returncode == 1 and b"error[SECRETS_NOT_FOUND]" in proc.stderr
+    assert not (tmp_path / "a.marker").exists() and (tmp_path / "r.json").exists()
+    write_workflow("jobs:\n  a: {secrets: {S: {ref: 'vault://kv/x'}}, script: ['touch a.marker']}\n")
+    proc = run_loom(["run", "workflow.yml"], cwd=tmp_path)
+    assert proc.returncode == 1 and b"error[SECRETS_PROVIDER_UNAVAILABLE]" in proc.stderr
+    assert not (tmp_path / "a.marker").exists()
+
+
+def test_short_and_blank_values_are_refused(tmp_path: Path, write_workflow: Callable[..., Path]) -> None:
+    """Values shorter than secrets.min_length, or blank, fail with SECRETS_VALUE_UNSAFE before the job."""
+    path = write_workflow("jobs:\n  a: {secrets: {S: {ref: 'env://V'}}, script: ['touch a.marker']}\n")
+    for value in ("short", "        "):
+        result: Any
+        result, _, _ = run_inprocess(path, {"V": value})
+        assert result.error.code == ErrorCode.SECRETS_VALUE_UNSAFE
+        assert not (tmp_path / "a.marker").exists()
+    config = LoomConfig.model_validate({"secrets": {"min_length": 4}})
+    result, _, _ = run_inprocess(path, {"V": "short"}, config=config)
+    assert result.exit_code == 0 and (tmp_path / "a.marker").exists()
+
+
+def test_job_selection_runs_the_job_and_its_needs(tmp_path: Path, write_workflow: Callable[..., Path]) -> None:
+    """--job NAME runs NAME and everything it needs, nothing else."""
+    path = write_workflow(
+        """\
+        jobs:
+          a: {script: ["touch a.marker"]}
+          b: {needs: [a], script: ["touch b.marker"]}
+          c: {needs: [b], script: ["touch c.marker"]}
+          other: {script: ["touch other.marker"]}
+        """
+    )
+    result: Any
+    result, _, _ = run_inprocess(path, {}, job="b")
+    assert result.exit_code == 0
+    assert [j.name for j in result.receipt.jobs] == ["a", "b"]
+    assert {p.name for p in tmp_path.glob("*.marker")} == {"a.marker", "b.marker"}
+    with pytest.raises(LoomError) as info:
+        run_inprocess(path, {}, job="nope")
+    assert info.value.code == ErrorCode.WORKFLOW_NOT_FOUND
+
+
+def test_receipt_keeps_a_bounded_tail(tmp_path: Path, write_workflow: Callable[..., Path]) -> None:
+    """A job printing 300 kB leaves a 64 KiB tail, the full byte count and truncated=true."""
+    path = write_workflow("jobs:\n  big: {script: ['head -c 300000 /dev/zero | tr \"\\\\0\" x']}\n")
+    result: Any
+    result, out, _ = run_inprocess(path, {})
+    assert len(out) == 300000
+    stdout = json.loads((tmp_path / "receipt.json").read_text())["jobs"][0]["stdout"]
+    assert stdout["bytes"] == 300000 and stdout["truncated"] is True
+    assert len(stdout["tail"]) == 64 * 1024
+
+
+def test_file_first_value_absent_from_child_argv_and_environ(
+    tmp_path: Path, write_workflow: Callable[..., Path]
+) -> None:
+    """While the job runs, /proc/<pid>/environ and cmdline hold the path, never the value,
+    and the env:// source variable itself is not inherited."""
+    path = write_workflow(
+        """\
+        jobs:
+          peek:
+            secrets: {DATABASE_PASSWORD: {ref: "env://DB_PW"}}
+            script: ['echo $$ > job.pid', 'while [ ! -e release ]; do sleep 0.05; done']
+        """
+    )
+    box: dict[str, Any] = {}
+    thread = threading.Thread(target=lambda: box.update(r=run_inprocess(path, {"DB_PW": VALUE})))
+    thread.start()
+    try:
+        _wait_for(tmp_path / "job.pid")
+        pid = int((tmp_path / "job.pid").read_text())
+        environ = Path(f"/proc/{pid}/environ").read_bytes()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    finally:
+        (tmp_path / "release").touch()
+        thread.join(30)
+    assert (VALUE.encode() in environ) is False, "value in child's environ"
+    assert (VALUE.encode() in cmdline) is False, "value in child's argv"
+    entries = dict(e.split(b"=", 1) for e in environ.split(b"\0") if b"=" in e)
+    assert b"DB_PW" not in entries
+    assert Path(entries[b"DATABASE_PASSWORD"].decode()).name == "DATABASE_PASSWORD"
+    assert box["r"][0].exit_code == 0
+
+
+def test_job_name_not_found(tmp_path: Path, write_workflow: Callable[..., Path]) -> None:
+    """--job with an unknown name is WORKFLOW_NOT_FOUND."""
+    write_workflow("jobs:\n  a: {script: ['true']}\n")
+    proc = run_loom(["run", "workflow.yml", "--job", "nope"], cwd=tmp_path)
+    assert proc.returncode == 1 and b"error[WORKFLOW_NOT_FOUND]" in proc.stderr
+
+
+def test_default_receipt_location_printed(tmp_path: Path, write_workflow: Callable[..., Path]) -> None:
+    """Without --receipt the receipt goes to .loom/runs/<run-id>.json and its path is printed."""
+    write_workflow("jobs:\n  a: {script: ['echo hi']}\n")
+    proc = run_loom(["run", "workflow.yml"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    [receipt] = list((tmp_path / ".loom" / "runs").glob("*.json"))
+    assert f"receipt: {receipt}".encode() in proc.stderr
+    assert json.loads(receipt.read_text())["run_id"] == receipt.stem
+    assert proc.stdout == b"hi\n"

@@ -238,7 +238,7 @@ def test_receipt_keeps_a_bounded_tail(tmp_path: Path, write_workflow: Callable[.
     path = write_workflow("jobs:\n  big: {script: ['head -c 300000 /dev/zero | tr \"\\\\0\" x']}\n")
     result: Any
     result, out, _ = run_inprocess(path, {})
-    assert len(out) == 300000
+    assert result.exit_code == 0 and len(out) == 300000
     stdout = json.loads((tmp_path / "receipt.json").read_text())["jobs"][0]["stdout"]
     assert stdout["bytes"] == 300000 and stdout["truncated"] is True
     assert len(stdout["tail"]) == 64 * 1024

@@ -9,10 +9,13 @@ limit in memory. Accepted bodies are handed on as one message.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from loom_core.errors import ErrorCode
+
+log = logging.getLogger("loom.server")
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -46,7 +49,7 @@ class BodySizeLimit:
             return
         declared = _content_length(scope)
         if declared is not None and declared > self.max_body_bytes:
-            await self._refuse(send)
+            await self._refuse(scope, send)
             return
         parts: list[bytes] = []
         size = 0
@@ -58,7 +61,7 @@ class BodySizeLimit:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_body_bytes:
-                await self._refuse(send)
+                await self._refuse(scope, send)
                 return
             if chunk:
                 parts.append(chunk)
@@ -67,7 +70,9 @@ class BodySizeLimit:
         body = parts[0] if len(parts) == 1 else b"".join(parts)
         await self.app(scope, _replay([{"type": "http.request", "body": body, "more_body": False}], receive), send)
 
-    async def _refuse(self, send: Send) -> None:
+    async def _refuse(self, scope: Scope, send: Send) -> None:
+        log.warning("refused %s %s: body over server.max_body_bytes (%d)", scope.get("method"),
+                    scope.get("path"), self.max_body_bytes)
         payload = _too_large_body(self.max_body_bytes)
         await send({
             "type": "http.response.start",

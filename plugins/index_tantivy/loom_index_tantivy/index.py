@@ -254,7 +254,7 @@ class TantivyIndex:
                         lower_bound=query.since,
                         upper_bound=query.until,
                         include_lower=True,
-                        include_upper=False,
+                        include_upper=query.until is None,  # tantivy: an unbounded side is inclusive
                     ),
                 )
             )

@@ -9,6 +9,7 @@ rows with.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from loom_core.crypto.masterguard import open_keyring, refuse_plaintext_start
@@ -42,7 +43,18 @@ def build_row_codec(
     storage: Any,
     environ: Mapping[str, str] | None = None,
 ) -> Codec:
-    """The row codec for ``storage`` (an open storage backend holding ``keys`` and ``meta``).
+    """The row codec for ``storage``: an open storage backend holding ``keys`` and
+    ``meta``, or the data directory (a path) the memory engine will open.
+
+    Given a path, the storage under ``<path>/storage`` is opened just long
+    enough to check the key and unwrap every data key, then closed; the
+    caller binds the engine's storage once it is open::
+
+        codec = build_row_codec(config, host, data_dir, environ)
+        engine = MemoryEngine.open(config, host, data_dir, codec=codec)
+        codec.bind(engine.storage)
+
+    Checks:
 
     * master key set: checks it against the data directory
       (``ENCRYPTION_KEY_MISMATCH`` naming the expected fingerprint) and returns
@@ -55,10 +67,27 @@ def build_row_codec(
     env: Mapping[str, str] = environ if environ is not None else getattr(host, "environ", {})
     settings = encryption_settings(config)
     master = load_master_key(settings, env, host)
+    cipher = build_cipher(config, host) if master is not None else None
+    if isinstance(storage, str | Path):
+        from loom_core.crypto.offline import open_key_storage
+
+        opened = open_key_storage(config, host, Path(storage))
+        try:
+            codec = _codec_for(opened, settings, cipher, master)
+            if isinstance(codec, EncryptingRowCodec):
+                codec.keyring.preload()
+                codec.keyring.unbind()
+            return codec
+        finally:
+            opened.close()
+    return _codec_for(storage, settings, cipher, master)
+
+
+def _codec_for(storage: Any, settings: Any, cipher: Any, master: MasterKey | None) -> Codec:
+    env_name = str(settings.master_key_env or DEFAULT_MASTER_KEY_ENV)
     if master is None:
-        refuse_plaintext_start(storage, str(settings.master_key_env or DEFAULT_MASTER_KEY_ENV))
-        return PlaintextRowCodec(str(settings.master_key_env or DEFAULT_MASTER_KEY_ENV))
-    cipher = build_cipher(config, host)
+        refuse_plaintext_start(storage, env_name)
+        return PlaintextRowCodec(env_name)
     return EncryptingRowCodec(open_keyring(storage, cipher, master))
 
 

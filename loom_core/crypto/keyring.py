@@ -54,7 +54,7 @@ class KeyRing:
     """
 
     def __init__(self, storage: Any, cipher: Any, master: MasterKey) -> None:
-        self.storage = storage
+        self._storage = storage
         self.cipher = cipher
         self._master = master
         self.fingerprint = master.fingerprint(cipher)
@@ -64,12 +64,45 @@ class KeyRing:
     def __repr__(self) -> str:
         return f"KeyRing(cipher={self.cipher.name!r}, fingerprint={self.fingerprint!r})"
 
+    # -- the storage it lives in ------------------------------------------------
+    @property
+    def storage(self) -> Any:
+        storage = self._storage
+        if storage is None:
+            raise LoomError(
+                ErrorCode.INTERNAL_ERROR,
+                "the encryption key ring is not bound to a storage; call codec.bind(storage) "
+                "with the memory engine's storage before writing",
+            )
+        return storage
+
+    def bind(self, storage: Any) -> None:
+        """Use ``storage`` (the engine's open storage) from now on."""
+        self._storage = storage
+
+    def unbind(self) -> None:
+        """Forget the storage (it is about to be closed); cached keys stay usable."""
+        self._storage = None
+
+    def preload(self) -> int:
+        """Unwrap every stream's key into the cache (reads work while unbound)."""
+        count = 0
+        for key, value in list(self.storage.iterate(layout.KEYS, prefix=layout.DEK_PREFIX)):
+            stream = layout.stream_of_dek_key(key)
+            data_key = self._unwrap(stream, value)
+            with self._lock:
+                self._cache[stream] = data_key
+            count += 1
+        return count
+
     # -- reading and creating ------------------------------------------------
     def current(self, stream: str) -> DataKey | None:
         """The stream's live DEK, or ``None`` if it has none (yet, or any more)."""
         cached = self._cache.get(stream)
         if cached is not None:
             return cached
+        if self._storage is None:  # unbound: the preloaded cache is complete
+            return None
         value = self.storage.get(layout.KEYS, layout.dek_key(stream))
         if value is None:
             return None
@@ -107,7 +140,10 @@ class KeyRing:
         key = self.current(stream)
         if key is not None and key.key_id == key_id:
             return key
-        if self.storage.get(layout.KEYS, layout.DESTROYED_PREFIX + key_id) is None:
+        destroyed = self._storage is not None and (
+            self.storage.get(layout.KEYS, layout.DESTROYED_PREFIX + key_id) is not None
+        )
+        if not destroyed:
             raise LoomError(
                 ErrorCode.CIPHER_DECRYPT_FAILED,
                 f"a row of stream {stream!r} was sealed with a data key this stream does not have; "
@@ -115,11 +151,11 @@ class KeyRing:
                 details={"stream": stream},
             )
         raise LoomError(
-                ErrorCode.ENCRYPTION_KEY_DESTROYED,
-                f"the data key (generation {key_id.hex()}) of stream {stream!r} was destroyed "
-                "when the stream was deleted; this row can no longer be decrypted",
-                details={"stream": stream, "key_id": key_id.hex()},
-            )
+            ErrorCode.ENCRYPTION_KEY_DESTROYED,
+            f"the data key (generation {key_id.hex()}) of stream {stream!r} was destroyed "
+            "when the stream was deleted; this row can no longer be decrypted",
+            details={"stream": stream, "key_id": key_id.hex()},
+        )
 
     def _unwrap(self, stream: str, value: bytes) -> DataKey:
         try:

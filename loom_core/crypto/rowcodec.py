@@ -69,6 +69,10 @@ class EncryptingRowCodec:
     def is_sealed(self, stored: bytes) -> bool:
         return is_sealed(stored)
 
+    def bind(self, storage: Any) -> None:
+        """Attach the engine's open storage (see :func:`loom_core.crypto.build_row_codec`)."""
+        self.keyring.bind(storage)
+
     def forget_stream(self, stream: str) -> None:
         """Crypto-shred: destroy the stream's data key (see :meth:`KeyRing.destroy`)."""
         self.keyring.destroy(stream)
@@ -103,6 +107,9 @@ class PlaintextRowCodec:
 
     def is_sealed(self, stored: bytes) -> bool:
         return is_sealed(stored)
+
+    def bind(self, storage: Any) -> None:
+        return None
 
     def forget_stream(self, stream: str) -> None:
         return None

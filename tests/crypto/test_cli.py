@@ -1,0 +1,78 @@
+"""``loom encryption status|rotate`` as a real subprocess on a real data directory."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from .helpers import ENV, codec_for, new_key_b64, open_storage
+
+
+def _loom(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    full = {k: v for k, v in os.environ.items() if not k.startswith("LOOMEM_")} | env
+    return subprocess.run(
+        [sys.executable, "-m", "loom_core.cli.main", *args], capture_output=True, text=True, env=full, timeout=120
+    )
+
+
+def _seed(data_dir: Path, key: str, streams: int = 5) -> str:
+    storage = open_storage(data_dir / "storage")
+    try:
+        codec = codec_for(storage, {ENV: key})
+        for n in range(streams):
+            codec.seal(f"stream-{n}", b"chunk:L0:x", b"hello")
+        return str(codec.fingerprint)
+    finally:
+        storage.close()
+
+
+def test_status_reports_fingerprint_not_key(tmp_path: Path) -> None:
+    """Proves `loom encryption status` reports active encryption and the fingerprint, never the key."""
+    key = new_key_b64()
+    fingerprint = _seed(tmp_path, key)
+    proc = _loom("encryption", "status", "--data-dir", str(tmp_path), "--format", "json", env={ENV: key})
+    assert proc.returncode == 0, proc.stderr
+    info = json.loads(proc.stdout)
+    assert info["enabled"] is True and info["fingerprint"] == fingerprint
+    assert info["streams_with_keys"] == 5
+    assert (key in proc.stdout + proc.stderr) is False, "the master key was printed"
+
+
+def test_status_refuses_wrong_key_with_code(tmp_path: Path) -> None:
+    """Proves the CLI refuses a wrong key with error[ENCRYPTION_KEY_MISMATCH] naming the expected fingerprint."""
+    fingerprint = _seed(tmp_path, new_key_b64())
+    wrong = new_key_b64()
+    proc = _loom("encryption", "status", "--data-dir", str(tmp_path), env={ENV: wrong})
+    assert proc.returncode == 1
+    assert "error[ENCRYPTION_KEY_MISMATCH]" in proc.stderr and fingerprint in proc.stderr
+    assert (wrong in proc.stdout + proc.stderr) is False, "the wrong key was printed"
+
+
+def test_rotate_command_with_progress_bar(tmp_path: Path) -> None:
+    """Proves `loom encryption rotate --new-key-env NAME` re-wraps every key with a progress bar,
+    after which the new key opens the data and the old one is refused."""
+    old, new = new_key_b64(), new_key_b64()
+    _seed(tmp_path, old)
+    proc = _loom("encryption", "rotate", "--data-dir", str(tmp_path), "--new-key-env", "NEW_MASTER",
+                 env={ENV: old, "NEW_MASTER": new})
+    assert proc.returncode == 0, proc.stderr
+    assert "re-wrapping data keys [" in proc.stderr and "100.0%" in proc.stderr
+    assert "re-wrapped 5 data keys" in proc.stdout
+    assert (old in proc.stdout + proc.stderr or new in proc.stdout + proc.stderr) is False, "a key was printed"
+    after = _loom("encryption", "status", "--data-dir", str(tmp_path), "--format", "json", env={ENV: new})
+    assert after.returncode == 0, after.stderr
+    refused = _loom("encryption", "status", "--data-dir", str(tmp_path), env={ENV: old})
+    assert "error[ENCRYPTION_KEY_MISMATCH]" in refused.stderr
+
+
+def test_rotate_refuses_malformed_new_key(tmp_path: Path) -> None:
+    """Proves a malformed new key is refused before anything is written."""
+    old = new_key_b64()
+    _seed(tmp_path, old)
+    proc = _loom("encryption", "rotate", "--data-dir", str(tmp_path), "--new-key-env", "NEW_MASTER",
+                 env={ENV: old, "NEW_MASTER": "c2hvcnQ="})
+    assert proc.returncode == 1 and "error[ENCRYPTION_KEY_INVALID]" in proc.stderr
+    assert "NEW_MASTER" in proc.stderr

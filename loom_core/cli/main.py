@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "compile": ("loom_core.cli.compile_cmd", "compile a workflow to its Graph IR (JSON, references only)"),
     "run": ("loom_core.cli.run_cmd", "run a workflow's jobs with secrets injected; write a receipt"),
     "serve": ("loom_core.cli.serve_cmd", "run the Loomem memory server (HTTP API on 127.0.0.1:8420)"),
+    "encryption": ("loom_core.cli.encryption_cmd", "encryption at rest: status, backfill, master-key rotate"),
 }
 
 

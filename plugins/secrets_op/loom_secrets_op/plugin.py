@@ -1,0 +1,38 @@
+"""Entry point ``loom.secrets: op``: registers the 1Password provider with the plugin host."""
+
+from __future__ import annotations
+
+from loom_core.contracts import BackendContext
+from loom_core.errors import ErrorCode, LoomError
+from loom_core.hookspecs import hookimpl
+from loom_core.plugins.registry import BackendRegistry
+from loom_secrets_op.provider import CAPABILITIES, DEFAULT_TIMEOUT, OpProvider
+
+OPTIONS = frozenset({"op_path", "timeout_seconds"})
+
+
+def factory(ctx: BackendContext) -> OpProvider:
+    """Build from ``ctx.options`` (``op_path``, ``timeout_seconds``) and ``ctx.environ`` only."""
+    unknown = sorted(set(ctx.options) - OPTIONS)
+    if unknown:
+        raise LoomError(
+            ErrorCode.CONFIG_INVALID,
+            f"unknown option(s) {unknown} for the op secrets provider; accepted: {sorted(OPTIONS)}",
+        )
+    op_path = ctx.options.get("op_path")
+    if op_path is not None and (not isinstance(op_path, str) or not op_path.strip()):
+        raise LoomError(ErrorCode.CONFIG_INVALID, "option op_path must be a non-empty path string")
+    timeout = ctx.options.get("timeout_seconds", DEFAULT_TIMEOUT)
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= 600:
+        raise LoomError(ErrorCode.CONFIG_INVALID, "option timeout_seconds must be a number in (0, 600]")
+    return OpProvider(ctx.environ, op_path=op_path, timeout=float(timeout))
+
+
+@hookimpl
+def loom_register_backends(registry: BackendRegistry) -> None:
+    registry.add_secrets(
+        "op",
+        factory,
+        capabilities=CAPABILITIES,
+        description="op://vault/item[/section]/field via the 1Password CLI and a service account token",
+    )

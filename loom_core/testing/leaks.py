@@ -33,7 +33,6 @@ def redaction_variants(value: bytes | str) -> dict[str, bytes]:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         text = None
-    forms["bytes-repr-escaped"] = repr(raw)[2:-1].encode("ascii")
     if text is not None:
         forms["repr-escaped"] = repr(text)[1:-1].encode("utf-8")
         forms["ascii-escaped"] = ascii(text)[1:-1].encode("ascii")
@@ -43,6 +42,7 @@ def redaction_variants(value: bytes | str) -> dict[str, bytes]:
         forms["single-quoted"] = b"'" + raw + b"'"
         forms["shell-quoted"] = shlex.quote(text).encode("utf-8")
         forms["stripped"] = text.strip().encode("utf-8")
+    forms["bytes-repr-escaped"] = repr(raw)[2:-1].encode("ascii")
     if b"\n" in raw or b"\r" in raw:
         forms["crlf"] = raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
         forms["lf"] = raw.replace(b"\r\n", b"\n")
@@ -50,7 +50,11 @@ def redaction_variants(value: bytes | str) -> dict[str, bytes]:
         for number, line in enumerate(raw.replace(b"\r\n", b"\n").split(b"\n"), start=1):
             if len(line.strip()) >= MIN_LINE_FORM:
                 forms[f"line {number}"] = line.strip()
-    return {label: form for label, form in forms.items() if form}
+    unique: dict[str, bytes] = {}
+    for label, form in forms.items():  # one label per distinct pattern, first wins
+        if form and form not in unique.values():
+            unique[label] = form
+    return unique
 
 
 def find_forms(haystack: bytes | str, forms: Mapping[str, bytes]) -> list[str]:

@@ -71,6 +71,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     """A core-tier test that ends up skipped (or xfailed without ``expected_failure``) fails."""
     outcome = yield
     report: pytest.TestReport = outcome.get_result()
+    checker = item.stash.get(_CHECKER_KEY, None)
+    if checker is not None and checker.checked:
+        _scrub_report(report, checker.checked)
     if not report.skipped or not _is_core(item):
         return
     cls = _suite_class(item)
@@ -91,6 +94,27 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     )
     if hasattr(report, "wasxfail"):
         del report.wasxfail
+
+
+def _scrub_report(report: pytest.TestReport, values: list[bytes | str]) -> None:
+    """Replace every form of the checked values in captured sections and the failure text."""
+    forms = sorted(
+        {f.decode("utf-8", "replace") for v in values for f in redaction_variants(v).values()},
+        key=len,
+        reverse=True,
+    )
+
+    def scrub(text: str) -> str:
+        for form in forms:
+            text = text.replace(form, "<value hidden by loom kit>")
+        return text
+
+    report.sections = [(title, scrub(content)) for title, content in report.sections]
+    if report.longrepr is not None and not isinstance(report.longrepr, tuple):
+        text = str(report.longrepr)
+        cleaned = scrub(text)
+        if cleaned != text:
+            report.longrepr = cleaned
 
 
 # -- leak fixtures ----------------------------------------------------------
@@ -133,6 +157,7 @@ class SecretLeakCheck:
         self._caplog = caplog
         self._capfd = capfd
         self.output_seen = ""
+        self.checked: list[bytes | str] = []  # values whose forms are scrubbed from the report
 
     def surfaces(
         self,
@@ -170,6 +195,7 @@ class SecretLeakCheck:
 
     def leaks(self, value: bytes | str, **surfaces: Any) -> list[str]:
         """``"<surface>: <form>"`` for every form of ``value`` found on a surface."""
+        self.checked.append(value)
         forms = redaction_variants(value)
         return [
             f"{where}: {label}"
@@ -193,10 +219,19 @@ def _exception_chain(exc: BaseException) -> list[BaseException]:
     return chain
 
 
+_CHECKER_KEY = pytest.StashKey[SecretLeakCheck]()
+
+
 @pytest.fixture
 def secret_leak_check(
-    caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
+    request: pytest.FixtureRequest, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
 ) -> Generator[SecretLeakCheck, None, None]:
-    """A :class:`SecretLeakCheck` with logs captured at DEBUG on the root logger."""
+    """A :class:`SecretLeakCheck` with logs captured at DEBUG on the root logger.
+
+    Values it checked are also scrubbed from the test's report (captured
+    log/output sections), so a failing leak test does not print them.
+    """
     caplog.set_level(logging.DEBUG)
-    yield SecretLeakCheck(caplog, capfd)
+    checker = SecretLeakCheck(caplog, capfd)
+    request.node.stash[_CHECKER_KEY] = checker
+    yield checker

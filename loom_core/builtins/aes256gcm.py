@@ -12,9 +12,11 @@ beyond what one stream's data key seals in practice.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import os
+import threading
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
@@ -33,6 +35,45 @@ _FINGERPRINT_LABEL = b"loom.cipher.aes256gcm.fingerprint.v1"
 _WRAP_DOMAIN = b"loom.wrap.v1:"
 
 
+class _NonceSource(threading.local):
+    """Random 96-bit nonces drawn from ``os.urandom`` in blocks (one syscall per 256 nonces).
+
+    Every nonce is fresh CSPRNG output; the block is per thread, and a forked
+    child discards its copy so parent and child never hand out the same bytes.
+    """
+
+    block = 256
+
+    def __init__(self) -> None:
+        self.buffer = b""
+        self.offset = 0
+
+    def take(self) -> bytes:
+        if self.offset >= len(self.buffer):
+            self.buffer = os.urandom(NONCE_SIZE * self.block)
+            self.offset = 0
+        start = self.offset
+        self.offset = start + NONCE_SIZE
+        return self.buffer[start : start + NONCE_SIZE]
+
+
+_nonces = _NonceSource()
+
+
+def _reset_nonces_after_fork() -> None:
+    global _nonces
+    _nonces = _NonceSource()
+
+
+os.register_at_fork(after_in_child=_reset_nonces_after_fork)
+
+
+@functools.lru_cache(maxsize=1024)
+def _aead(key: bytes) -> AESGCM:
+    """One AESGCM context per key: building it (key schedule) costs more than sealing a row."""
+    return AESGCM(key)
+
+
 class Aes256Gcm:
     """AES-256-GCM authenticated encryption; holds no key material itself."""
 
@@ -49,6 +90,8 @@ class Aes256Gcm:
         return os.urandom(KEY_SIZE)
 
     def _check_key(self, key: bytes, role: str) -> None:
+        if type(key) is bytes and len(key) == KEY_SIZE:
+            return
         if not isinstance(key, bytes | bytearray) or len(key) != KEY_SIZE:
             size = len(key) if isinstance(key, bytes | bytearray) else type(key).__name__
             raise LoomError(
@@ -70,8 +113,8 @@ class Aes256Gcm:
     def encrypt(self, key: bytes, plaintext: bytes, aad: bytes) -> bytes:
         self._check_key(key, "key")
         self._check_aad(aad)
-        nonce = os.urandom(NONCE_SIZE)
-        return MAGIC + VERSION + nonce + AESGCM(bytes(key)).encrypt(nonce, bytes(plaintext), bytes(aad))
+        nonce = _nonces.take()
+        return b"".join((MAGIC, VERSION, nonce, _aead(bytes(key)).encrypt(nonce, plaintext, aad)))
 
     def decrypt(self, key: bytes, ciphertext: bytes, aad: bytes) -> bytes:
         self._check_key(key, "key")
@@ -94,7 +137,7 @@ class Aes256Gcm:
             )
         nonce = ciphertext[len(MAGIC) + 1 : HEADER_SIZE]
         try:
-            return AESGCM(bytes(key)).decrypt(nonce, bytes(ciphertext[HEADER_SIZE:]), bytes(aad))
+            return _aead(bytes(key)).decrypt(nonce, ciphertext[HEADER_SIZE:], aad)
         except InvalidTag:
             raise LoomError(
                 ErrorCode.CIPHER_DECRYPT_FAILED,

@@ -27,12 +27,13 @@ log = logging.getLogger("loom.crypto")
 class DataKey:
     """One stream's unwrapped DEK and its generation id; prints no key bytes."""
 
-    __slots__ = ("_key", "key_id", "stream")
+    __slots__ = ("_key", "aad_prefix", "key_id", "stream")
 
     def __init__(self, stream: str, key_id: bytes, key: bytes) -> None:
         self.stream = stream
         self.key_id = key_id
         self._key = key
+        self.aad_prefix = layout.row_aad_prefix(stream, key_id)
 
     def reveal(self) -> bytes:
         return self._key

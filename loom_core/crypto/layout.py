@@ -51,9 +51,14 @@ def dek_aad(stream: str, key_id: bytes) -> bytes:
     return b"loom.dek.v1" + _lp(stream.encode("utf-8")) + key_id
 
 
+def row_aad_prefix(stream: str, key_id: bytes) -> bytes:
+    """The part of a row's associated data fixed per stream and data key."""
+    return b"loom.row.v1" + key_id + _lp(stream.encode("utf-8"))
+
+
 def row_aad(stream: str, record_key: bytes, key_id: bytes) -> bytes:
     """Binds an encrypted row to its stream, its storage key and its data key."""
-    return b"loom.row.v1" + _lp(stream.encode("utf-8")) + _lp(bytes(record_key)) + key_id
+    return row_aad_prefix(stream, key_id) + _lp(bytes(record_key))
 
 
 def encode_dek_record(key_id: bytes, wrapped: bytes) -> bytes:

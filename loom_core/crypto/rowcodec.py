@@ -13,18 +13,21 @@ as if it were content.
 
 from __future__ import annotations
 
+import struct
 from typing import Any
 
 from loom_core.crypto import layout
 from loom_core.crypto.keyring import KeyRing
 from loom_core.errors import ErrorCode, LoomError
 
-_HEADER = len(layout.ROW_MAGIC) + layout.KEY_ID_SIZE
+_MAGIC_LEN = len(layout.ROW_MAGIC)
+_HEADER = _MAGIC_LEN + layout.KEY_ID_SIZE
+_PACK = struct.Struct(">I").pack
 
 
 def is_sealed(stored: bytes) -> bool:
     """Whether ``stored`` is an encrypted row (magic prefix), not legacy plaintext."""
-    return len(stored) > _HEADER and stored[: len(layout.ROW_MAGIC)] == layout.ROW_MAGIC
+    return len(stored) > _HEADER and stored[:_MAGIC_LEN] == layout.ROW_MAGIC
 
 
 class EncryptingRowCodec:
@@ -45,19 +48,18 @@ class EncryptingRowCodec:
 
     def seal(self, stream: str, record_key: bytes, plaintext: bytes) -> bytes:
         key = self.keyring.for_write(stream)
-        aad = layout.row_aad(stream, record_key, key.key_id)
+        aad = key.aad_prefix + _PACK(len(record_key)) + record_key
         sealed: bytes = self.cipher.encrypt(key.reveal(), plaintext, aad)
-        return layout.ROW_MAGIC + key.key_id + sealed
+        return b"".join((layout.ROW_MAGIC, key.key_id, sealed))
 
     def open(self, stream: str, record_key: bytes, stored: bytes) -> bytes:
         if not is_sealed(stored):
             return bytes(stored)  # legacy plaintext row
-        key_id = bytes(stored[len(layout.ROW_MAGIC) : _HEADER])
+        key_id = bytes(stored[_MAGIC_LEN:_HEADER])
         key = self.keyring.for_read(stream, key_id)
+        aad = key.aad_prefix + _PACK(len(record_key)) + record_key
         try:
-            return bytes(
-                self.cipher.decrypt(key.reveal(), stored[_HEADER:], layout.row_aad(stream, record_key, key_id))
-            )
+            return bytes(self.cipher.decrypt(key.reveal(), stored[_HEADER:], aad))
         except LoomError as exc:
             raise LoomError(
                 ErrorCode.CIPHER_DECRYPT_FAILED,

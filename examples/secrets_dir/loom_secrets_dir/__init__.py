@@ -1,0 +1,1 @@
+"""Example secrets provider for Loom: ``dir://NAME`` is the file ``NAME`` in one directory."""

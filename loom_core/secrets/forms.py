@@ -27,8 +27,8 @@ MIN_FORM_LENGTH = 8
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
 _LINE_BREAK = re.compile(rb"\r\n|\r|\n")
 _PERCENT_HEX = re.compile(rb"%[0-9A-F]{2}")
-# Characters that ``printf %q`` and similar shell escapers leave alone.
-_SHELL_UNSAFE = re.compile(rb"([^A-Za-z0-9_@%+=:,./-])")
+# Bytes that ``printf %q`` and similar shell escapers leave alone (non-ASCII text included).
+_SHELL_UNSAFE = re.compile(rb"([^A-Za-z0-9_@%+=:,./\x80-\xff-])")
 _DOUBLE_QUOTE_UNSAFE = re.compile(r'([\\"$`])')
 
 
@@ -99,7 +99,12 @@ def line_break_variants(value: bytes) -> set[bytes]:
     if not _LINE_BREAK.search(value):
         return set()
     lines = _LINE_BREAK.split(value)
-    return {sep.join(lines) for sep in (b"\n", b"\r\n", b"\\n", b"\\r\\n", b" ", b"")}
+    separators = (b"\n", b"\r\n", b"\\n", b"\\r\\n", b" ", b"")
+    variants = {sep.join(lines) for sep in separators}
+    # Converters that rewrite only bare LF (unix2dos, terminals, naive replace) leave CR alone.
+    variants.update(value.replace(b"\n", sep) for sep in separators)
+    variants.add(value.replace(b"\r\n", b"\n"))
+    return variants
 
 
 def derived_forms(value: bytes, *, min_length: int = MIN_FORM_LENGTH) -> set[bytes]:
@@ -110,7 +115,7 @@ def derived_forms(value: bytes, *, min_length: int = MIN_FORM_LENGTH) -> set[byt
     encoded in every way above. Forms shorter than ``min_length`` (never less
     than :data:`MIN_FORM_LENGTH`) or made of one repeated byte are dropped.
     """
-    bases = {value, value.strip()} | line_break_variants(value)
+    bases = {value, value.strip()} | line_break_variants(value) | line_break_variants(value.strip())
     forms: set[bytes] = set()
     for base in bases:
         text = base.decode("utf-8", "surrogateescape")

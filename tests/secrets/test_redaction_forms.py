@@ -1,0 +1,139 @@
+"""Encoded forms that leak in practice are redacted; each encoding is produced here by the
+real library call (base64, json, urllib.parse, shlex, repr), independently of the redactor."""
+
+from __future__ import annotations
+
+import base64
+import json
+import random
+import re
+import shlex
+from urllib.parse import quote, quote_plus
+
+import pytest
+
+from loom_core.secrets import Redactor
+from loom_core.secrets.forms import MIN_FORM_LENGTH, derived_forms
+
+VALUES = {
+    "ASCII_PUNCT": b"p@ss w0rd/with+plus&amp=eq?",
+    "QUOTES": b"it's a \"quoted\" $HOME `tick` \\back",
+    "UNICODE": "Grüße-秘密-пароль-€".encode(),
+    "BINARY": bytes([0, 1, 2, 0xFF, 0xFE, 0x80, 0x7F, 0x22, 0x27, 0x5C, 0x0A, 0x41, 0x42, 0x43]),
+    "MULTILINE": b"-----BEGIN KEY-----\nMIIBOgIBAAJBAKj34GkxFhD9\n0gY2nQ+PZ8uX\n-----END KEY-----",
+}
+TOKEN = {name: f"[REDACTED:SECRET_{name}]".encode() for name in VALUES}
+
+
+@pytest.fixture(scope="module")
+def redactor() -> Redactor:
+    return Redactor(VALUES)
+
+
+def assert_redacted(redactor: Redactor, name: str, leaked: bytes, *, context: bytes = b"log: %s end") -> None:
+    """``leaked`` (an encoding of ``name``'s value) disappears and the token appears."""
+    text = context.replace(b"%s", leaked)
+    out = redactor.redact(text)
+    stream = redactor.stream()
+    streamed = b"".join(stream.feed(text[i : i + 3]) for i in range(0, len(text), 3)) + stream.finish()
+    still_there = leaked in out
+    assert not still_there, f"{name}: an encoded form survived redaction"
+    value_there = VALUES[name] in out
+    assert not value_there, f"{name}: the value survived redaction"
+    assert TOKEN[name] in out, f"{name}: no token where the encoded form was"
+    assert streamed == out, f"{name}: streaming disagrees with whole-buffer redaction"
+
+
+def text_of(value: bytes) -> str:
+    return value.decode("utf-8", "surrogateescape")
+
+
+@pytest.mark.parametrize("name", list(VALUES))
+@pytest.mark.parametrize("urlsafe", [False, True])
+def test_base64_in_every_alignment_padded_or_not(redactor: Redactor, name: str, urlsafe: bool) -> None:
+    """base64 of a blob holding the value at byte offset 0, 1 or 2 (mod 3) keeps no decodable value."""
+    rng = random.Random(name)
+    encode = base64.urlsafe_b64encode if urlsafe else base64.b64encode
+    value = VALUES[name]
+    for before in range(6):
+        for after in range(4):
+            blob = rng.randbytes(before) + value + rng.randbytes(after)
+            for encoded in (encode(blob), encode(blob).rstrip(b"=")):
+                out = redactor.redact(b"Authorization: Basic " + encoded + b"\n")
+                assert TOKEN[name] in out, f"{name}: alignment {before % 3} not redacted"
+                kept = len(out) - len(b"Authorization: Basic \n") - len(TOKEN[name])
+                # Only characters that also depend on the surrounding bytes may remain.
+                assert kept <= -(-4 * (before + after) // 3) + 4, f"{name}: too much base64 kept"
+
+
+@pytest.mark.parametrize("name", list(VALUES))
+def test_standalone_base64_is_removed_completely(redactor: Redactor, name: str) -> None:
+    """``echo -n $SECRET | base64`` output is replaced whole, padding included."""
+    for encoded in (base64.b64encode(VALUES[name]), base64.urlsafe_b64encode(VALUES[name])):
+        out = redactor.redact(b"x " + encoded + b" y")
+        assert out == b"x " + TOKEN[name] + b" y"
+
+
+@pytest.mark.parametrize("name", list(VALUES))
+@pytest.mark.parametrize("ensure_ascii", [True, False])
+def test_json_escaped(redactor: Redactor, name: str, ensure_ascii: bool) -> None:
+    """The value as json.dumps prints it inside a JSON document is redacted."""
+    doc = json.dumps({"password": text_of(VALUES[name])}, ensure_ascii=ensure_ascii)
+    assert_redacted(redactor, name, doc.encode("utf-8", "surrogateescape"), context=b"%s\n")
+
+
+@pytest.mark.parametrize("name", list(VALUES))
+def test_url_encoded(redactor: Redactor, name: str) -> None:
+    """quote, quote(safe=''), quote_plus and lower-case percent hex forms are redacted."""
+    value = VALUES[name]
+    lower_hex = re.sub("%[0-9A-F]{2}", lambda m: m.group(0).lower(), quote(value, safe=""))
+    for leaked in (quote(value), quote(value, safe=""), quote_plus(value), lower_hex):
+        assert_redacted(redactor, name, leaked.encode(), context=b"GET /login?pw=%s HTTP/1.1")
+
+
+@pytest.mark.parametrize("name", list(VALUES))
+def test_shell_escaped(redactor: Redactor, name: str) -> None:
+    """shlex.quote, bash's '\\'' style, double quotes and backslash escapes are redacted."""
+    text = text_of(VALUES[name])
+    forms = [
+        shlex.quote(text),
+        "'" + text.replace("'", "'\\''") + "'",
+        '"' + "".join("\\" + c if c in '\\"$`' else c for c in text) + '"',
+        # printf %q style: ASCII specials escaped, non-ASCII text left alone
+        "".join(c if not c.isascii() or c.isalnum() or c in "_@%+=:,./-" else "\\" + c for c in text),
+    ]
+    for leaked in forms:
+        assert_redacted(redactor, name, leaked.encode("utf-8", "surrogateescape"), context=b"+ curl -u %s x")
+
+
+@pytest.mark.parametrize("name", list(VALUES))
+def test_repr_escaped(redactor: Redactor, name: str) -> None:
+    """repr() of the bytes and of the decoded str, as a traceback prints them, is redacted."""
+    for leaked in (repr(VALUES[name]), repr(text_of(VALUES[name]))):
+        assert_redacted(redactor, name, leaked.encode("utf-8", "surrogateescape"), context=b"args=(%s,)")
+
+
+@pytest.mark.parametrize("separator", [b"\r\n", b"\\n", b" ", b"\\r\\n", b""])
+def test_multiline_value_with_rewritten_line_breaks(redactor: Redactor, separator: bytes) -> None:
+    """Line breaks that became CRLF, a literal \\n, spaces or nothing do not defeat redaction."""
+    leaked = separator.join(VALUES["MULTILINE"].split(b"\n"))
+    assert_redacted(redactor, "MULTILINE", leaked)
+
+
+def test_trailing_newline_stripped_value_is_redacted() -> None:
+    """A value stored with a trailing newline is also masked when printed without it."""
+    r = Redactor({"NOTES": b"some-notes-value\n"})
+    assert r.redact(b"got some-notes-value!") == b"got [REDACTED:SECRET_NOTES]!"
+
+
+def test_forms_too_short_or_generic_are_not_used() -> None:
+    """Fragments below the threshold and one-byte forms (e.g. base64 of zero bytes) never match."""
+    zeros = Redactor({"ZEROS": b"\0" * 12})
+    blob = b"data AAAAAAAAAAAAAAAAAAAA //////// end"
+    assert zeros.redact(blob) == blob
+    forms = derived_forms(b"abcdef", min_length=4)
+    assert all(len(f) >= MIN_FORM_LENGTH and len(set(f)) > 1 for f in forms)
+    short = Redactor({"SHORT": b"abcdef"}, min_length=6)
+    # "YWJjZGVm" is all of base64("abcdef") (8 chars, kept); its 6-char alignment fragments are not.
+    assert short.redact(b"YWJjZGVm") == b"[REDACTED:SECRET_SHORT]"
+    assert short.redact(b"xxYWJjZGV") == b"xxYWJjZGV"

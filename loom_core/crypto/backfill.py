@@ -59,12 +59,15 @@ def run(
     progress: Progress | None = None,
     lock: ContextManager[Any] | None = None,
     restart: bool = False,
+    compact: bool = True,
 ) -> dict[str, Any]:
     """Encrypt every legacy row of ``families``; resumes a previous run.
 
     ``lock`` (e.g. the engine's write lock) is held around each batch so a
     concurrent writer cannot change a row between its read and its rewrite.
     ``restart`` starts a new pass from the beginning (also after ``done``).
+    ``compact`` (default) flushes and compacts the families at the end, so
+    the replaced plaintext versions leave the live files.
     """
     if not getattr(codec, "encrypting", False):
         raise LoomError(
@@ -113,6 +116,11 @@ def run(
             storage.write(batch, durable=True)
         if progress is not None:
             progress(status_view(record))
+    if compact:
+        # drop the plaintext versions the rewrite left in older files and the WAL
+        storage.flush()
+        for keyspace in dict.fromkeys(f.keyspace for f in families):
+            storage.compact(keyspace)
     return status_view(record)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -115,3 +116,29 @@ def test_backfill_status_before_any_run(tmp_path: Path) -> None:
         assert backfill.status(storage)["state"] == "never"
     finally:
         storage.close()
+
+
+def test_backfill_leaves_no_plaintext_on_disk(tmp_path: Path) -> None:
+    """Proves that after a completed backfill no file under the storage directory still holds
+    the legacy plaintext (old versions are compacted away), while before it they were there."""
+    from .helpers import raw_files_containing
+
+    storage = open_storage(tmp_path, {"compression": "none"})
+    try:
+        markers = []
+        for n in range(40):
+            marker = f"LEGACY-MARKER-{n:03d}-{os.urandom(6).hex()}"
+            markers.append(marker.encode())
+            storage.put("chunks", f"row:{n:03d}".encode(), json.dumps({"stream": "s", "content": marker}).encode())
+        storage.flush()
+    finally:
+        storage.close()
+    assert all(raw_files_containing(tmp_path, m) for m in markers), "precondition: plaintext on disk"
+    storage = open_storage(tmp_path, {"compression": "none"})
+    try:
+        codec = codec_for(storage, {ENV: new_key_b64()})
+        assert backfill.run(storage, codec, FAMILIES, batch_size=16)["encrypted"] == 40
+    finally:
+        storage.close()
+    left = sum(1 for m in markers if raw_files_containing(tmp_path, m))
+    assert left == 0, f"{left} legacy plaintext markers still on disk after the backfill"

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Sequence
+from contextlib import suppress
+from itertools import islice
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -144,21 +146,18 @@ class TantivyIndex:
 
     def _add(self, writer: Any, docs: Sequence[IndexDocument]) -> None:
         built = [(doc.id, self._document(doc)) for doc in docs]  # all validated before any change
-        for doc_id, document in built:
-            writer.delete_documents_by_term("id", doc_id)
-            writer.add_document(document)
+        try:
+            for doc_id, document in built:
+                writer.delete_documents_by_term("id", doc_id)
+                writer.add_document(document)
+        except Exception as exc:
+            self._fail("upsert", exc)
 
     # -- writes ---------------------------------------------------------------
     def upsert(self, docs: Sequence[IndexDocument]) -> None:
         """Queue ``docs``, replacing same-id documents; visible after :meth:`commit`."""
         with self._lock:
-            writer = self._live_writer()
-            try:
-                self._add(writer, docs)
-            except (ValueError, TypeError, LoomError):
-                raise
-            except Exception as exc:
-                self._fail("upsert", exc)
+            self._add(self._live_writer(), docs)
             self._dirty = True
 
     def delete(self, ids: Sequence[str]) -> None:
@@ -196,28 +195,28 @@ class TantivyIndex:
             self._dirty = False
 
     def rebuild(self, docs: Iterable[IndexDocument]) -> None:
-        """Replace the whole content with ``docs`` in one commit; on failure the old content stays."""
+        """Replace the whole content with ``docs`` in one commit; on any failure (including one
+        raised by ``docs`` itself, which propagates unchanged) the old content stays."""
         with self._lock:
             writer = self._live_writer()
+            source = iter(docs)
             try:
-                writer.delete_all_documents()
-                chunk: list[IndexDocument] = []
-                for doc in docs:
-                    chunk.append(doc)
-                    if len(chunk) >= REBUILD_CHUNK:
-                        self._add(writer, chunk)
-                        chunk.clear()
-                self._add(writer, chunk)
-                writer.commit()
-                self._index.reload()
-            except BaseException as exc:
                 try:
-                    writer.rollback()
-                except Exception:  # noqa: S110 - the original error is the one to report
-                    pass
-                if isinstance(exc, (ValueError, TypeError, LoomError)) or not isinstance(exc, Exception):
-                    raise
-                self._fail("rebuild", exc)
+                    writer.delete_all_documents()
+                except Exception as exc:
+                    self._fail("rebuild", exc)
+                while chunk := list(islice(source, REBUILD_CHUNK)):
+                    self._add(writer, chunk)
+                try:
+                    writer.commit()
+                    self._index.reload()
+                except Exception as exc:
+                    self._fail("rebuild", exc)
+            except BaseException:
+                with suppress(Exception):
+                    writer.rollback()  # also drops changes queued before the rebuild
+                    self._dirty = False
+                raise
             self._dirty = False
 
     # -- reads ----------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -59,3 +60,40 @@ def test_unknown_option_refused(tmp_path: Path) -> None:
         create(BackendContext(data_dir=tmp_path, options={"stemer": "english"}))
     assert info.value.code is ErrorCode.CONFIG_INVALID
     assert "stemer" in info.value.message
+
+
+def test_unusable_directory_is_index_io(tmp_path: Path) -> None:
+    """Proves an index directory that is a regular file fails with INDEX_IO naming the path."""
+    target = tmp_path / "not-a-dir"
+    target.write_bytes(b"x")
+    with pytest.raises(LoomError) as info:
+        create(BackendContext(data_dir=target))
+    assert info.value.code is ErrorCode.INDEX_IO
+    assert str(target) in info.value.message
+
+
+def test_failed_rebuild_keeps_old_content(tmp_path: Path) -> None:
+    """Proves a rebuild whose document source fails midway leaves the committed content intact."""
+    index = create(BackendContext(data_dir=tmp_path))
+    index.upsert([IndexDocument("old", "s", 0, "kept words", 1)])
+    index.commit()
+
+    def broken() -> Iterator[IndexDocument]:
+        yield IndexDocument("new", "s", 0, "fresh words", 2)
+        raise RuntimeError("storage read failed")
+
+    with pytest.raises(RuntimeError):
+        index.rebuild(broken())
+    index.commit()
+    assert index.ids() == {"old"}
+    index.close()
+
+
+def test_close_commits_queued_changes(tmp_path: Path) -> None:
+    """Proves close() commits upserts that were queued but not committed yet."""
+    index = create(BackendContext(data_dir=tmp_path))
+    index.upsert([IndexDocument("d", "s", 0, "queued words", 1)])
+    index.close()
+    reopened = create(BackendContext(data_dir=tmp_path))
+    assert reopened.ids() == {"d"}
+    reopened.close()

@@ -67,3 +67,30 @@ def test_unknown_option_refused(tmp_path: Path) -> None:
         create(BackendContext(data_dir=tmp_path, keyspaces=("a",), options={"compresion": "lz4"}))
     assert info.value.code is ErrorCode.CONFIG_INVALID
     assert "compresion" in info.value.message
+
+
+def test_unusable_directory_is_storage_io(tmp_path: Path) -> None:
+    """Proves a data directory that is a regular file fails with STORAGE_IO naming the path."""
+    target = tmp_path / "not-a-dir"
+    target.write_bytes(b"x")
+    with pytest.raises(LoomError) as info:
+        create(BackendContext(data_dir=target, keyspaces=("a",)))
+    assert info.value.code is ErrorCode.STORAGE_IO
+    assert str(target) in info.value.message
+
+
+def test_unclosed_iterator_does_not_keep_the_lock(tmp_path: Path) -> None:
+    """Proves close() releases the lock even while an iterator is still referenced, so the same
+    process can reopen the directory (the engine restarts storage in-process in tests)."""
+    store = create(BackendContext(data_dir=tmp_path / "db", keyspaces=("a",)))
+    store.put("a", b"k1", b"v")
+    store.put("a", b"k2", b"v")
+    pending = store.iterate("a")
+    next(pending)
+    store.close()
+    again = create(BackendContext(data_dir=tmp_path / "db", keyspaces=("a",)))
+    assert again.get("a", b"k2") == b"v"
+    again.close()
+    with pytest.raises(LoomError) as info:
+        next(pending)
+    assert info.value.code is ErrorCode.STORAGE_CLOSED

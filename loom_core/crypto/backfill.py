@@ -27,13 +27,23 @@ StreamOf = Callable[[bytes, bytes], str | None]
 Progress = Callable[[dict[str, Any]], None]
 
 
+#: ``body_offset(value)``: where the sealed part of a value starts (a plaintext header may precede it).
+BodyOffset = Callable[[bytes], int]
+
+
+def _whole(value: bytes) -> int:
+    return 0
+
+
 @dataclass(frozen=True)
 class SealedFamily:
-    """Rows the engine stores through its codec: a keyspace (and key prefix)."""
+    """Rows the engine stores through its codec: a keyspace and key prefix, how to
+    find a row's stream, and where in the value the sealed part starts."""
 
     keyspace: str
     stream_of: StreamOf
     prefix: bytes = b""
+    body_offset: BodyOffset = _whole
 
 
 def status(storage: Any) -> dict[str, Any]:
@@ -96,12 +106,13 @@ def run(
             batch = WriteBatch()
             for key, value in rows:
                 record["scanned"] = int(record["scanned"]) + 1
-                if is_sealed(value):
+                offset = family.body_offset(value)
+                if is_sealed(value[offset:]):
                     continue
                 stream = family.stream_of(key, value)
                 if stream is None:
                     continue
-                batch.put(family.keyspace, key, codec.seal(stream, key, value))
+                batch.put(family.keyspace, key, value[:offset] + codec.seal(stream, key, value[offset:]))
                 record["encrypted"] = int(record["encrypted"]) + 1
             if len(rows) < batch_size:
                 record["family"] = int(record["family"]) + 1

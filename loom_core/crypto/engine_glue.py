@@ -7,11 +7,15 @@ change of the engine's internals touches one module.
 from __future__ import annotations
 
 import contextlib
+import json
+import struct
 from contextlib import AbstractContextManager
 from typing import Any
 
 from loom_core.crypto.backfill import SealedFamily
 from loom_core.errors import ErrorCode, LoomError
+
+_HEADER_LEN = struct.Struct(">I")  # graph envelope: length of the plaintext header
 
 
 def _first_attr(obj: Any, *names: str) -> Any:
@@ -40,15 +44,37 @@ def engine_lock(engine: Any) -> AbstractContextManager[Any]:
 
 
 def sealed_families(engine: Any) -> list[SealedFamily]:
-    """The keyspaces whose rows go through the codec, with how to find each row's stream."""
+    """The keyspaces whose rows go through the codec, with how to find each row's stream.
+
+    Follows the row format of :mod:`loom_core.memory.rows`: chunk content rows
+    (``chunks``, stream from the plaintext ``routing`` record) and entity /
+    relation rows (``graph`` ``ent:`` / ``rel:``, a plaintext header naming the
+    stream followed by the sealed body).
+    """
     provider = _first_attr(engine, "sealed_families")
-    if provider is None:
-        raise LoomError(
-            ErrorCode.INTERNAL_ERROR, "the memory engine does not list the rows it seals (sealed_families)"
-        )
+    if provider is not None:
+        return list(provider() if callable(provider) else provider)
+    storage = engine_storage(engine)
+
+    def chunk_stream(key: bytes, value: bytes) -> str | None:
+        chunk_id = key.rsplit(b":", 1)[-1]
+        routing = storage.get("routing", chunk_id)
+        if routing is None:
+            return None  # an orphan row: leave it to the consistency check
+        return str(json.loads(routing)["stream"])
+
+    def graph_stream(key: bytes, value: bytes) -> str | None:
+        size = _HEADER_LEN.unpack_from(value)[0]
+        stream = json.loads(value[4 : 4 + size]).get("stream")
+        return None if stream is None else str(stream)
+
+    def graph_body(value: bytes) -> int:
+        return 4 + int(_HEADER_LEN.unpack_from(value)[0])
+
     return [
-        f if isinstance(f, SealedFamily) else SealedFamily(*f)
-        for f in (provider() if callable(provider) else provider)
+        SealedFamily("chunks", chunk_stream, b"chunk:"),
+        SealedFamily("graph", graph_stream, b"ent:", graph_body),
+        SealedFamily("graph", graph_stream, b"rel:", graph_body),
     ]
 
 

@@ -21,7 +21,9 @@ from typing import BinaryIO, Protocol
 
 from loom_core.workflow.receipt import Tail
 
-CHUNK = 1 << 20
+CHUNK = 256 * 1024
+COALESCE_BYTES = 256 * 1024
+COALESCE_SECONDS = 0.0005
 PIPE_SIZE = 1 << 20
 KILL_GRACE_SECONDS = 3.0
 _F_SETPIPE_SZ = 1031  # Linux fcntl; larger pipes mean fewer, larger reads
@@ -140,6 +142,7 @@ def run_streaming(
     how = "exited"
     open_streams = 2
     read = os.read
+    sleep = time.sleep
     try:
         while open_streams:
             wait = None
@@ -148,7 +151,9 @@ def run_streaming(
                 if wait <= 0:
                     how = "timed_out"
                     break
-            for key, _ in sel.select(wait):
+            events = sel.select(wait)
+            got = 0
+            for key, _ in events:
                 index = key.data
                 if index < 0:
                     assert watch is not None
@@ -157,6 +162,7 @@ def run_streaming(
                         how = "interrupted"
                     continue
                 data = read(key.fd, CHUNK)
+                got += len(data)
                 if data:
                     out = filters[index].feed(data)
                 else:
@@ -169,6 +175,10 @@ def run_streaming(
                     tails[index].add(out)
             if how != "exited":
                 break
+            if 0 < got < COALESCE_BYTES:
+                # A fast writer hands over small pieces; pausing briefly lets the pipe
+                # fill so the next read is large. Costs at most COALESCE_SECONDS of latency.
+                sleep(COALESCE_SECONDS)
         if how != "exited":
             _kill_group(proc, on_kill)
             if watch is not None:

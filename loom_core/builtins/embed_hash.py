@@ -39,6 +39,10 @@ BIGRAM_WEIGHT = 0.5
 _WORD = re.compile(r"\w+")
 #: Stand-in token for a text with no words, so its row is still a unit vector.
 _EMPTY = "\x00empty"
+#: Joins texts for one-pass tokenising; a non-word character, so never part of a token.
+_SEPARATOR = "\x1f"
+_SEPARATOR_HASH = 1 << 40  # outside crc32's range: cannot collide with a word's hash
+_WORD_OR_SEPARATOR = re.compile(r"\w+|\x1f")
 
 
 class HashEmbedder:
@@ -58,25 +62,17 @@ class HashEmbedder:
     def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         import numpy as np
 
-        dim = self.embedding_dimension
-        tokens: list[str] = []
-        lengths: list[int] = []
-        for text in texts:
-            words = _WORD.findall(text.lower()) or [_EMPTY]
-            tokens.extend(words)
-            lengths.append(len(words))
+        dim, count = self.embedding_dimension, len(texts)
         self._usage.requests += 1
-        self._usage.embedding_tokens += len(tokens)
-        if not texts:
+        if not count:
             return np.zeros((0, dim), dtype=np.float32)
-
-        cache = self._hashes
-        for token in set(tokens).difference(cache):
-            cache[token] = zlib.crc32(token.encode("utf-8", "surrogatepass"))
-        hashes = np.fromiter((cache[t] for t in tokens), dtype=np.uint64, count=len(tokens))
-        if len(cache) > 1_000_000:  # bound memory for long-lived servers
-            cache.clear()
-        doc = np.repeat(np.arange(len(texts), dtype=np.int64), lengths)
+        hashes, doc = self._token_hashes(list(texts))
+        self._usage.embedding_tokens += len(hashes)
+        # Texts without a single word get one stand-in token so their row is a unit vector.
+        empty = np.flatnonzero(np.bincount(doc, minlength=count) == 0)
+        if len(empty):
+            hashes = np.concatenate([hashes, np.full(len(empty), self._hash(_EMPTY), dtype=np.uint64)])
+            doc = np.concatenate([doc, empty])
 
         same_doc = doc[1:] == doc[:-1]
         bigrams = _mix(hashes[:-1][same_doc] * np.uint64(0x9E3779B1) + hashes[1:][same_doc] + np.uint64(1))
@@ -85,19 +81,50 @@ class HashEmbedder:
         weights = np.concatenate(
             [np.ones(len(hashes), dtype=np.float64), np.full(len(bigrams), BIGRAM_WEIGHT, dtype=np.float64)]
         )
-        buckets = (features % np.uint64(dim)).astype(np.int64)
+        buckets = (features % np.uint64(dim)).view(np.int64)  # < dim, so the bits are the same
         signs = np.where((features >> np.uint64(40)) & np.uint64(1), 1.0, -1.0)
-        flat = np.bincount(owners * dim + buckets, weights=weights * signs, minlength=len(texts) * dim)
-        matrix = flat.reshape(len(texts), dim)
+        flat = np.bincount(owners * dim + buckets, weights=weights * signs, minlength=count * dim)
+        matrix = flat.reshape(count, dim)
         norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-        # A row cancels to zero only if signed features sum to nothing; use its first feature then.
-        zero = norms[:, 0] == 0
-        if zero.any():
-            first = np.searchsorted(doc, np.flatnonzero(zero))
-            matrix[zero, buckets[first]] = 1.0
+        # A row cancels to zero only if its signed features sum to nothing; use its first unigram then.
+        zero = np.flatnonzero(norms[:, 0] == 0)
+        if len(zero):
+            docs, first = np.unique(doc, return_index=True)
+            rows = first[np.searchsorted(docs, zero)]
+            matrix[zero, buckets[rows]] = 1.0
             norms[zero] = 1.0
-        result: npt.NDArray[np.float32] = (matrix / norms).astype(np.float32)
+        result: npt.NDArray[np.float32] = np.empty((count, dim), dtype=np.float32)
+        np.divide(matrix, norms, out=result, casting="unsafe")
         return result
+
+    def _hash(self, token: str) -> int:
+        return zlib.crc32(token.encode("utf-8", "surrogatepass"))
+
+    def _token_hashes(self, texts: list[str]) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.int64]]:
+        """Word-token hashes of all texts in order, and the index of the text each came from.
+
+        The texts are joined with a separator and tokenised in one regex
+        call; only tokens never seen before are hashed in Python.
+        """
+        import numpy as np
+
+        if any(_SEPARATOR in text for text in texts):  # cannot join safely: tokenise one by one
+            per_text = [_WORD.findall(text.lower()) for text in texts]
+            tokens = [tok for words in per_text for tok in [*words, _SEPARATOR]]
+        else:
+            tokens = _WORD_OR_SEPARATOR.findall(_SEPARATOR.join(texts).lower())
+            tokens.append(_SEPARATOR)
+        cache = self._hashes
+        if len(cache) > 1_000_000:  # bound memory for long-lived servers
+            cache.clear()
+        for token in set(tokens).difference(cache):
+            cache[token] = self._hash(token)
+        cache[_SEPARATOR] = _SEPARATOR_HASH
+        hashes = np.fromiter(map(cache.__getitem__, tokens), dtype=np.uint64, count=len(tokens))
+        is_separator = hashes == np.uint64(_SEPARATOR_HASH)
+        doc = np.cumsum(is_separator) - is_separator  # separators close the text they follow
+        keep = ~is_separator
+        return hashes[keep], doc[keep]
 
     def complete(
         self,

@@ -3,16 +3,35 @@
 One :class:`MemoryEngine` owns a data directory: the storage backend under
 ``<data_dir>/storage``, the index backend under ``<data_dir>/index``, and an
 in-memory vector store per stream loaded from the ``embeddings`` keyspace.
-All methods are thread-safe (one engine lock for writes).
+Writes follow the intent protocol: intents (operation + chunk ids, no
+content) and the rows go to storage in one durable atomic batch, then the
+index is updated and committed, then the intents are cleared. On open,
+pending intents are replayed so the index matches storage again.
+All public methods are thread-safe.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import bisect
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
+import numpy as np
+from ulid import ULID
+
+from loom_core.contracts import BackendContext
+from loom_core.contracts.index import IndexDocument, IndexQuery
+from loom_core.contracts.storage import WriteBatch
+from loom_core.errors import ErrorCode, LoomError
+from loom_core.memory import rows, scoring
+from loom_core.memory.graph import GraphStore
+from loom_core.memory.ids import new_ids
 from loom_core.memory.models import (
+    SEARCH_MODES,
     Chunk,
     ChunkInput,
     Entity,
@@ -20,23 +39,85 @@ from loom_core.memory.models import (
     Relation,
     SearchRequest,
     SearchResult,
+    SignalScores,
     StreamInfo,
 )
-from loom_core.memory.rowcodec import RowCodec
+from loom_core.memory.rowcodec import PlainRowCodec, RowCodec
+from loom_core.memory.rows import KEYSPACES, Routing, check_stream
+from loom_core.memory.vectors import VectorFilter, VectorStore
+
+if TYPE_CHECKING:
+    from loom_core.config import LoomConfig
+
+MAX_LEVEL = 16
+MAX_BATCH = 10_000
+#: hook points a test may stop the process at (see ``fault_hook``)
+FAULT_POINTS = ("after_storage_write", "after_index_commit")
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _not_found(what: str, ident: str) -> LoomError:
+    return LoomError(ErrorCode.NOT_FOUND, f"{what} {ident!r} does not exist", details={"id": ident})
+
+
+def _invalid(field: str, why: str) -> LoomError:
+    return LoomError(ErrorCode.VALIDATION_FAILED, f"{field}: {why}", details={"field": field})
+
+
+def llm_context(config: LoomConfig, environ: Mapping[str, str]) -> BackendContext:
+    """The context the configured LLM backend is built with."""
+    options = dict(config.llm.options)
+    if config.llm.backend == "hash":  # the built-in embedder takes its size from llm.embedding_dimension
+        options.setdefault("dimension", config.llm.embedding_dimension)
+    return BackendContext(options=options, environ=dict(environ))
 
 
 class MemoryEngine:
     """Loomem's engine. Build with :meth:`open`; use as a context manager."""
 
+    def __init__(
+        self,
+        *,
+        config: LoomConfig,
+        storage: Any,
+        index: Any,
+        llm: Any,
+        codec: RowCodec,
+        data_dir: Path,
+    ) -> None:
+        self.config = config
+        self.storage = storage
+        self.index = index
+        self.llm = llm
+        self.codec = codec
+        self.data_dir = data_dir
+        self.dim = int(llm.embedding_dimension)
+        self._lock = threading.RLock()
+        self._routing: dict[str, Routing] = {}
+        self._vectors: dict[str, VectorStore] = {}
+        self._access: dict[str, tuple[int, int]] = {}
+        self._access_dirty: set[str] = set()
+        self._sorted_ids: dict[str, list[str]] = {}
+        self._graph = GraphStore(storage, codec)
+        self._sweeper: threading.Thread | None = None
+        self._sweeper_stop = threading.Event()
+        self._closed = False
+        #: called with a FAULT_POINTS name during writes (crash tests)
+        self.fault_hook: Callable[[str], None] | None = None
+
+    # -- life cycle ----------------------------------------------------------
     @classmethod
     def open(
         cls,
-        config: Any,
+        config: LoomConfig,
         host: Any,
         data_dir: Path,
         *,
         codec: RowCodec | None = None,
-        environ: Any = None,
+        environ: Mapping[str, str] | None = None,
         llm: Any = None,
     ) -> MemoryEngine:
         """Open (creating if needed) the memory in ``data_dir`` with the storage,
@@ -44,11 +125,67 @@ class MemoryEngine:
         (a ``PluginHost``). Replays pending intents and rebuilds the index when
         it does not match storage. ``codec`` seals row values (default: plain).
         ``llm`` overrides the configured embedder (an already built backend)."""
-        raise NotImplementedError
+        env: Mapping[str, str] = host.environ if environ is None else environ
+        data_dir = Path(data_dir)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        storage = host.create(
+            "storage",
+            config.storage.backend,
+            BackendContext(
+                options=dict(config.storage.options),
+                environ=dict(env),
+                data_dir=data_dir / "storage",
+                keyspaces=KEYSPACES,
+            ),
+        )
+        try:
+            index = host.create(
+                "index",
+                config.index.backend,
+                BackendContext(options=dict(config.index.options), environ=dict(env), data_dir=data_dir / "index"),
+            )
+        except BaseException:
+            storage.close()
+            raise
+        try:
+            if llm is None:
+                llm = host.create("llm", config.llm.backend, llm_context(config, env))
+            engine = cls(
+                config=config,
+                storage=storage,
+                index=index,
+                llm=llm,
+                codec=codec or PlainRowCodec(),
+                data_dir=data_dir,
+            )
+            engine._check_schema()
+            engine._load()
+            engine.recover()
+            if index.count() != len(engine._routing):
+                engine.rebuild_index()
+        except BaseException:
+            index.close()
+            storage.close()
+            raise
+        return engine
 
     def close(self) -> None:
         """Stop the sweeper, flush access statistics, close the backends; idempotent."""
-        raise NotImplementedError
+        if self._closed:
+            return
+        self.stop_sweeper()
+        with self._lock:
+            self._flush_access()
+            self._closed = True
+            try:
+                self.index.close()
+            finally:
+                try:
+                    close_llm = getattr(self.llm, "close", None)
+                    if close_llm is not None:
+                        close_llm()
+                finally:
+                    self.storage.close()
 
     def __enter__(self) -> MemoryEngine:
         return self
@@ -56,35 +193,441 @@ class MemoryEngine:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _check_schema(self) -> None:
+        stored = self.storage.get("meta", b"schema_version")
+        if stored is None:
+            self.storage.put("meta", b"schema_version", str(rows.SCHEMA_VERSION).encode())
+            self.storage.put("meta", b"embedding_dimension", str(self.dim).encode())
+            return
+        if int(stored) != rows.SCHEMA_VERSION:
+            raise LoomError(
+                ErrorCode.CONFIG_INVALID,
+                f"data directory {self.data_dir} has memory schema version {int(stored)}, "
+                f"this Loom reads version {rows.SCHEMA_VERSION}",
+            )
+        dim = self.storage.get("meta", b"embedding_dimension")
+        if dim is not None and int(dim) != self.dim:
+            raise LoomError(
+                ErrorCode.CONFIG_INVALID,
+                f"data directory {self.data_dir} holds {int(dim)}-dimensional embeddings but the "
+                f"configured LLM backend gives {self.dim}; set llm.embedding_dimension = {int(dim)} "
+                "or export/import the streams into a new data directory",
+            )
+
+    def _load(self) -> None:
+        """Read routing, access statistics and vectors into memory."""
+        for key, value in self.storage.iterate("routing"):
+            record = Routing.from_bytes(value)
+            self._routing[key.decode()] = record
+        for key, value in self.storage.iterate("access"):
+            self._access[key.decode()] = rows.decode_access(value)
+        pending: dict[str, tuple[list[str], list[bytes]]] = {}
+        for key, value in self.storage.iterate("embeddings"):
+            chunk_id = key.decode()
+            owner = self._routing.get(chunk_id)
+            if owner is None:
+                continue
+            ids, blobs = pending.setdefault(owner.stream, ([], []))
+            ids.append(chunk_id)
+            blobs.append(value)
+        for stream, (ids, blobs) in pending.items():
+            matrix = np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(ids), self.dim)
+            self._store(stream).add(
+                ids,
+                matrix.astype(np.float32),
+                levels=[self._routing[i].level for i in ids],
+                created=[self._routing[i].created_at for i in ids],
+                expires=[self._routing[i].expires_at for i in ids],
+                superseded=[self._routing[i].superseded_by is not None for i in ids],
+            )
+
+    def _store(self, stream: str) -> VectorStore:
+        store = self._vectors.get(stream)
+        if store is None:
+            store = self._vectors[stream] = VectorStore(self.dim)
+        return store
+
+    def _ensure_open(self) -> None:
+        if self._closed:
+            raise LoomError(ErrorCode.STORAGE_CLOSED, f"the memory engine for {self.data_dir} is closed")
+
+    def _fault(self, point: str) -> None:
+        if self.fault_hook is not None:
+            self.fault_hook(point)
+
+    # -- intents ---------------------------------------------------------------
+    def _intent(self, batch: WriteBatch, op: str, **fields: Any) -> bytes:
+        """Add an intent row (operation + ids/stream, never content) to ``batch``."""
+        key = ULID().bytes
+        batch.put("intents", key, rows.encode_json({"op": op, **fields}))
+        return key
+
+    def recover(self) -> int:
+        """Replay pending intents so the index matches storage; the number of
+        intents replayed. Called by :meth:`open`."""
+        with self._lock:
+            pending = list(self.storage.iterate("intents"))
+            if not pending:
+                return 0
+            for _key, value in pending:
+                intent = json.loads(value)
+                if intent["op"] == "delete_stream":
+                    self.index.delete_stream(intent["stream"])
+                    self._graph.delete_stream(intent["stream"])
+                else:
+                    self._reconcile(intent.get("ids", []))
+            self.index.commit()
+            batch = WriteBatch()
+            for key, _value in pending:
+                batch.delete("intents", key)
+            self.storage.write(batch, durable=True)
+            return len(pending)
+
+    def _reconcile(self, ids: Sequence[str]) -> None:
+        """Make the index agree with storage for ``ids``."""
+        present = [i for i in ids if i in self._routing]
+        gone = [i for i in ids if i not in self._routing]
+        if gone:
+            self.index.delete(gone)
+        if present:
+            self.index.upsert([self._index_doc(self._routing[i]) for i in present])
+
+    # -- chunk rows -------------------------------------------------------------
+    def _seal_chunk(self, record: Routing, content: str, metadata: Mapping[str, Any]) -> bytes:
+        key = rows.chunk_key(record.level, record.id)
+        body = rows.encode_json({"content": content, "metadata": dict(metadata)})
+        return self.codec.seal(record.stream, key, body)
+
+    def _read_body(self, record: Routing) -> dict[str, Any]:
+        key = rows.chunk_key(record.level, record.id)
+        stored = self.storage.get("chunks", key)
+        if stored is None:
+            raise LoomError(
+                ErrorCode.STORAGE_IO,
+                f"chunk {record.id!r} has routing data but no content row in {self.data_dir}; restore from a backup",
+            )
+        body: dict[str, Any] = json.loads(self.codec.open(record.stream, key, stored))
+        return body
+
+    def _chunk(self, record: Routing, body: Mapping[str, Any] | None = None) -> Chunk:
+        body = self._read_body(record) if body is None else body
+        count, last = self._access.get(record.id, (0, 0))
+        return Chunk(
+            id=record.id,
+            stream=record.stream,
+            level=record.level,
+            content=body["content"],
+            metadata=dict(body.get("metadata") or {}),
+            created_at=record.created_at,
+            updated_at=record.updated_at,
+            supersedes=record.supersedes,
+            superseded_by=record.superseded_by,
+            expires_at=record.expires_at,
+            access_count=count,
+            last_accessed_at=last or None,
+        )
+
+    def _index_doc(self, record: Routing, text: str | None = None) -> IndexDocument:
+        if text is None:
+            text = str(self._read_body(record)["content"])
+        return IndexDocument(
+            id=record.id,
+            stream=record.stream,
+            level=record.level,
+            text=text,
+            created_at=record.created_at,
+            superseded=record.superseded_by is not None,
+        )
+
+    def _live(self, chunk_id: str, now: int | None = None) -> Routing:
+        record = self._routing.get(chunk_id)
+        if record is None or record.expired(now_ms() if now is None else now):
+            raise _not_found("chunk", chunk_id)
+        return record
+
+    def _touch(self, ids: Sequence[str], now: int) -> None:
+        """Count an access (for decay); persisted in the background."""
+        for chunk_id in ids:
+            count, _last = self._access.get(chunk_id, (0, 0))
+            self._access[chunk_id] = (count + 1, now)
+            self._access_dirty.add(chunk_id)
+        if len(self._access_dirty) >= 512:
+            self._flush_access()
+
+    def _flush_access(self) -> None:
+        with self._lock:
+            if not self._access_dirty or self._closed:
+                return
+            batch = WriteBatch()
+            for chunk_id in self._access_dirty:
+                if chunk_id in self._routing and chunk_id in self._access:
+                    batch.put("access", rows.id_key(chunk_id), rows.encode_access(*self._access[chunk_id]))
+            self._access_dirty.clear()
+            if len(batch):
+                self.storage.write(batch)
+
     # -- chunks -------------------------------------------------------------
+    def _validate_input(self, i: int, item: ChunkInput, now: int) -> None:
+        where = f"chunks[{i}]"
+        if not isinstance(item.content, str) or not item.content.strip():
+            raise _invalid(f"{where}.content", "must be a non-empty string")
+        if isinstance(item.level, bool) or not isinstance(item.level, int) or not 0 <= item.level <= MAX_LEVEL:
+            raise _invalid(f"{where}.level", f"must be an integer from 0 to {MAX_LEVEL}")
+        if not isinstance(item.metadata, Mapping):
+            raise _invalid(f"{where}.metadata", "must be an object")
+        if item.metadata:
+            try:
+                rows.encode_json(dict(item.metadata))
+            except (TypeError, ValueError) as exc:
+                raise _invalid(f"{where}.metadata", f"must be JSON-serialisable ({exc})") from None
+        if item.expires_at is not None and (
+            isinstance(item.expires_at, bool) or not isinstance(item.expires_at, int) or item.expires_at <= now
+        ):
+            raise _invalid(f"{where}.expires_at", "must be a time in the future, in ms since the Unix epoch")
+
     def add_chunks(self, stream: str, items: Sequence[ChunkInput]) -> list[Chunk]:
         """Write ``items`` to ``stream`` atomically (all or none) and index them.
         VALIDATION_FAILED for a bad stream name, level, expiry or empty content;
         NOT_FOUND when ``supersedes`` names no chunk; CONFLICT when it names a
         chunk that is already superseded (or twice in one batch)."""
-        raise NotImplementedError
+        check_stream(stream)
+        if not items:
+            raise _invalid("chunks", "must contain at least one chunk")
+        if len(items) > MAX_BATCH:
+            raise _invalid("chunks", f"at most {MAX_BATCH} chunks per batch")
+        now = now_ms()
+        for i, item in enumerate(items):
+            self._validate_input(i, item, now)
+        vectors = self.llm.embed([item.content for item in items])
+        with self._lock:
+            self._ensure_open()
+            claimed: set[str] = set()
+            for i, item in enumerate(items):
+                if item.supersedes is None:
+                    continue
+                old = self._routing.get(item.supersedes)
+                if old is None or old.expired(now):
+                    raise _not_found("chunk", item.supersedes)
+                if old.stream != stream:
+                    raise _invalid(
+                        f"chunks[{i}].supersedes",
+                        f"chunk {item.supersedes!r} belongs to stream {old.stream!r}, not {stream!r}",
+                    )
+                if old.superseded_by is not None or item.supersedes in claimed:
+                    raise LoomError(
+                        ErrorCode.CONFLICT,
+                        f"chunk {item.supersedes!r} is already superseded by "
+                        f"{old.superseded_by or 'another chunk of this batch'!r}; supersede the newest "
+                        "version of the chain instead",
+                        details={"id": item.supersedes, "superseded_by": old.superseded_by},
+                    )
+                claimed.add(item.supersedes)
+            fresh = new_ids(len(items), timestamp_ms=now)
+            created = [
+                Routing(
+                    id=chunk_id,
+                    stream=stream,
+                    level=item.level,
+                    created_at=now,
+                    updated_at=now,
+                    supersedes=item.supersedes,
+                    expires_at=item.expires_at,
+                )
+                for chunk_id, item in zip(fresh, items)
+            ]
+            bodies = [{"content": item.content, "metadata": dict(item.metadata)} for item in items]
+            return self._write_new(stream, created, bodies, np.asarray(vectors, dtype=np.float32), now)
+
+    def _write_new(
+        self,
+        stream: str,
+        created: Sequence[Routing],
+        bodies: Sequence[Mapping[str, Any]],
+        vectors: np.ndarray[Any, np.dtype[np.float32]],
+        now: int,
+        *,
+        link_old: bool = True,
+    ) -> list[Chunk]:
+        """Persist new chunks (and the supersede links they make) and index them."""
+        superseded: list[Routing] = []
+        if link_old:
+            for record in created:
+                if record.supersedes is not None:
+                    old = self._routing[record.supersedes]
+                    superseded.append(
+                        Routing(**{**rows.asdict_routing(old), "superseded_by": record.id, "updated_at": now})
+                    )
+        batch = WriteBatch()
+        intent = self._intent(batch, "upsert", ids=[r.id for r in created] + [o.id for o in superseded])
+        for record, body, vector in zip(created, bodies, vectors):
+            batch.put(
+                "chunks",
+                rows.chunk_key(record.level, record.id),
+                self._seal_chunk(record, body["content"], body["metadata"]),
+            )
+            batch.put("routing", rows.id_key(record.id), record.to_bytes())
+            batch.put("embeddings", rows.id_key(record.id), np.asarray(vector, dtype="<f4").tobytes())
+        for old in superseded:
+            batch.put("routing", rows.id_key(old.id), old.to_bytes())
+
+        def index_update() -> None:
+            docs = [self._index_doc(r, str(b["content"])) for r, b in zip(created, bodies)]
+            docs += [self._index_doc(o) for o in superseded]
+            self.index.upsert(docs)
+
+        self.storage.write(batch, durable=True)
+        # memory follows storage at once so a crash before the index commit
+        # leaves only the index behind (repaired by the intent)
+        for record in created:
+            self._routing[record.id] = record
+        for old in superseded:
+            self._routing[old.id] = old
+        store = self._store(stream)
+        store.add(
+            [r.id for r in created],
+            vectors,
+            levels=[r.level for r in created],
+            created=[r.created_at for r in created],
+            expires=[r.expires_at for r in created],
+            superseded=[r.superseded_by is not None for r in created],
+        )
+        for old in superseded:
+            store.set_superseded(old.id, True)
+        self._sorted_ids.pop(stream, None)
+        self._fault("after_storage_write")
+        index_update()
+        self.index.commit()
+        self._fault("after_index_commit")
+        self.storage.delete("intents", intent)
+        return [self._chunk(r, b) for r, b in zip(created, bodies)]
 
     def add_chunk(self, stream: str, item: ChunkInput) -> Chunk:
         """One chunk; see :meth:`add_chunks`."""
-        raise NotImplementedError
+        return self.add_chunks(stream, [item])[0]
 
     def get_chunk(self, chunk_id: str) -> Chunk:
         """The chunk (superseded ones too); NOT_FOUND when absent or expired.
         Counts as an access for decay."""
-        raise NotImplementedError
+        with self._lock:
+            self._ensure_open()
+            now = now_ms()
+            record = self._live(chunk_id, now)
+            self._touch([chunk_id], now)
+            return self._chunk(record)
 
     def history(self, chunk_id: str) -> list[Chunk]:
-        """The whole supersede chain ``chunk_id`` belongs to, oldest first."""
-        raise NotImplementedError
+        """The whole supersede chain ``chunk_id`` belongs to, oldest first
+        (expired versions left out)."""
+        with self._lock:
+            self._ensure_open()
+            now = now_ms()
+            self._live(chunk_id, now)
+            first = self._routing[chunk_id]
+            seen = {first.id}
+            while first.supersedes is not None and first.supersedes in self._routing and first.supersedes not in seen:
+                first = self._routing[first.supersedes]
+                seen.add(first.id)
+            chain: list[Routing] = [first]
+            while chain[-1].superseded_by is not None and chain[-1].superseded_by in self._routing:
+                nxt = self._routing[chain[-1].superseded_by]
+                if nxt in chain:
+                    break
+                chain.append(nxt)
+            return [self._chunk(r) for r in chain if not r.expired(now)]
 
     def delete_chunk(self, chunk_id: str) -> None:
         """Remove a chunk from storage, index and vectors; the chain around it
         is re-linked (its predecessor and successor point at each other)."""
-        raise NotImplementedError
+        with self._lock:
+            self._ensure_open()
+            record = self._routing.get(chunk_id)
+            if record is None:
+                raise _not_found("chunk", chunk_id)
+            self._delete_records([record])
+
+    def _delete_records(self, records: Sequence[Routing]) -> None:
+        """Delete chunks, splicing the supersede chains around them."""
+        doomed = {r.id for r in records}
+        now = now_ms()
+        relinked: dict[str, Routing] = {}
+
+        def current(chunk_id: str) -> Routing:
+            return relinked.get(chunk_id) or self._routing[chunk_id]
+
+        for record in records:
+            rec = current(record.id)
+            pred = rec.supersedes if rec.supersedes in self._routing else None
+            succ = rec.superseded_by if rec.superseded_by in self._routing else None
+            if pred is not None and pred not in doomed:
+                relinked[pred] = Routing(
+                    **{**rows.asdict_routing(current(pred)), "superseded_by": succ, "updated_at": now}
+                )
+            if succ is not None and succ not in doomed:
+                relinked[succ] = Routing(
+                    **{**rows.asdict_routing(current(succ)), "supersedes": pred, "updated_at": now}
+                )
+            # later records of this call must see the splice
+            if pred is not None and pred in doomed:
+                relinked[pred] = Routing(**{**rows.asdict_routing(current(pred)), "superseded_by": succ})
+            if succ is not None and succ in doomed:
+                relinked[succ] = Routing(**{**rows.asdict_routing(current(succ)), "supersedes": pred})
+        survivors = {k: v for k, v in relinked.items() if k not in doomed}
+        batch = WriteBatch()
+        intent = self._intent(batch, "upsert", ids=sorted(doomed) + sorted(survivors))
+        for record in records:
+            batch.delete("chunks", rows.chunk_key(record.level, record.id))
+            batch.delete("routing", rows.id_key(record.id))
+            batch.delete("embeddings", rows.id_key(record.id))
+            batch.delete("access", rows.id_key(record.id))
+        for survivor in survivors.values():
+            batch.put("routing", rows.id_key(survivor.id), survivor.to_bytes())
+        self.storage.write(batch, durable=True)
+        by_stream: dict[str, list[str]] = {}
+        for record in records:
+            self._routing.pop(record.id, None)
+            self._access.pop(record.id, None)
+            self._access_dirty.discard(record.id)
+            by_stream.setdefault(record.stream, []).append(record.id)
+        for survivor in survivors.values():
+            self._routing[survivor.id] = survivor
+            self._store(survivor.stream).set_superseded(survivor.id, survivor.superseded_by is not None)
+        for stream, ids in by_stream.items():
+            self._store(stream).remove(ids)
+            self._sorted_ids.pop(stream, None)
+            if not len(self._vectors[stream]):
+                del self._vectors[stream]
+        self._fault("after_storage_write")
+        self.index.delete(sorted(doomed))
+        if survivors:
+            self.index.upsert([self._index_doc(s) for s in survivors.values()])
+        self.index.commit()
+        self._fault("after_index_commit")
+        self.storage.delete("intents", intent)
 
     def list_streams(self) -> list[StreamInfo]:
         """Every stream that holds at least one chunk, by name."""
-        raise NotImplementedError
+        with self._lock:
+            self._ensure_open()
+            now = now_ms()
+            stats: dict[str, dict[str, Any]] = {}
+            for record in self._routing.values():
+                if record.expired(now):
+                    continue
+                entry = stats.setdefault(record.stream, {"count": 0, "current": 0, "levels": {}, "last": 0})
+                entry["count"] += 1
+                entry["current"] += record.superseded_by is None
+                entry["levels"][record.level] = entry["levels"].get(record.level, 0) + 1
+                entry["last"] = max(entry["last"], record.created_at)
+            return [
+                StreamInfo(
+                    name=name,
+                    chunk_count=entry["count"],
+                    current_count=entry["current"],
+                    levels=dict(entry["levels"]),
+                    last_write_at=entry["last"] or None,
+                )
+                for name, entry in sorted(stats.items())
+            ]
 
     def list_chunks(
         self,
@@ -96,18 +639,154 @@ class MemoryEngine:
     ) -> Page:
         """Chunks of ``stream`` in id (= creation) order, superseded ones included,
         expired ones not. ``cursor`` is the previous page's ``next_cursor``."""
-        raise NotImplementedError
+        check_stream(stream)
+        if not 1 <= limit <= 1000:
+            raise _invalid("limit", "must be from 1 to 1000")
+        with self._lock:
+            self._ensure_open()
+            ids = self._sorted_ids.get(stream)
+            if ids is None:
+                ids = self._sorted_ids[stream] = sorted(self._vectors[stream].ids()) if stream in self._vectors else []
+            start = bisect.bisect_right(ids, cursor) if cursor else 0
+            now = now_ms()
+            items: list[Chunk] = []
+            position = start
+            while position < len(ids) and len(items) < limit:
+                record = self._routing.get(ids[position])
+                position += 1
+                if record is None or record.expired(now) or (level is not None and record.level != level):
+                    continue
+                items.append(self._chunk(record))
+            more = any(
+                (r := self._routing.get(i)) is not None and not r.expired(now) and (level is None or r.level == level)
+                for i in ids[position:]
+            )
+            return Page(items=items, next_cursor=items[-1].id if items and more else None)
 
     def delete_stream(self, stream: str) -> int:
         """Remove every chunk, entity and relation of ``stream``; the number of
         chunks removed. NOT_FOUND when the stream holds nothing."""
-        raise NotImplementedError
+        check_stream(stream)
+        with self._lock:
+            self._ensure_open()
+            records = [r for r in self._routing.values() if r.stream == stream]
+            has_graph = self._graph.has_stream(stream)
+            if not records and not has_graph:
+                raise LoomError(ErrorCode.NOT_FOUND, f"stream {stream!r} holds no chunks or entities")
+            batch = WriteBatch()
+            intent = self._intent(batch, "delete_stream", stream=stream)
+            for record in records:
+                batch.delete("chunks", rows.chunk_key(record.level, record.id))
+                batch.delete("routing", rows.id_key(record.id))
+                batch.delete("embeddings", rows.id_key(record.id))
+                batch.delete("access", rows.id_key(record.id))
+            self._graph.delete_stream_ops(stream, batch)
+            self.storage.write(batch, durable=True)
+            for record in records:
+                self._routing.pop(record.id, None)
+                self._access.pop(record.id, None)
+                self._access_dirty.discard(record.id)
+            self._vectors.pop(stream, None)
+            self._sorted_ids.pop(stream, None)
+            self._fault("after_storage_write")
+            self.index.delete_stream(stream)
+            self.index.commit()
+            self._fault("after_index_commit")
+            self.storage.delete("intents", intent)
+            self.codec.forget_stream(stream)
+            return len(records)
 
     # -- search -------------------------------------------------------------
     def search(self, request: SearchRequest) -> list[SearchResult]:
         """Hybrid (BM25 + cosine, reciprocal-rank fused, recency weighted),
         ``bm25`` or ``vector`` search with exact filters; best first."""
-        raise NotImplementedError
+        settings = self.config.search
+        mode = request.mode or settings.default_mode
+        if mode not in SEARCH_MODES:
+            raise _invalid("mode", f"must be one of {', '.join(SEARCH_MODES)}")
+        k = settings.default_k if request.k is None else request.k
+        if isinstance(k, bool) or not 1 <= k <= 1000:
+            raise _invalid("k", "must be from 1 to 1000")
+        if not isinstance(request.query, str) or not request.query.strip():
+            raise _invalid("query", "must be a non-empty string")
+        streams: list[str] | None = None
+        if request.stream is not None or request.streams is not None:
+            streams = [
+                check_stream(s) for s in ([request.stream] if request.stream else []) + list(request.streams or [])
+            ]
+            streams = sorted(set(streams))
+        levels = None if request.levels is None else sorted({int(x) for x in request.levels})
+        if request.since is not None and request.until is not None and request.until <= request.since:
+            raise _invalid("until", "must be later than since")
+        now = now_ms()
+        pool = max(3 * k, 30)
+        bm25: list[tuple[str, float]] = []
+        vector: list[tuple[str, float]] = []
+        if mode in ("hybrid", "vector"):
+            q = np.asarray(self.llm.embed([request.query]), dtype=np.float32)[0]
+        with self._lock:
+            self._ensure_open()
+            if mode in ("hybrid", "bm25"):
+                hits = self.index.search(
+                    IndexQuery(
+                        text=request.query,
+                        streams=streams,
+                        levels=levels,
+                        since=request.since,
+                        until=request.until,
+                        include_superseded=request.include_superseded,
+                        limit=pool + 16,
+                    )
+                )
+                for hit in hits:
+                    record = self._routing.get(hit.id)
+                    if record is not None and not record.expired(now):
+                        bm25.append((hit.id, float(hit.score)))
+                bm25 = bm25[:pool]
+            if mode in ("hybrid", "vector"):
+                flt = VectorFilter(
+                    levels=levels,
+                    since=request.since,
+                    until=request.until,
+                    include_superseded=request.include_superseded,
+                    now=now,
+                )
+                names = list(self._vectors) if streams is None else [s for s in streams if s in self._vectors]
+                for name in names:
+                    # a cosine of 0 or less means nothing in common: not a match
+                    vector.extend(hit for hit in self._vectors[name].search(q, pool, flt) if hit[1] > 0.0)
+                vector.sort(key=lambda pair: -pair[1])
+                vector = vector[:pool]
+            rankings = [[i for i, _ in ranking] for ranking in (bm25, vector) if mode == "hybrid" or ranking]
+            if mode != "hybrid":
+                rankings = [[i for i, _ in (bm25 if mode == "bm25" else vector)]]
+            fusion = scoring.rrf(rankings, settings.rrf_k)
+            bm25_score = dict(bm25)
+            vector_score = dict(vector)
+            scored: list[tuple[float, float, str]] = []
+            for chunk_id, fused_rank in fusion.items():
+                record = self._routing[chunk_id]
+                _count, last = self._access.get(chunk_id, (0, 0))
+                touch = max(record.updated_at, last)
+                rec = scoring.recency(touch, now, settings.decay_half_life_days)
+                scored.append((scoring.combine(fused_rank, rec, settings.recency_weight), rec, chunk_id))
+            scored.sort(key=lambda item: (-item[0], item[2]))
+            top = scored[:k]
+            results = [
+                SearchResult(
+                    chunk=self._chunk(self._routing[chunk_id]),
+                    score=fused,
+                    scores=SignalScores(
+                        bm25=bm25_score.get(chunk_id),
+                        vector=vector_score.get(chunk_id),
+                        recency=rec,
+                        fused=fused,
+                    ),
+                )
+                for fused, rec, chunk_id in top
+            ]
+            self._touch([chunk_id for _f, _r, chunk_id in top], now)
+            return results
 
     # -- entity graph -------------------------------------------------------
     def add_entity(
@@ -120,22 +799,30 @@ class MemoryEngine:
         metadata: dict[str, Any] | None = None,
     ) -> Entity:
         """Create an entity in ``stream``."""
-        raise NotImplementedError
+        check_stream(stream)
+        with self._lock:
+            self._ensure_open()
+            return self._graph.add_entity(stream, type=type, name=name, aliases=aliases, metadata=metadata or {})
 
     def get_entity(self, entity_id: str) -> Entity:
         """NOT_FOUND when absent."""
-        raise NotImplementedError
+        with self._lock:
+            self._ensure_open()
+            return self._graph.get_entity(entity_id)
 
-    def list_entities(
-        self, stream: str, *, type: str | None = None, name: str | None = None
-    ) -> list[Entity]:
+    def list_entities(self, stream: str, *, type: str | None = None, name: str | None = None) -> list[Entity]:
         """Entities of ``stream``; ``name`` matches the name or an alias,
         case-insensitively."""
-        raise NotImplementedError
+        check_stream(stream)
+        with self._lock:
+            self._ensure_open()
+            return self._graph.list_entities(stream, type=type, name=name)
 
     def delete_entity(self, entity_id: str) -> None:
         """Remove the entity and every relation that mentions it."""
-        raise NotImplementedError
+        with self._lock:
+            self._ensure_open()
+            self._graph.delete_entity(entity_id)
 
     def add_relation(
         self,
@@ -151,10 +838,31 @@ class MemoryEngine:
     ) -> Relation:
         """Relate two entity ids of ``stream``; NOT_FOUND for an unknown entity
         or source chunk, VALIDATION_FAILED for ``valid_to <= valid_from``."""
-        raise NotImplementedError
+        check_stream(stream)
+        with self._lock:
+            self._ensure_open()
+            for i, chunk_id in enumerate(source_chunks):
+                record = self._routing.get(chunk_id)
+                if record is None:
+                    raise _not_found("chunk", chunk_id)
+                if record.stream != stream:
+                    raise _invalid(f"source_chunks[{i}]", f"chunk {chunk_id!r} belongs to another stream")
+            return self._graph.add_relation(
+                stream,
+                subject=subject,
+                predicate=predicate,
+                object=object,
+                valid_from=valid_from,
+                valid_to=valid_to,
+                source_chunks=list(source_chunks),
+                metadata=metadata or {},
+            )
 
     def get_relation(self, relation_id: str) -> Relation:
-        raise NotImplementedError
+        """NOT_FOUND when absent."""
+        with self._lock:
+            self._ensure_open()
+            return self._graph.get_relation(relation_id)
 
     def list_relations(
         self,
@@ -166,49 +874,123 @@ class MemoryEngine:
     ) -> list[Relation]:
         """Relations of ``stream``; ``entity`` as subject or object, ``at`` (ms)
         keeps those valid at that instant."""
-        raise NotImplementedError
+        check_stream(stream)
+        with self._lock:
+            self._ensure_open()
+            return self._graph.list_relations(stream, entity=entity, predicate=predicate, at=at)
 
     def delete_relation(self, relation_id: str) -> None:
-        raise NotImplementedError
+        """NOT_FOUND when absent."""
+        with self._lock:
+            self._ensure_open()
+            self._graph.delete_relation(relation_id)
 
     # -- retention, recovery, maintenance -------------------------------------
     def sweep_expired(self, now: int | None = None) -> int:
         """Delete chunks whose ``expires_at <= now`` (ms); the number removed."""
-        raise NotImplementedError
+        moment = now_ms() if now is None else now
+        with self._lock:
+            self._ensure_open()
+            expired = [r for r in self._routing.values() if r.expired(moment)]
+            for start in range(0, len(expired), 1000):
+                self._delete_records(expired[start : start + 1000])
+            self._flush_access()
+            return len(expired)
 
     def start_sweeper(self, interval_seconds: float | None = None) -> None:
         """Run :meth:`sweep_expired` every ``interval_seconds`` (default
         ``retention.sweep_interval_seconds``) in a daemon thread."""
-        raise NotImplementedError
+        interval = interval_seconds or self.config.retention.sweep_interval_seconds
+        if self._sweeper is not None:
+            return
+        self._sweeper_stop.clear()
+
+        def loop() -> None:
+            while not self._sweeper_stop.wait(interval):
+                try:
+                    self.sweep_expired()
+                except LoomError:
+                    if self._closed:
+                        return
+                    raise
+
+        self._sweeper = threading.Thread(target=loop, name="loomem-sweeper", daemon=True)
+        self._sweeper.start()
 
     def stop_sweeper(self) -> None:
-        raise NotImplementedError
-
-    def recover(self) -> int:
-        """Replay pending intents so the index matches storage; the number of
-        intents replayed. Called by :meth:`open`."""
-        raise NotImplementedError
+        """Stop the sweeper thread (waits for a running sweep)."""
+        thread = self._sweeper
+        if thread is None:
+            return
+        self._sweeper_stop.set()
+        thread.join()
+        self._sweeper = None
 
     def rebuild_index(self) -> int:
         """Rebuild the whole index from storage; the number of documents."""
-        raise NotImplementedError
+        with self._lock:
+            self._ensure_open()
+
+            def docs() -> Iterator[IndexDocument]:
+                for record in list(self._routing.values()):
+                    yield self._index_doc(record)
+
+            self.index.rebuild(docs())
+            self.index.commit()
+            return len(self._routing)
 
     def check_consistency(self) -> dict[str, Any]:
         """Compare storage, index and vectors: ``{"storage": n, "index": n,
-        "vectors": n, "missing_in_index": [...], "extra_in_index": [...]}``."""
-        raise NotImplementedError
+        "vectors": n, "missing_in_index": [...], "extra_in_index": [...],
+        "missing_vectors": [...]}``."""
+        with self._lock:
+            self._ensure_open()
+            stored = {key.decode() for key, _ in self.storage.iterate("routing")}
+            content = {key.decode().rsplit(":", 1)[1] for key, _ in self.storage.iterate("chunks")}
+            indexed = set(self.index.ids())
+            vectors = {i for store in self._vectors.values() for i in store.ids()}
+            return {
+                "storage": len(stored),
+                "content_rows": len(content),
+                "index": len(indexed),
+                "vectors": len(vectors),
+                "missing_in_index": sorted(stored - indexed),
+                "extra_in_index": sorted(indexed - stored),
+                "missing_vectors": sorted(stored - vectors),
+                "extra_vectors": sorted(vectors - stored),
+                "routing_without_content": sorted(stored - content),
+                "pending_intents": sum(1 for _ in self.storage.iterate("intents")),
+            }
 
     # -- transfer and backup -----------------------------------------------
     def export_stream(self, stream: str, fp: IO[str], *, embeddings: bool = True) -> dict[str, int]:
         """Write ``stream`` as JSONL (header, chunks with history, entities,
         relations); counts per record type."""
-        raise NotImplementedError
+        from loom_core.memory.transfer import export_stream
+
+        with self._lock:
+            self._ensure_open()
+            return export_stream(self, stream, fp, embeddings=embeddings)
 
     def import_stream(self, fp: IO[str], *, stream: str | None = None) -> dict[str, int]:
         """Read an export (into ``stream`` if given, else the exported name),
         keeping ids, timestamps and chains; CONFLICT if an id already exists."""
-        raise NotImplementedError
+        from loom_core.memory.transfer import import_stream
+
+        with self._lock:
+            self._ensure_open()
+            return import_stream(self, fp, stream=stream)
 
     def checkpoint(self, dest: Path) -> None:
-        """Write a consistent backup of this memory into the new directory ``dest``."""
-        raise NotImplementedError
+        """Write a consistent backup of this memory into the new directory ``dest``
+        (storage checkpoint + manifest; the index is rebuilt on restore)."""
+        from loom_core.memory.backup import write_checkpoint
+
+        with self._lock:
+            self._ensure_open()
+            self._flush_access()
+            write_checkpoint(self, Path(dest))
+
+    # -- internal access for transfer ---------------------------------------------
+    def _routing_of_stream(self, stream: str) -> list[Routing]:
+        return sorted((r for r in self._routing.values() if r.stream == stream), key=lambda r: r.id)

@@ -1,0 +1,92 @@
+"""Backups: a storage checkpoint plus a manifest; the index is rebuilt on restore.
+
+Copying the index directory while a writer holds it could capture a state
+that does not match the checkpoint, so a backup holds storage only (the
+source of truth: chunks, routing, embeddings, graph, wrapped keys) and the
+engine rebuilds the full-text index from it when the restored directory is
+first opened (its document count differs from storage).
+
+Layout of a backup directory::
+
+    DEST/manifest.json   {"format": "loomem-backup", "version": 1, "created_at", "chunks", ...}
+    DEST/storage/        the storage backend's checkpoint
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from loom_core.errors import ErrorCode, LoomError
+
+if TYPE_CHECKING:
+    from loom_core.memory.engine import MemoryEngine
+
+FORMAT = "loomem-backup"
+VERSION = 1
+MANIFEST = "manifest.json"
+
+
+def _failed(path: Path, why: str) -> LoomError:
+    return LoomError(ErrorCode.BACKUP_FAILED, f"{path}: {why}", details={"path": str(path)})
+
+
+def write_checkpoint(engine: MemoryEngine, dest: Path) -> dict[str, Any]:
+    """Checkpoint ``engine``'s storage into the new directory ``dest``."""
+    from loom_core.memory.engine import now_ms
+
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+        raise _failed(dest, "the backup destination already exists and is not an empty directory")
+    if "checkpoint" not in getattr(engine.storage, "capabilities", frozenset()):
+        raise _failed(dest, f"storage backend {engine.config.storage.backend!r} cannot take checkpoints")
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+        engine.storage.checkpoint(dest / "storage")
+        manifest = {
+            "format": FORMAT,
+            "version": VERSION,
+            "created_at": now_ms(),
+            "storage_backend": engine.config.storage.backend,
+            "chunks": len(engine._routing),
+            "streams": len({r.stream for r in engine._routing.values()}),
+            "index": "not included; rebuilt from storage when the restored directory is opened",
+        }
+        (dest / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    except LoomError as exc:
+        if exc.code is ErrorCode.BACKUP_FAILED:
+            raise
+        raise _failed(dest, f"checkpoint failed: {exc.message}") from exc
+    except OSError as exc:
+        raise _failed(dest, f"cannot write the backup: {exc.strerror or exc}") from exc
+    return manifest
+
+
+def read_manifest(src: Path) -> dict[str, Any]:
+    """The manifest of backup ``src``; BACKUP_FAILED when it is not a backup."""
+    path = src / MANIFEST
+    try:
+        manifest: dict[str, Any] = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise _failed(src, f"not a Loomem backup (no {MANIFEST})") from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise _failed(path, f"unreadable backup manifest ({exc})") from None
+    if manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
+        raise _failed(path, "unknown backup format or version")
+    if not (src / "storage").is_dir():
+        raise _failed(src, "the backup has no storage/ directory")
+    return manifest
+
+
+def restore_files(src: Path, data_dir: Path) -> dict[str, Any]:
+    """Copy backup ``src`` into ``data_dir`` (which must be absent or empty)."""
+    manifest = read_manifest(src)
+    if data_dir.exists() and (not data_dir.is_dir() or any(data_dir.iterdir())):
+        raise _failed(data_dir, "refusing to restore over a data directory that is not empty")
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(src / "storage", data_dir / "storage")
+    except OSError as exc:
+        raise _failed(data_dir, f"cannot copy the backup: {exc.strerror or exc}") from exc
+    return manifest

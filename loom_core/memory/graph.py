@@ -1,0 +1,266 @@
+"""Entities and relations of a stream's graph, sealed through the RowCodec.
+
+Keys hold ids only (``ent:{id}``, ``rel:{id}``, and stream membership rows
+``sent:{stream}\\0{id}`` / ``srel:{stream}\\0{id}``); names, aliases, types
+and relation data live in the sealed body. Lookup by name therefore opens
+the stream's entities and compares (no name-derived key that could leak a
+name or allow guessing it from the files).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from ulid import ULID
+
+from loom_core.contracts.storage import WriteBatch
+from loom_core.errors import ErrorCode, LoomError
+from loom_core.memory import rows
+from loom_core.memory.models import Entity, Relation
+from loom_core.memory.rowcodec import RowCodec
+
+MAX_NAME = 512
+
+
+def _now() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _invalid(field: str, why: str) -> LoomError:
+    return LoomError(ErrorCode.VALIDATION_FAILED, f"{field}: {why}", details={"field": field})
+
+
+def _text(field: str, value: object) -> str:
+    if not isinstance(value, str) or not value.strip() or len(value) > MAX_NAME:
+        raise _invalid(field, f"must be a non-empty string of at most {MAX_NAME} characters")
+    return value.strip()
+
+
+def _fold(value: str) -> str:
+    return " ".join(value.casefold().split())
+
+
+class GraphStore:
+    """Reads and writes graph rows; the engine holds the lock."""
+
+    def __init__(self, storage: Any, codec: RowCodec) -> None:
+        self.storage = storage
+        self.codec = codec
+
+    # -- rows -------------------------------------------------------------------
+    def _put(self, batch: WriteBatch, key: bytes, stream: str, header: dict[str, Any], body: dict[str, Any]) -> None:
+        sealed = self.codec.seal(stream, key, rows.encode_json(body))
+        batch.put("graph", key, rows.graph_envelope({"stream": stream, **header}, sealed))
+
+    def _read(self, key: bytes) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        raw = self.storage.get("graph", key)
+        if raw is None:
+            return None
+        header, sealed = rows.split_graph_envelope(raw)
+        body = json.loads(self.codec.open(header["stream"], key, sealed))
+        return header, body
+
+    def _members(self, kind: str, stream: str) -> list[str]:
+        prefix = rows.stream_member_prefix(kind, stream)
+        return [key[len(prefix) :].decode() for key, _ in self.storage.iterate("graph", prefix=prefix)]
+
+    # -- entities -----------------------------------------------------------------
+    def add_entity(
+        self, stream: str, *, type: str, name: str, aliases: Sequence[str], metadata: dict[str, Any]
+    ) -> Entity:
+        kind = _text("type", type)
+        clean_name = _text("name", name)
+        if isinstance(aliases, str):
+            raise _invalid("aliases", "must be a list of strings")
+        clean_aliases = [_text(f"aliases[{i}]", a) for i, a in enumerate(aliases)]
+        if not isinstance(metadata, dict):
+            raise _invalid("metadata", "must be an object")
+        entity_id = str(ULID())
+        now = _now()
+        batch = WriteBatch()
+        body = {"type": kind, "name": clean_name, "aliases": clean_aliases, "metadata": metadata}
+        self._put(batch, rows.entity_key(entity_id), stream, {"created_at": now, "updated_at": now}, body)
+        batch.put("graph", rows.stream_entity_key(stream, entity_id), b"")
+        self.storage.write(batch, durable=True)
+        return self._entity(entity_id, {"stream": stream, "created_at": now, "updated_at": now}, body)
+
+    def put_entity(self, entity: Entity, batch: WriteBatch) -> None:
+        """Write an entity as given (import keeps ids and timestamps)."""
+        body = {"type": entity.type, "name": entity.name, "aliases": entity.aliases, "metadata": entity.metadata}
+        header = {"created_at": entity.created_at, "updated_at": entity.updated_at}
+        self._put(batch, rows.entity_key(entity.id), entity.stream, header, body)
+        batch.put("graph", rows.stream_entity_key(entity.stream, entity.id), b"")
+
+    @staticmethod
+    def _entity(entity_id: str, header: dict[str, Any], body: dict[str, Any]) -> Entity:
+        return Entity(
+            id=entity_id,
+            stream=header["stream"],
+            type=body["type"],
+            name=body["name"],
+            aliases=list(body.get("aliases") or []),
+            metadata=dict(body.get("metadata") or {}),
+            created_at=header["created_at"],
+            updated_at=header["updated_at"],
+        )
+
+    def get_entity(self, entity_id: str) -> Entity:
+        found = self._read(rows.entity_key(entity_id)) if isinstance(entity_id, str) else None
+        if found is None:
+            raise LoomError(ErrorCode.NOT_FOUND, f"entity {entity_id!r} does not exist", details={"id": entity_id})
+        return self._entity(entity_id, *found)
+
+    def exists(self, key: bytes) -> bool:
+        return self.storage.get("graph", key) is not None
+
+    def list_entities(self, stream: str, *, type: str | None, name: str | None) -> list[Entity]:
+        wanted = None if name is None else _fold(name)
+        out: list[Entity] = []
+        for entity_id in self._members("sent", stream):
+            found = self._read(rows.entity_key(entity_id))
+            if found is None:
+                continue
+            entity = self._entity(entity_id, *found)
+            if type is not None and entity.type != type:
+                continue
+            if wanted is not None and wanted not in {_fold(n) for n in [entity.name, *entity.aliases]}:
+                continue
+            out.append(entity)
+        return out
+
+    def delete_entity(self, entity_id: str) -> None:
+        entity = self.get_entity(entity_id)
+        batch = WriteBatch()
+        batch.delete("graph", rows.entity_key(entity_id))
+        batch.delete("graph", rows.stream_entity_key(entity.stream, entity_id))
+        for relation in self.list_relations(entity.stream, entity=entity_id, predicate=None, at=None):
+            batch.delete("graph", rows.relation_key(relation.id))
+            batch.delete("graph", rows.stream_relation_key(entity.stream, relation.id))
+        self.storage.write(batch, durable=True)
+
+    # -- relations ---------------------------------------------------------------
+    def add_relation(
+        self,
+        stream: str,
+        *,
+        subject: str,
+        predicate: str,
+        object: str,
+        valid_from: int | None,
+        valid_to: int | None,
+        source_chunks: list[str],
+        metadata: dict[str, Any],
+    ) -> Relation:
+        pred = _text("predicate", predicate)
+        for field, entity_id in (("subject", subject), ("object", object)):
+            entity = self.get_entity(_text(field, entity_id))
+            if entity.stream != stream:
+                raise _invalid(field, f"entity {entity_id!r} belongs to stream {entity.stream!r}, not {stream!r}")
+        for field, value in (("valid_from", valid_from), ("valid_to", valid_to)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                raise _invalid(field, "must be a time in ms since the Unix epoch")
+        if valid_from is not None and valid_to is not None and valid_to <= valid_from:
+            raise _invalid("valid_to", "must be later than valid_from")
+        if not isinstance(metadata, dict):
+            raise _invalid("metadata", "must be an object")
+        relation = Relation(
+            id=str(ULID()),
+            stream=stream,
+            subject=subject,
+            predicate=pred,
+            object=object,
+            valid_from=valid_from,
+            valid_to=valid_to,
+            source_chunks=source_chunks,
+            metadata=metadata,
+            created_at=_now(),
+        )
+        batch = WriteBatch()
+        self.put_relation(relation, batch)
+        self.storage.write(batch, durable=True)
+        return relation
+
+    def put_relation(self, relation: Relation, batch: WriteBatch) -> None:
+        body = {
+            "subject": relation.subject,
+            "predicate": relation.predicate,
+            "object": relation.object,
+            "valid_from": relation.valid_from,
+            "valid_to": relation.valid_to,
+            "source_chunks": relation.source_chunks,
+            "metadata": relation.metadata,
+        }
+        self._put(batch, rows.relation_key(relation.id), relation.stream, {"created_at": relation.created_at}, body)
+        batch.put("graph", rows.stream_relation_key(relation.stream, relation.id), b"")
+
+    def get_relation(self, relation_id: str) -> Relation:
+        found = self._read(rows.relation_key(relation_id)) if isinstance(relation_id, str) else None
+        if found is None:
+            raise LoomError(
+                ErrorCode.NOT_FOUND, f"relation {relation_id!r} does not exist", details={"id": relation_id}
+            )
+        header, body = found
+        return Relation(
+            id=relation_id,
+            stream=header["stream"],
+            subject=body["subject"],
+            predicate=body["predicate"],
+            object=body["object"],
+            valid_from=body.get("valid_from"),
+            valid_to=body.get("valid_to"),
+            source_chunks=list(body.get("source_chunks") or []),
+            metadata=dict(body.get("metadata") or {}),
+            created_at=header["created_at"],
+        )
+
+    def list_relations(
+        self, stream: str, *, entity: str | None, predicate: str | None, at: int | None
+    ) -> list[Relation]:
+        out: list[Relation] = []
+        for relation_id in self._members("srel", stream):
+            try:
+                relation = self.get_relation(relation_id)
+            except LoomError as exc:
+                if exc.code is ErrorCode.NOT_FOUND:
+                    continue
+                raise
+            if entity is not None and entity not in (relation.subject, relation.object):
+                continue
+            if predicate is not None and relation.predicate != predicate:
+                continue
+            if at is not None and not (
+                (relation.valid_from is None or relation.valid_from <= at)
+                and (relation.valid_to is None or at < relation.valid_to)
+            ):
+                continue
+            out.append(relation)
+        return out
+
+    def delete_relation(self, relation_id: str) -> None:
+        relation = self.get_relation(relation_id)
+        batch = WriteBatch()
+        batch.delete("graph", rows.relation_key(relation_id))
+        batch.delete("graph", rows.stream_relation_key(relation.stream, relation_id))
+        self.storage.write(batch, durable=True)
+
+    # -- streams -----------------------------------------------------------------
+    def has_stream(self, stream: str) -> bool:
+        return bool(self._members("sent", stream) or self._members("srel", stream))
+
+    def delete_stream_ops(self, stream: str, batch: WriteBatch) -> None:
+        """Add the deletes of every graph row of ``stream`` to ``batch``."""
+        for entity_id in self._members("sent", stream):
+            batch.delete("graph", rows.entity_key(entity_id))
+            batch.delete("graph", rows.stream_entity_key(stream, entity_id))
+        for relation_id in self._members("srel", stream):
+            batch.delete("graph", rows.relation_key(relation_id))
+            batch.delete("graph", rows.stream_relation_key(stream, relation_id))
+
+    def delete_stream(self, stream: str) -> None:
+        batch = WriteBatch()
+        self.delete_stream_ops(stream, batch)
+        if len(batch):
+            self.storage.write(batch, durable=True)

@@ -1,0 +1,154 @@
+"""Row format: keyspaces, keys and the plaintext routing record.
+
+=============  =====================================  =============================
+keyspace       key                                    value
+=============  =====================================  =============================
+chunks         ``chunk:L{level}:{id}``                sealed JSON {content, metadata}
+routing        ``{id}``                               plaintext JSON :class:`Routing`
+embeddings     ``{id}``                               float32 little-endian vector
+access         ``{id}``                               two uint64: count, last access ms
+graph          ``ent:{id}`` / ``rel:{id}``            graph envelope (plaintext header
+                                                      {stream, ...} + sealed JSON body)
+graph          ``sent:{stream}\\0{id}``,               empty (stream membership; ids
+               ``srel:{stream}\\0{id}``                only, never names)
+intents        ``{ulid}``                             JSON {op, ids | stream}, no content
+keys           reserved for wrapped data keys         (encryption at rest)
+meta           ``schema_version``, ...                plaintext
+=============  =====================================  =============================
+
+Sealed values pass through the engine's RowCodec with the exact storage key as
+``record_key``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import struct
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from loom_core.errors import ErrorCode, LoomError
+
+SCHEMA_VERSION = 1
+KEYSPACES: tuple[str, ...] = (
+    "chunks",
+    "routing",
+    "embeddings",
+    "access",
+    "graph",
+    "intents",
+    "keys",
+    "meta",
+)
+
+STREAM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")
+_ACCESS = struct.Struct("<QQ")
+_HEADER_LEN = struct.Struct(">I")
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
+def check_stream(stream: str) -> str:
+    """Refuse stream names that would not round-trip through keys and URLs."""
+    if not isinstance(stream, str) or not STREAM_NAME.match(stream):
+        raise LoomError(
+            ErrorCode.VALIDATION_FAILED,
+            f"stream name {stream!r} is invalid: use 1-128 characters from letters, digits "
+            "and . _ : @ -, starting with a letter or digit",
+            details={"field": "stream"},
+        )
+    return stream
+
+
+def chunk_key(level: int, chunk_id: str) -> bytes:
+    return f"chunk:L{level}:{chunk_id}".encode()
+
+
+def id_key(chunk_id: str) -> bytes:
+    return chunk_id.encode()
+
+
+def entity_key(entity_id: str) -> bytes:
+    return f"ent:{entity_id}".encode()
+
+
+def relation_key(relation_id: str) -> bytes:
+    return f"rel:{relation_id}".encode()
+
+
+def stream_entity_key(stream: str, entity_id: str) -> bytes:
+    return f"sent:{stream}\0{entity_id}".encode()
+
+
+def stream_relation_key(stream: str, relation_id: str) -> bytes:
+    return f"srel:{stream}\0{relation_id}".encode()
+
+
+def stream_member_prefix(kind: str, stream: str) -> bytes:
+    """``kind`` is ``sent`` or ``srel``."""
+    return f"{kind}:{stream}\0".encode()
+
+
+@dataclass(slots=True)
+class Routing:
+    """The plaintext routing record of one chunk (filtering, retention, chains)."""
+
+    id: str
+    stream: str
+    level: int
+    created_at: int
+    updated_at: int
+    supersedes: str | None = None
+    superseded_by: str | None = None
+    expires_at: int | None = None
+
+    def to_bytes(self) -> bytes:
+        return _ENCODER.encode(
+            {
+                "id": self.id,
+                "stream": self.stream,
+                "level": self.level,
+                "created_at": self.created_at,
+                "updated_at": self.updated_at,
+                "supersedes": self.supersedes,
+                "superseded_by": self.superseded_by,
+                "expires_at": self.expires_at,
+            }
+        ).encode()
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> Routing:
+        return cls(**json.loads(raw))
+
+    def expired(self, now: int) -> bool:
+        return self.expires_at is not None and self.expires_at <= now
+
+
+def encode_access(count: int, last: int) -> bytes:
+    return _ACCESS.pack(count, last)
+
+
+def decode_access(raw: bytes) -> tuple[int, int]:
+    count, last = _ACCESS.unpack(raw)
+    return int(count), int(last)
+
+
+def encode_json(value: Any) -> bytes:
+    return _ENCODER.encode(value).encode()
+
+
+def graph_envelope(header: dict[str, Any], sealed_body: bytes) -> bytes:
+    """A graph value: length-prefixed plaintext header (stream and timestamps
+    only) followed by the sealed body."""
+    head = encode_json(header)
+    return _HEADER_LEN.pack(len(head)) + head + sealed_body
+
+
+def split_graph_envelope(raw: bytes) -> tuple[dict[str, Any], bytes]:
+    (size,) = _HEADER_LEN.unpack_from(raw)
+    header = json.loads(raw[4 : 4 + size])
+    return header, raw[4 + size :]
+
+
+def asdict_routing(record: Routing) -> dict[str, Any]:
+    return asdict(record)

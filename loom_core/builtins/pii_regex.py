@@ -40,22 +40,35 @@ KINDS = ("email", "id", "phone", "blocklist")  # also the priority order on over
 CAPABILITIES = frozenset(KINDS)
 OPTIONS = frozenset({"blocklist", "detect"})
 
-# Not glued to a word, a dot-number or a plus/dash chain on either side.
-_LEFT = r"(?<![\w+\-./@])"
+# Not glued to a word, a dot-number or a plus/dash chain on either side. The left check
+# is a lookbehind placed *after* a pattern's first character (``_left(first)``), so
+# the regex engine can jump straight to candidate characters instead of testing a
+# lookbehind at every position (about twice as fast on ordinary text).
+_GLUE = r"[\w+\-./@]"
 _RIGHT = r"(?![\w@]|[.\-/]\w)"
+
+
+def _left(first: str) -> str:
+    """``first`` (one character or class), not preceded by a word or number character."""
+    return f"{first}(?<!{_GLUE}{first})"
+
 
 _EMAIL = re.compile(r"(?<![\w.+\-])[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}(?![\w\-])")
 _TOKEN = re.compile(r"\[(?:PHONE|EMAIL|ID|REDACTED)\]")
 
-_PHONE_INTL = re.compile(_LEFT + r"\+\d{1,3}(?:[ .\-]?(?:\(\d{1,4}\)|\d{1,5})){1,6}" + r"(?![ .\-]?\d)" + _RIGHT)
-_PHONE_NANP = re.compile(_LEFT + r"(?:\(\d{3}\) ?\d{3}[\-. ]\d{4}|\d{3}([\-.])\d{3}\1\d{4})" + _RIGHT)
-_PHONE_TRUNK = re.compile(_LEFT + r"0[1-9]\d{0,3}(?:[ \-]\d{2,6}){1,3}(?![ \-]?\d)" + _RIGHT)
+_PHONE_INTL = re.compile(_left(r"\+") + r"\d{1,3}(?:[ .\-]?(?:\(\d{1,4}\)|\d{1,5})){1,6}(?![ .\-]?\d)" + _RIGHT)
+_PHONE_NANP = re.compile(
+    r"(?:" + _left(r"\(") + r"\d{3}\) ?\d{3}[\-. ]\d{4}|" + _left(r"\d") + r"\d{2}([\-.])\d{3}\1\d{4})" + _RIGHT
+)
+_PHONE_TRUNK = re.compile(_left("0") + r"[1-9]\d{0,3}(?:[ \-]\d{2,6}){1,3}(?![ \-]?\d)" + _RIGHT)
 
-_SSN = re.compile(_LEFT + r"(\d{3})-(\d{2})-(\d{4})" + _RIGHT)
-_NINO = re.compile(r"(?<![\w])([A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z]) ?\d{2} ?\d{2} ?\d{2} ?[A-D](?!\w)")
+_SSN = re.compile("(" + _left(r"\d") + r"\d{2})-(\d{2})-(\d{4})" + _RIGHT)
+_NINO = re.compile(r"([A-CEGHJ-PR-TW-Z](?<!\w[A-CEGHJ-PR-TW-Z])[A-CEGHJ-NPR-TW-Z]) ?\d{2} ?\d{2} ?\d{2} ?[A-D](?!\w)")
 _NINO_BAD_PREFIX = frozenset({"BG", "GB", "NK", "KN", "TN", "NT", "ZZ"})
-_INSEE = re.compile(_LEFT + r"[12] ?\d{2} ?(?:0[1-9]|1[0-2]|[2-9]\d) ?(?:\d{2}|2[AB]) ?\d{3} ?\d{3} ?\d{2}" + _RIGHT)
-_STEUER_ID = re.compile(_LEFT + r"[1-9]\d{10}" + _RIGHT)
+_INSEE = re.compile(
+    _left("[12]") + r" ?\d{2} ?(?:0[1-9]|1[0-2]|[2-9]\d) ?(?:\d{2}|2[AB]) ?\d{3} ?\d{3} ?\d{2}" + _RIGHT
+)
+_STEUER_ID = re.compile(_left("[1-9]") + r"\d{10}" + _RIGHT)
 
 
 def _digits(text: str) -> str:
@@ -100,16 +113,18 @@ def _steuer_id_ok(match: re.Match[str]) -> bool:
 
 
 Validator = Callable[[re.Match[str]], bool]
-_DETECTORS: tuple[tuple[str, re.Pattern[str], Validator | None], ...] = (
-    ("email", _EMAIL, None),
-    ("id", _SSN, _ssn_ok),
-    ("id", _NINO, _nino_ok),
-    ("id", _INSEE, _insee_ok),
-    ("id", _STEUER_ID, _steuer_id_ok),
-    ("phone", _PHONE_INTL, _phone_intl_ok),
-    ("phone", _PHONE_NANP, None),
-    ("phone", _PHONE_TRUNK, _phone_trunk_ok),
+#: (kind, pattern, validator, a character every match contains: a cheap gate before scanning)
+_DETECTORS: tuple[tuple[str, re.Pattern[str], Validator | None, str], ...] = (
+    ("email", _EMAIL, None, "@"),
+    ("id", _SSN, _ssn_ok, "-"),
+    ("id", _NINO, _nino_ok, ""),
+    ("id", _INSEE, _insee_ok, ""),
+    ("id", _STEUER_ID, _steuer_id_ok, ""),
+    ("phone", _PHONE_INTL, _phone_intl_ok, "+"),
+    ("phone", _PHONE_NANP, None, ""),
+    ("phone", _PHONE_TRUNK, _phone_trunk_ok, "0"),
 )
+_DIGIT = re.compile(r"\d")
 
 
 @dataclass(frozen=True, order=True)
@@ -146,8 +161,9 @@ class RegexPIIFilter:
         """Replace every detected span by its token; overlaps go to the earlier kind in KINDS."""
         protected = [(m.start(), m.end()) for m in _TOKEN.finditer(text)]
         spans: list[_Span] = []
-        for kind, pattern, valid in _DETECTORS:
-            if kind in self._detect:
+        has_digit = _DIGIT.search(text) is not None  # every detector but e-mail needs a digit
+        for kind, pattern, valid, gate in _DETECTORS:
+            if kind in self._detect and (has_digit or kind == "email") and gate in text:
                 spans.extend(
                     _Span(m.start(), m.end(), kind)
                     for m in pattern.finditer(text)

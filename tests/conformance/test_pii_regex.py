@@ -95,3 +95,21 @@ def test_bad_options_refused(options: dict[str, object]) -> None:
         PluginHost(environ={}).create("pii", "regex", BackendContext(options=options))
     assert info.value.code is ErrorCode.PII_CONFIG_INVALID
     assert "pii" in info.value.message
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("+44 20 7946 0958", "[PHONE]"),
+        ("123-45-6789", "[ID]"),
+        ("86095742719", "[ID]"),
+        ("(202) 555-0143", "[PHONE]"),
+        ("020 7946 0958", "[PHONE]"),
+        ("x86095742719", "x86095742719"),
+        ("v123-45-6789", "v123-45-6789"),
+        ("1.202-555-0143", "1.202-555-0143"),
+    ],
+)
+def test_whole_text_and_glued_boundaries(text: str, expected: str) -> None:
+    """Proves matches at the very start/end of the text work, and digits glued to a word or number do not match."""
+    assert build().redact(text).text == expected

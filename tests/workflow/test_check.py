@@ -236,3 +236,21 @@ def test_disabled_provider_is_unavailable(tmp_path: Path) -> None:
     [problem] = check_document(load_file(path), ProviderPool(host, {}))
     assert problem.code == ErrorCode.SECRETS_PROVIDER_UNAVAILABLE
     assert "PLUGIN_DISABLED" in problem.message
+
+
+def test_secret_names_are_upper_case(tmp_path: Path) -> None:
+    """Secret names become redaction tokens (SECRET_<NAME>), so they must be upper-case identifiers."""
+    doc = parse_text(
+        'jobs:\n  a:\n    secrets: {db_pass: {ref: "env://X"}}\n    script: [x]\n', tmp_path / "w.yml"
+    )
+    [problem] = check_document(doc, None)
+    assert problem.to_dict()["path"] == "$.jobs.a.secrets.db_pass" and problem.line == 3
+    assert "upper-case" in problem.message
+
+
+def test_top_level_format_flag_applies(tmp_path: Path) -> None:
+    """`loom --format json check FILE` gives the JSON list too."""
+    (tmp_path / "w.yml").write_text("jobs:\n  a: {script: []}\n")
+    proc = run_loom(["--format", "json", "check", "w.yml"], cwd=tmp_path)
+    assert proc.returncode == 1
+    assert json.loads(proc.stdout)[0]["path"] == "$.jobs.a.script"

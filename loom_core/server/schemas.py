@@ -13,18 +13,36 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 MAX_BATCH = 10_000
 MAX_LEVEL = 16
 
 
-def to_millis(value: datetime | int | None) -> int | None:
-    """Milliseconds since the epoch; a zone-less datetime is taken as UTC."""
-    if value is None or isinstance(value, int):
+def to_millis(value: int | None) -> int | None:
+    """Times are already milliseconds after validation; kept so handlers read uniformly."""
+    return value
+
+
+def _parse_time(value: Any) -> Any:
+    """ISO-8601 (zone-less = UTC) or integer milliseconds -> milliseconds; one clear error otherwise."""
+    if isinstance(value, bool):
+        raise ValueError("expected an ISO-8601 time or integer milliseconds since the epoch")
+    if isinstance(value, int):
         return value
-    moment = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-    return int(moment.timestamp() * 1000)
+    if isinstance(value, str):
+        text = value.strip()
+        if text.isdigit():
+            return int(text)
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            raise ValueError("expected an ISO-8601 time such as 2026-01-31T12:00:00Z "
+                             "or integer milliseconds since the epoch") from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return int(moment.timestamp() * 1000)
+    raise ValueError("expected an ISO-8601 time or integer milliseconds since the epoch")
 
 
 def _non_blank(value: str) -> str:
@@ -34,8 +52,10 @@ def _non_blank(value: str) -> str:
 
 
 Timestamp = Annotated[
-    datetime | Annotated[int, Field(ge=0)],
-    Field(description="ISO-8601 time (UTC when no zone is given) or integer milliseconds since the epoch"),
+    int,
+    BeforeValidator(_parse_time),
+    Field(ge=0, description="ISO-8601 time (UTC when no zone is given) or integer milliseconds since the epoch",
+          json_schema_extra={"anyOf": [{"type": "string", "format": "date-time"}, {"type": "integer"}]}),
 ]
 NonBlank = Annotated[str, AfterValidator(_non_blank)]
 Level = Annotated[int, Field(ge=0, le=MAX_LEVEL, description="0 = raw (L0), 1+ = consolidated")]

@@ -1,0 +1,313 @@
+"""The REST contract over real HTTP: a `loom serve` subprocess with RocksDB, Tantivy and the hash embedder.
+
+One key-protected server is shared by the module; every test uses its own
+stream names so they do not depend on each other.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from loom_core.server.schemas import (
+    ChunkHistory,
+    ChunkOut,
+    ChunkPage,
+    EntityList,
+    EntityOut,
+    RelationOut,
+    SearchOut,
+    StreamList,
+)
+
+
+def fresh(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def error_code(response: httpx.Response) -> str:
+    body = response.json()
+    assert set(body) == {"error"}, body
+    return str(body["error"]["code"])
+
+
+def add(http: httpx.Client, stream: str, content: str, **fields: object) -> dict[str, object]:
+    response = http.post(f"/v1/streams/{stream}/chunks", json={"content": content, **fields})
+    assert response.status_code == 201, response.text
+    body: dict[str, object] = response.json()
+    return body
+
+
+def test_health_is_open_and_says_auth_is_on(api_server: Any) -> None:
+    """GET /health needs no key and reports that bearer auth is active."""
+    response = httpx.get(f"{api_server.base_url}/health")
+    assert response.status_code == 200
+    assert response.json()["status"] == "ok" and response.json()["auth"] == "bearer"
+
+
+def test_add_chunk_returns_201_with_the_chunk(http: httpx.Client) -> None:
+    """POST .../chunks answers 201 with the stored chunk in the documented shape."""
+    stream = fresh("add")
+    body = add(http, stream, "the cat sat on the mat", level=1, metadata={"source": "test"})
+    chunk = ChunkOut.model_validate(body)
+    assert chunk.stream == stream and chunk.level == 1 and chunk.metadata == {"source": "test"}
+    assert chunk.content == "the cat sat on the mat" and chunk.superseded_by is None
+    read = http.get(f"/v1/chunks/{chunk.id}")
+    assert read.status_code == 200 and read.json()["content"] == chunk.content
+
+
+def test_expires_at_accepts_iso_and_milliseconds(http: httpx.Client) -> None:
+    """expires_at may be ISO-8601 or integer ms; it comes back as ms."""
+    stream = fresh("expiry")
+    iso = add(http, stream, "keeps a while", expires_at="2999-01-01T00:00:00Z")
+    millis = add(http, stream, "keeps a while too", expires_at=32472144000000)
+    assert iso["expires_at"] == 32472144000000 == millis["expires_at"]
+
+
+def test_batch_returns_201_with_the_list_in_order(http: httpx.Client) -> None:
+    """POST .../chunks/batch answers 201 with one chunk per item, in request order."""
+    stream = fresh("batch")
+    items = [{"content": f"batch item number {i}"} for i in range(25)]
+    response = http.post(f"/v1/streams/{stream}/chunks/batch", json={"chunks": items})
+    assert response.status_code == 201, response.text
+    chunks = [ChunkOut.model_validate(c) for c in response.json()]
+    assert [c.content for c in chunks] == [i["content"] for i in items]
+    assert len({c.id for c in chunks}) == 25
+
+
+def test_supersede_keeps_history(http: httpx.Client) -> None:
+    """A superseding chunk links both ways; the old id still reads; history shows the chain."""
+    stream = fresh("history")
+    old = add(http, stream, "Alice lives in Paris")
+    new = add(http, stream, "Alice lives in Berlin", supersedes=old["id"])
+    assert new["supersedes"] == old["id"]
+    old_again = http.get(f"/v1/chunks/{old['id']}").json()
+    assert old_again["superseded_by"] == new["id"]
+    history = ChunkHistory.model_validate(http.get(f"/v1/chunks/{new['id']}/history").json())
+    assert [c.id for c in history.chunks] == [old["id"], new["id"]]
+    again = http.post(f"/v1/streams/{stream}/chunks", json={"content": "Alice moved", "supersedes": old["id"]})
+    assert again.status_code == 409 and error_code(again) == "CONFLICT"
+
+
+def test_list_streams_and_paginate_chunks_with_level_filter(http: httpx.Client) -> None:
+    """GET /v1/streams lists counts; GET .../chunks pages with a cursor and filters by level."""
+    stream = fresh("pages")
+    items = [{"content": f"page item {i}", "level": i % 2} for i in range(7)]
+    created = http.post(f"/v1/streams/{stream}/chunks/batch", json={"chunks": items}).json()
+    streams = StreamList.model_validate(http.get("/v1/streams").json()).streams
+    mine = next(s for s in streams if s.name == stream)
+    assert mine.chunk_count == 7
+    seen: list[str] = []
+    cursor: str | None = None
+    while True:
+        params: dict[str, str | int] = {"limit": 3}
+        if cursor:
+            params["cursor"] = cursor
+        page = ChunkPage.model_validate(http.get(f"/v1/streams/{stream}/chunks", params=params).json())
+        assert len(page.chunks) <= 3
+        seen += [c.id for c in page.chunks]
+        cursor = page.next_cursor
+        if not cursor:
+            break
+    assert seen == [c["id"] for c in created]
+    level1 = http.get(f"/v1/streams/{stream}/chunks", params={"level": 1, "limit": 100}).json()["chunks"]
+    assert [c["id"] for c in level1] == [c["id"] for c in created if c["level"] == 1]
+
+
+def test_search_returns_scored_results_filtered_by_stream(http: httpx.Client) -> None:
+    """POST /v1/search ranks the matching chunk first and reports every signal's score."""
+    stream, other = fresh("search"), fresh("search-other")
+    http.post(f"/v1/streams/{stream}/chunks/batch", json={"chunks": [
+        {"content": "the quarterly zeppelin budget was approved"},
+        {"content": "lunch options near the office"},
+        {"content": "weekly standup notes"},
+    ]})
+    add(http, other, "zeppelin budget in another stream")
+    for mode in ("hybrid", "bm25", "vector"):
+        response = http.post("/v1/search", json={"query": "zeppelin budget", "stream": stream, "mode": mode, "k": 5})
+        assert response.status_code == 200, response.text
+        results = SearchOut.model_validate(response.json()).results
+        assert results, mode
+        assert {r.chunk.stream for r in results} == {stream}, mode
+        assert results[0].chunk.content == "the quarterly zeppelin budget was approved", mode
+        assert results[0].score == results[0].scores.fused
+    both = http.post("/v1/search", json={"query": "zeppelin", "streams": [stream, other], "mode": "bm25"}).json()
+    assert {r["chunk"]["stream"] for r in both["results"]} == {stream, other}
+
+
+def test_search_hides_superseded_unless_asked(http: httpx.Client) -> None:
+    """Superseded chunks are left out by default and included with include_superseded."""
+    stream = fresh("superseded")
+    old = add(http, stream, "the office wifi password rotates monthly")
+    new = add(http, stream, "the office wifi password rotates weekly", supersedes=old["id"])
+    default = http.post("/v1/search", json={"query": "office wifi", "stream": stream, "mode": "bm25"}).json()
+    assert [r["chunk"]["id"] for r in default["results"]] == [new["id"]]
+    everything = http.post("/v1/search", json={"query": "office wifi", "stream": stream, "mode": "bm25",
+                                               "include_superseded": True}).json()
+    assert {r["chunk"]["id"] for r in everything["results"]} == {old["id"], new["id"]}
+
+
+def test_delete_chunk_removes_it_everywhere(http: httpx.Client) -> None:
+    """DELETE /v1/chunks/{id}: the id is gone (404) and no longer found by search."""
+    stream = fresh("delete")
+    chunk = add(http, stream, "ephemeral marmalade recipe")
+    response = http.delete(f"/v1/chunks/{chunk['id']}")
+    assert response.status_code == 200 and response.json()["deleted"] == chunk["id"]
+    assert http.get(f"/v1/chunks/{chunk['id']}").status_code == 404
+    results = http.post("/v1/search", json={"query": "marmalade", "stream": stream, "mode": "bm25"}).json()
+    assert results["results"] == []
+    assert error_code(http.delete(f"/v1/chunks/{chunk['id']}")) == "NOT_FOUND"
+
+
+def test_delete_stream_removes_its_chunks(http: httpx.Client) -> None:
+    """DELETE /v1/streams/{stream} removes every chunk and reports the count."""
+    stream = fresh("drop")
+    ids = [c["id"] for c in http.post(f"/v1/streams/{stream}/chunks/batch",
+                                      json={"chunks": [{"content": f"drop {i}"} for i in range(4)]}).json()]
+    response = http.delete(f"/v1/streams/{stream}")
+    assert response.status_code == 200 and response.json() == {"deleted": stream, "count": 4}
+    assert all(http.get(f"/v1/chunks/{i}").status_code == 404 for i in ids)
+    assert stream not in {s["name"] for s in http.get("/v1/streams").json()["streams"]}
+    assert error_code(http.delete(f"/v1/streams/{stream}")) == "NOT_FOUND"
+
+
+def test_entities_and_relations(http: httpx.Client) -> None:
+    """Entities and relations are created, listed with filters, read by id and deleted."""
+    stream = fresh("graph")
+    source = add(http, stream, "Alice works at Acme")
+    alice = EntityOut.model_validate(http.post(f"/v1/streams/{stream}/entities", json={
+        "type": "person", "name": "Alice", "aliases": ["Al"]}).json())
+    acme = http.post(f"/v1/streams/{stream}/entities", json={"type": "org", "name": "Acme"}).json()
+    found = EntityList.model_validate(http.get(f"/v1/streams/{stream}/entities", params={"name": "al"}).json())
+    assert [e.id for e in found.entities] == [alice.id]
+    response = http.post(f"/v1/streams/{stream}/relations", json={
+        "subject": alice.id, "predicate": "works_at", "object": acme["id"],
+        "valid_from": "2020-01-01T00:00:00Z", "source_chunks": [source["id"]]})
+    assert response.status_code == 201, response.text
+    relation = RelationOut.model_validate(response.json())
+    assert relation.valid_from == 1577836800000 and relation.source_chunks == [source["id"]]
+    listed = http.get(f"/v1/streams/{stream}/relations", params={"entity": acme["id"]}).json()["relations"]
+    assert [r["id"] for r in listed] == [relation.id]
+    before = http.get(f"/v1/streams/{stream}/relations", params={"at": "2019-06-01T00:00:00Z"}).json()
+    assert before["relations"] == []
+    assert http.get(f"/v1/relations/{relation.id}").json()["predicate"] == "works_at"
+    assert http.get(f"/v1/entities/{alice.id}").json()["aliases"] == ["Al"]
+    missing = http.post(f"/v1/streams/{stream}/relations", json={
+        "subject": alice.id, "predicate": "knows", "object": "no-such-entity"})
+    assert missing.status_code == 404 and error_code(missing) == "NOT_FOUND"
+    assert http.delete(f"/v1/entities/{alice.id}").status_code == 200
+    assert http.get(f"/v1/entities/{alice.id}").status_code == 404
+    assert http.get(f"/v1/relations/{relation.id}").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/v1/streams/s/chunks", {}, "body.content"),
+        ("/v1/streams/s/chunks", {"content": "x", "levle": 1}, "body.levle"),
+        ("/v1/streams/s/chunks", {"content": "x", "level": -1}, "body.level"),
+        ("/v1/streams/s/chunks", {"content": "   "}, "body.content"),
+        ("/v1/streams/s/chunks", {"content": "x", "expires_at": "soon"}, "body.expires_at"),
+        ("/v1/streams/s/chunks/batch", {"chunks": []}, "body.chunks"),
+        ("/v1/streams/s/chunks/batch", {"chunks": [{"content": "ok"}, {"level": 1}]}, "body.chunks.1.content"),
+        ("/v1/search", {"query": "x", "mode": "fuzzy"}, "body.mode"),
+        ("/v1/search", {"query": "x", "k": 0}, "body.k"),
+        ("/v1/search", {"stream": "s"}, "body.query"),
+    ],
+)
+def test_validation_errors_name_the_field(http: httpx.Client, path: str, body: dict[str, object], field: str) -> None:
+    """Invalid input is 422 VALIDATION_FAILED whose message names the field and the reason."""
+    response = http.post(path, json=body)
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["code"] == "VALIDATION_FAILED"
+    assert field in error["message"]
+    assert field in [e["field"] for e in error["details"]["errors"]]
+
+
+def test_malformed_json_is_a_validation_error(http: httpx.Client) -> None:
+    """A body that is not JSON is 422 VALIDATION_FAILED pointing at the body."""
+    response = http.post("/v1/search", content=b'{"query": ', headers={"content-type": "application/json"})
+    assert response.status_code == 422 and error_code(response) == "VALIDATION_FAILED"
+    assert "not valid JSON" in response.json()["error"]["message"]
+
+
+def test_unknown_ids_and_routes_are_404_in_the_error_shape(http: httpx.Client) -> None:
+    """Missing records and unknown routes both answer the JSON error shape with NOT_FOUND."""
+    for path in ("/v1/chunks/01NOPE", "/v1/chunks/01NOPE/history", "/v1/entities/nope", "/v1/nothing-here"):
+        response = http.get(path)
+        assert response.status_code == 404, path
+        assert error_code(response) == "NOT_FOUND", path
+
+
+def test_body_over_limit_by_content_length_is_413(http: httpx.Client) -> None:
+    """A declared Content-Length over server.max_body_bytes (64 KiB here) is refused with 413."""
+    big = {"chunks": [{"content": "x" * 1000} for _ in range(100)]}
+    response = http.post("/v1/streams/big/chunks/batch", json=big)
+    assert response.status_code == 413
+    assert error_code(response) == "PAYLOAD_TOO_LARGE"
+    assert http.get("/v1/streams/big/chunks").json()["chunks"] == []
+
+
+def test_chunked_body_over_limit_is_413(http: httpx.Client) -> None:
+    """A chunked body (no Content-Length) is counted as it streams and refused past the limit."""
+
+    def body() -> Iterator[bytes]:
+        yield b'{"chunks": ['
+        for i in range(200):
+            yield json.dumps({"content": "y" * 1000}).encode() + (b"," if i < 199 else b"")
+        yield b"]}"
+
+    response = http.post("/v1/streams/big2/chunks/batch", content=body(),
+                         headers={"content-type": "application/json"})
+    assert response.request.headers.get("transfer-encoding") == "chunked"
+    assert response.status_code == 413 and error_code(response) == "PAYLOAD_TOO_LARGE"
+
+
+def test_body_under_limit_streamed_chunked_is_accepted(http: httpx.Client) -> None:
+    """A chunked body under the limit is reassembled and processed normally."""
+    stream = fresh("chunked")
+
+    def body() -> Iterator[bytes]:
+        yield b'{"chunks": ['
+        yield b'{"content": "streamed one"},'
+        yield b'{"content": "streamed two"}'
+        yield b"]}"
+
+    response = http.post(f"/v1/streams/{stream}/chunks/batch", content=body(),
+                         headers={"content-type": "application/json"})
+    assert response.status_code == 201, response.text
+    assert [c["content"] for c in response.json()] == ["streamed one", "streamed two"]
+
+
+def test_deletes_are_audit_events_without_content(http: httpx.Client, api_server: Any) -> None:
+    """Deleting logs a target=audit JSON line with the id, and never the chunk's content."""
+    stream = fresh("audit")
+    secret_content = "audit-canary-" + uuid.uuid4().hex
+    chunk = add(http, stream, secret_content)
+    http.delete(f"/v1/chunks/{chunk['id']}")
+    http.delete(f"/v1/streams/{fresh('audit-missing')}")
+    http.get("/v1/streams")  # a request after, so the log lines are written
+    events = [json.loads(line) for line in api_server.logs().splitlines() if line.startswith("{")]
+    audit = [e for e in events if e["target"] == "audit"]
+    deletes = [e for e in audit if e["fields"]["action"] == "chunk.delete" and e["fields"]["resource"] == chunk["id"]]
+    assert len(deletes) == 1 and deletes[0]["fields"]["outcome"] == "success"
+    assert deletes[0]["fields"]["actor"] == "api-key"
+    failed = [e for e in audit if e["fields"]["action"] == "stream.delete" and e["fields"]["outcome"] == "failure"]
+    assert failed and failed[-1]["fields"]["details"]["code"] == "NOT_FOUND"
+    assert (secret_content in api_server.logs()) is False, "chunk content leaked into the log"
+
+
+def test_openapi_document_lists_the_api(http: httpx.Client) -> None:
+    """/openapi.json (with the key) documents the routes and the bearer scheme."""
+    spec = http.get("/openapi.json").json()
+    for path in ("/health", "/v1/streams/{stream}/chunks", "/v1/streams/{stream}/chunks/batch", "/v1/search",
+                 "/v1/chunks/{chunk_id}/history", "/v1/streams/{stream}/entities", "/v1/entities/{entity_id}"):
+        assert path in spec["paths"], path
+    assert any(s.get("scheme") == "bearer" for s in spec["components"]["securitySchemes"].values())
+    assert http.get("/docs").status_code == 200

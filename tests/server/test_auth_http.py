@@ -1,0 +1,125 @@
+"""Authentication as the seed specifies it, over real HTTP against `loom serve` subprocesses."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from loom_core.client import LoomemClient
+from loom_core.errors import ErrorCode, LoomError
+
+WRONG = "wrong-" + "c0ffee" * 10  # a distinctive wrong key; it must never reach the log
+
+
+def test_every_route_but_health_needs_the_key(api_server: Any, token: str) -> None:
+    """Without a header: 401 AUTH_REQUIRED with a plain Bearer challenge, on API and docs routes."""
+    base = api_server.base_url
+    assert httpx.get(f"{base}/health").status_code == 200
+    for method, path in [("GET", "/v1/streams"), ("POST", "/v1/search"), ("GET", "/v1/chunks/x"),
+                         ("DELETE", "/v1/streams/s"), ("GET", "/openapi.json"), ("GET", "/docs"),
+                         ("GET", "/v1/admin/consistency")]:
+        response = httpx.request(method, f"{base}{path}", json={"query": "q"} if method == "POST" else None)
+        assert response.status_code == 401, (method, path)
+        assert response.json()["error"]["code"] == "AUTH_REQUIRED", (method, path)
+        assert response.headers["www-authenticate"].startswith("Bearer"), (method, path)
+        assert "invalid_token" not in response.headers["www-authenticate"]
+    ok = httpx.get(f"{base}/v1/streams", headers={"Authorization": f"Bearer {token}"})
+    assert ok.status_code == 200
+
+
+def test_wrong_key_is_invalid_token_and_never_logged(api_server: Any) -> None:
+    """A wrong key: 401 AUTH_INVALID with error="invalid_token", an audit line, and no key in the log."""
+    response = httpx.get(f"{api_server.base_url}/v1/streams", headers={"Authorization": f"Bearer {WRONG}"})
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "AUTH_INVALID"
+    assert 'error="invalid_token"' in response.headers["www-authenticate"]
+    malformed = httpx.get(f"{api_server.base_url}/v1/streams", headers={"Authorization": f"Basic {WRONG}"})
+    assert malformed.status_code == 401 and malformed.json()["error"]["code"] == "AUTH_REQUIRED"
+    httpx.get(f"{api_server.base_url}/health")
+    logs = api_server.logs()
+    audit = [json.loads(line) for line in logs.splitlines() if line.startswith("{") and '"audit"' in line]
+    reasons = [e["fields"]["details"]["reason"] for e in audit if e["fields"]["action"] == "auth.failure"]
+    assert "invalid" in reasons and "malformed" in reasons
+    assert (WRONG in logs) is False, "the wrong key leaked into the server log"
+    assert (WRONG in response.text) is False, "the wrong key was echoed in the response"
+
+
+def test_client_raises_the_servers_codes(api_server: Any, token: str) -> None:
+    """LoomemClient turns error answers into LoomError with the server's stable code."""
+    with LoomemClient(api_server.base_url, token=WRONG) as bad:
+        with pytest.raises(LoomError) as info:
+            bad.list_streams()
+        assert info.value.code is ErrorCode.AUTH_INVALID
+        assert (WRONG in repr(bad)) is False
+    with LoomemClient(api_server.base_url, token=token) as client:
+        chunk = client.add_chunk("client-stream", "a note written through the client")
+        assert client.get_chunk(chunk["id"])["content"] == "a note written through the client"
+        with pytest.raises(LoomError) as info:
+            client.get_chunk("01-missing")
+        assert info.value.code is ErrorCode.NOT_FOUND
+        with pytest.raises(LoomError) as info:
+            client.search("")
+        assert info.value.code is ErrorCode.VALIDATION_FAILED
+
+
+def test_client_reports_an_unreachable_server() -> None:
+    """A refused connection is SERVER_UNAVAILABLE, not a raw httpx exception."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with LoomemClient(f"http://127.0.0.1:{port}", timeout=2) as client, pytest.raises(LoomError) as info:
+        client.health()
+    assert info.value.code is ErrorCode.SERVER_UNAVAILABLE
+
+
+def test_passthrough_mode_accepts_everything_and_says_so(spawn: Callable[..., Any]) -> None:
+    """With no key configured, requests need no header, /health says passthrough, start-up warns."""
+    server = spawn(token=None).start()
+    health = httpx.get(f"{server.base_url}/health").json()
+    assert health["auth"] == "passthrough"
+    assert httpx.get(f"{server.base_url}/v1/streams").status_code == 200
+    assert httpx.get(f"{server.base_url}/openapi.json").status_code == 200
+    warnings = [json.loads(line) for line in server.logs().splitlines()
+                if line.startswith("{") and '"WARNING"' in line]
+    assert any("passthrough" in w["message"] and "AUTHENTICATION DISABLED" in w["message"] for w in warnings)
+
+
+def test_key_named_by_auth_token_env_is_used(spawn: Callable[..., Any], tmp_path: Any) -> None:
+    """server.auth_token_env names the variable; LOOMEM_AUTH_TOKEN is then ignored."""
+    config = tmp_path / "alt.toml"
+    config.write_text('[server]\nauth_token_env = "ALT_LOOMEM_KEY"\n', encoding="utf-8")
+    key = "alt-" + "5" * 60
+    server = spawn(token="ignored-" + "9" * 40, env={"ALT_LOOMEM_KEY": key},
+                   extra_args=["--config", str(config)]).start()
+    assert httpx.get(f"{server.base_url}/v1/streams", headers={"Authorization": f"Bearer {key}"}).status_code == 200
+    old = httpx.get(f"{server.base_url}/v1/streams", headers={"Authorization": f"Bearer ignored-{'9' * 40}"})
+    assert old.status_code == 401
+
+
+def test_key_from_a_secret_reference(spawn: Callable[..., Any], tmp_path: Any) -> None:
+    """server.auth_token_ref resolves through the secrets providers (env:// here)."""
+    config = tmp_path / "ref.toml"
+    config.write_text('[server]\nauth_token_ref = "env://REF_LOOMEM_KEY"\n', encoding="utf-8")
+    key = "ref-" + "a1" * 30
+    server = spawn(token=None, env={"REF_LOOMEM_KEY": key}, extra_args=["--config", str(config)]).start()
+    assert httpx.get(f"{server.base_url}/health").json()["auth"] == "bearer"
+    assert httpx.get(f"{server.base_url}/v1/streams", headers={"Authorization": f"Bearer {key}"}).status_code == 200
+    assert httpx.get(f"{server.base_url}/v1/streams").status_code == 401
+
+
+def test_blank_key_refuses_to_start(tmp_path: Any) -> None:
+    """LOOMEM_AUTH_TOKEN set but empty: `loom serve` exits 1 with CONFIG_INVALID instead of going open."""
+    env = {"PATH": "/usr/bin:/bin", "LOOMEM_AUTH_TOKEN": ""}
+    result = subprocess.run([sys.executable, "-m", "loom_core.cli.main", "serve", "--data-dir",
+                             str(tmp_path / "d"), "--port", "1"], env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 1
+    assert "error[CONFIG_INVALID]" in result.stderr and "LOOMEM_AUTH_TOKEN" in result.stderr

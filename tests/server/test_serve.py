@@ -1,0 +1,107 @@
+"""`loom serve` / `loomem-server` as a real process: defaults, restart, a second server, SIGKILL mid-ingest."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from loom_core.client import LoomemClient
+from loom_core.errors import LoomError
+
+
+def test_defaults_add_search_restart_find_again(spawn: Callable[..., Any], tmp_path: Path) -> None:
+    """With only a port given, the server uses ./loom-data, RocksDB, Tantivy and the hash embedder;
+    a chunk added and searched survives a restart (the second run through `loomem-server`)."""
+    workdir = tmp_path / "cwd"
+    workdir.mkdir()
+    server = spawn(token=None, cwd=workdir).start()
+    assert "--data-dir" not in server.argv
+    with LoomemClient(server.base_url) as client:
+        chunk = client.add_chunk("notes", "the heron nests by the northern lake")
+        hits = client.search("heron lake", stream="notes")
+        assert hits and hits[0]["chunk"]["id"] == chunk["id"]
+    assert (workdir / "loom-data").is_dir()
+    assert server.stop() in (0, -15)  # uvicorn re-raises SIGTERM after its graceful shutdown
+    assert "loomem server stopped" in server.logs()
+    server.argv = [str(Path(sys.executable).with_name("loomem-server")), *server.argv[4:]]
+    server.start()
+    with LoomemClient(server.base_url) as client:
+        assert client.get_chunk(chunk["id"])["content"] == "the heron nests by the northern lake"
+        for mode in ("hybrid", "bm25", "vector"):
+            hits = client.search("heron lake", stream="notes", mode=mode)
+            assert hits and hits[0]["chunk"]["id"] == chunk["id"], mode
+    logs = server.logs()
+    assert "Uvicorn running on http://127.0.0.1" in logs
+    assert "loomem server stopped" in logs  # the graceful shutdown ran on SIGTERM
+
+
+def test_second_server_on_the_same_data_dir_fails_with_a_code(spawn: Callable[..., Any], tmp_path: Path) -> None:
+    """Only one server per data directory: the second exits 1 with STORAGE_LOCKED naming the directory."""
+    data = tmp_path / "shared-data"
+    first = spawn(token=None, data_dir=data).start()
+    second = subprocess.run(
+        [sys.executable, "-m", "loom_core.cli.main", "serve", "--data-dir", str(data), "--port", "1"],
+        env=first.env, capture_output=True, text=True, timeout=120,
+    )
+    assert second.returncode == 1, second.stderr
+    assert "error[STORAGE_LOCKED]" in second.stderr and str(data) in second.stderr
+    assert "Traceback" not in second.stderr
+    assert httpx.get(f"{first.base_url}/health").status_code == 200
+
+
+def test_sigkill_during_batch_ingest_loses_no_acknowledged_chunk(
+    spawn: Callable[..., Any], token: str
+) -> None:
+    """SIGKILL while a client streams batches: after restart every chunk acknowledged with 201 is
+    readable and searchable, batches are all-or-nothing, and the index matches storage."""
+    server = spawn().start()
+    batch_size = 40
+    acknowledged: dict[str, list[str]] = {}  # batch tag -> chunk ids
+    sent: list[str] = []
+    killed = threading.Event()
+
+    def killer() -> None:
+        while len(acknowledged) < 12:
+            if server.proc.poll() is not None:
+                return
+            threading.Event().wait(0.01)
+        server.kill()
+        killed.set()
+
+    thread = threading.Thread(target=killer)
+    thread.start()
+    with LoomemClient(server.base_url, token=token, timeout=30) as client:
+        for n in range(10_000):
+            tag = f"batchtag{n:05d}"
+            items = [{"content": f"{tag} item {i} alpha bravo charlie", "metadata": {"n": i}}
+                     for i in range(batch_size)]
+            sent.append(tag)
+            try:
+                chunks = client.add_chunks("crash", items)
+            except LoomError:
+                break
+            acknowledged[tag] = [c["id"] for c in chunks]
+    thread.join()
+    assert killed.is_set(), "the server was not killed during the ingest"
+    assert len(acknowledged) >= 12
+
+    server.start()
+    with LoomemClient(server.base_url, token=token, timeout=60) as client:
+        stored = {c["id"]: c for c in client.iter_chunks("crash", page_size=1000)}
+        for tag, ids in acknowledged.items():
+            missing = [i for i in ids if i not in stored]
+            assert not missing, f"{len(missing)} acknowledged chunks of {tag} are gone"
+            hits = client.search(tag, stream="crash", mode="bm25", k=batch_size)
+            assert {h["chunk"]["id"] for h in hits} == set(ids), f"{tag} not fully searchable"
+        for tag in sent[len(acknowledged):]:  # in flight when killed: all or nothing
+            present = [c for c in stored.values() if c["content"].startswith(f"{tag} ")]
+            assert len(present) in (0, batch_size), f"batch {tag} was half written"
+        report = client.request("GET", "/v1/admin/consistency")
+    assert report["missing_in_index"] == [] and report["extra_in_index"] == []
+    assert report["storage"] == report["index"] == report["vectors"] == len(stored)

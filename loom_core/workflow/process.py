@@ -26,6 +26,8 @@ COALESCE_BYTES = 256 * 1024
 COALESCE_SECONDS = 0.0005
 PIPE_SIZE = 1 << 20
 KILL_GRACE_SECONDS = 3.0
+POLL_SECONDS = 0.25
+ORPHAN_GRACE_SECONDS = 1.0
 _F_SETPIPE_SZ = 1031  # Linux fcntl; larger pipes mean fewer, larger reads
 
 
@@ -115,7 +117,11 @@ def run_streaming(
     on_start: Callable[[int], None] | None = None,
     on_kill: Callable[[], None] | None = None,
 ) -> Outcome:
-    """Run ``argv`` in its own process group, streaming redacted output until it ends."""
+    """Run ``argv`` in its own process group, streaming redacted output until it ends.
+
+    The job ends when its pipes close; if its main process exits while a background
+    child keeps them open, that leftover group is killed after a short grace period.
+    """
     if watch is not None and watch.received is not None:
         return Outcome("interrupted", -watch.received, watch.received)
     proc = subprocess.Popen(
@@ -143,15 +149,24 @@ def run_streaming(
     open_streams = 2
     read = os.read
     sleep = time.sleep
+    exited_at: float | None = None
     try:
         while open_streams:
-            wait = None
+            wait = POLL_SECONDS
             if deadline is not None:
-                wait = deadline - time.monotonic()
+                wait = min(wait, deadline - time.monotonic())
                 if wait <= 0:
                     how = "timed_out"
                     break
             events = sel.select(wait)
+            if not events:
+                # The job's shell may be gone while a background child holds the pipes.
+                if proc.poll() is not None:
+                    exited_at = exited_at if exited_at is not None else time.monotonic()
+                    if time.monotonic() - exited_at >= ORPHAN_GRACE_SECONDS:
+                        how = "orphaned"
+                        break
+                continue
             got = 0
             for key, _ in events:
                 index = key.data
@@ -179,8 +194,13 @@ def run_streaming(
                 # A fast writer hands over small pieces; pausing briefly lets the pipe
                 # fill so the next read is large. Costs at most COALESCE_SECONDS of latency.
                 sleep(COALESCE_SECONDS)
-        if how != "exited":
+        if how == "orphaned":
+            # The job ended; what it left running in its group goes with it.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+        elif how != "exited":
             _kill_group(proc, on_kill)
+        if how != "exited":
             if watch is not None:
                 sel.unregister(watch.read_fd)
             _drain_after_kill(sel, fds, sinks, filters, tails)
@@ -192,7 +212,7 @@ def run_streaming(
         proc.stdout.close()
         proc.stderr.close()
     sig = watch.received if (watch is not None and how == "interrupted") else None
-    return Outcome(how, returncode, sig)
+    return Outcome("exited" if how == "orphaned" else how, returncode, sig)
 
 
 def _drain_after_kill(

@@ -254,3 +254,14 @@ def test_top_level_format_flag_applies(tmp_path: Path) -> None:
     proc = run_loom(["--format", "json", "check", "w.yml"], cwd=tmp_path)
     assert proc.returncode == 1
     assert json.loads(proc.stdout)[0]["path"] == "$.jobs.a.script"
+
+
+def test_shipped_schema_is_a_valid_json_schema() -> None:
+    """The packaged workflow.schema.json satisfies its own metaschema (Draft 2020-12)."""
+    import jsonschema
+
+    from loom_core.workflow.schema import workflow_schema
+
+    schema = workflow_schema()
+    jsonschema.validators.validator_for(schema).check_schema(schema)
+    assert schema["$schema"].endswith("2020-12/schema")

@@ -292,3 +292,23 @@ def test_default_receipt_location_printed(tmp_path: Path, write_workflow: Callab
     assert f"receipt: {receipt}".encode() in proc.stderr
     assert json.loads(receipt.read_text())["run_id"] == receipt.stem
     assert proc.stdout == b"hi\n"
+
+
+def test_background_child_holding_pipes_is_killed_when_job_ends(
+    tmp_path: Path, write_workflow: Callable[..., Path]
+) -> None:
+    """A job that exits leaving a background child on its pipes ends; the child is killed."""
+    path = write_workflow(
+        """\
+        jobs:
+          a: {script: ['sleep 120 & echo $! > child.pid', 'echo done']}
+          b: {needs: [a], script: ['touch b.marker']}
+        """
+    )
+    result: Any
+    result, out, _ = run_inprocess(path, {})
+    assert result.exit_code == 0 and out == b"done\n"
+    assert (tmp_path / "b.marker").exists()
+    child = Path(f"/proc/{int((tmp_path / 'child.pid').read_text())}/stat")
+    time.sleep(0.1)
+    assert not child.exists() or child.read_text().split()[2] == "Z"

@@ -12,12 +12,11 @@ beyond what one stream's data key seals in practice.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import hmac
 import os
 import threading
-from typing import Any
+from typing import Any, NoReturn
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -68,10 +67,62 @@ def _reset_nonces_after_fork() -> None:
 os.register_at_fork(after_in_child=_reset_nonces_after_fork)
 
 
-@functools.lru_cache(maxsize=1024)
+_AEADS: dict[bytes, AESGCM] = {}
+_AEADS_MAX = 1024
+_PREFIX = MAGIC + VERSION
+_PREFIX_LEN = len(_PREFIX)
+_MIN_SIZE = HEADER_SIZE + TAG_SIZE
+
+
 def _aead(key: bytes) -> AESGCM:
     """One AESGCM context per key: building it (key schedule) costs more than sealing a row."""
-    return AESGCM(key)
+    aead = _AEADS.get(key)
+    if aead is None:
+        if len(_AEADS) >= _AEADS_MAX:
+            _AEADS.clear()
+        aead = _AEADS[key] = AESGCM(key)
+    return aead
+
+
+class KeyContext:
+    """One key bound to its AES context: the per-row hot path (capability ``keyed``).
+
+    Same output format and checks as :meth:`Aes256Gcm.encrypt` / ``decrypt``,
+    without re-validating the key on every call.
+    """
+
+    __slots__ = ("_aead",)
+
+    def __init__(self, key: bytes) -> None:
+        self._aead = AESGCM(key)
+
+    def __repr__(self) -> str:
+        return "KeyContext(aes256gcm, key=<redacted>)"
+
+    __str__ = __repr__
+
+    def __reduce__(self) -> Any:
+        raise TypeError("KeyContext cannot be pickled")
+
+    def encrypt(self, plaintext: bytes, aad: bytes) -> bytes:
+        if not aad:
+            Aes256Gcm._check_aad(aad)
+        nonce = _nonces.take()
+        return b"".join((_PREFIX, nonce, self._aead.encrypt(nonce, plaintext, aad)))
+
+    def decrypt(self, ciphertext: bytes, aad: bytes) -> bytes:
+        if not aad:
+            Aes256Gcm._check_aad(aad)
+        if len(ciphertext) >= _MIN_SIZE and ciphertext[:_PREFIX_LEN] == _PREFIX:
+            view = memoryview(ciphertext)
+            try:
+                return self._aead.decrypt(view[_PREFIX_LEN:HEADER_SIZE], view[HEADER_SIZE:], aad)
+            except InvalidTag:
+                raise LoomError(
+                    ErrorCode.CIPHER_DECRYPT_FAILED,
+                    "authentication failed: wrong key, modified bytes, or a value moved to another record",
+                ) from None
+        Aes256Gcm._malformed(ciphertext)
 
 
 class Aes256Gcm:
@@ -80,7 +131,7 @@ class Aes256Gcm:
     name = "aes256gcm"
     key_size = KEY_SIZE
     magic = MAGIC
-    capabilities: frozenset[str] = frozenset({"aead", "wrap"})
+    capabilities: frozenset[str] = frozenset({"aead", "wrap", "keyed"})
 
     def __repr__(self) -> str:
         return "Aes256Gcm()"
@@ -111,14 +162,39 @@ class Aes256Gcm:
 
     # -- data ---------------------------------------------------------------
     def encrypt(self, key: bytes, plaintext: bytes, aad: bytes) -> bytes:
-        self._check_key(key, "key")
-        self._check_aad(aad)
+        if type(key) is not bytes or len(key) != KEY_SIZE:
+            self._check_key(key, "key")
+            key = bytes(key)
+        if not aad:
+            self._check_aad(aad)
         nonce = _nonces.take()
-        return b"".join((MAGIC, VERSION, nonce, _aead(bytes(key)).encrypt(nonce, plaintext, aad)))
+        return b"".join((_PREFIX, nonce, _aead(key).encrypt(nonce, plaintext, aad)))
 
     def decrypt(self, key: bytes, ciphertext: bytes, aad: bytes) -> bytes:
+        if type(key) is not bytes or len(key) != KEY_SIZE:
+            self._check_key(key, "key")
+            key = bytes(key)
+        if not aad:
+            self._check_aad(aad)
+        if len(ciphertext) >= _MIN_SIZE and ciphertext[:_PREFIX_LEN] == _PREFIX:
+            try:
+                return _aead(key).decrypt(ciphertext[_PREFIX_LEN:HEADER_SIZE], ciphertext[HEADER_SIZE:], aad)
+            except InvalidTag:
+                raise LoomError(
+                    ErrorCode.CIPHER_DECRYPT_FAILED,
+                    "authentication failed: wrong key, modified bytes, or a value moved to another record",
+                ) from None
+        self._malformed(ciphertext)
+
+    def key_context(self, key: bytes) -> KeyContext:
+        """``key`` bound once for many encryptions/decryptions (capability ``keyed``)."""
         self._check_key(key, "key")
-        self._check_aad(aad)
+        return KeyContext(bytes(key))
+
+    @staticmethod
+    def _malformed(ciphertext: bytes) -> NoReturn:
+        """Raise the precise reason a value is not aes256gcm output."""
+        ciphertext = bytes(ciphertext)
         if len(ciphertext) < HEADER_SIZE + TAG_SIZE:
             raise LoomError(
                 ErrorCode.CIPHER_DECRYPT_FAILED,
@@ -135,14 +211,7 @@ class Aes256Gcm:
                 ErrorCode.CIPHER_DECRYPT_FAILED,
                 f"unsupported aes256gcm layout version {version.hex()}",
             )
-        nonce = ciphertext[len(MAGIC) + 1 : HEADER_SIZE]
-        try:
-            return _aead(bytes(key)).decrypt(nonce, ciphertext[HEADER_SIZE:], aad)
-        except InvalidTag:
-            raise LoomError(
-                ErrorCode.CIPHER_DECRYPT_FAILED,
-                "authentication failed: wrong key, modified bytes, or a value moved to another record",
-            ) from None
+        raise LoomError(ErrorCode.CIPHER_DECRYPT_FAILED, "value is not aes256gcm output")
 
     # -- key wrapping -------------------------------------------------------
     def wrap_key(self, kek: bytes, key: bytes, aad: bytes) -> bytes:
@@ -188,6 +257,6 @@ def loom_register_backends(registry: Any) -> None:
     registry.add_cipher(
         "aes256gcm",
         create,
-        capabilities={"aead", "wrap"},
+        capabilities={"aead", "wrap", "keyed"},
         description="AES-256-GCM with random 96-bit nonces (cryptography's AESGCM)",
     )

@@ -24,16 +24,45 @@ from loom_core.errors import ErrorCode, LoomError
 log = logging.getLogger("loom.crypto")
 
 
+class _GenericContext:
+    """A key bound to a cipher without the ``keyed`` capability (same contract, slower)."""
+
+    __slots__ = ("_cipher", "_key")
+
+    def __init__(self, cipher: Any, key: bytes) -> None:
+        self._cipher = cipher
+        self._key = key
+
+    def __repr__(self) -> str:
+        return f"KeyContext({self._cipher.name}, key=<redacted>)"
+
+    def encrypt(self, plaintext: bytes, aad: bytes) -> bytes:
+        sealed: bytes = self._cipher.encrypt(self._key, plaintext, aad)
+        return sealed
+
+    def decrypt(self, ciphertext: bytes, aad: bytes) -> bytes:
+        opened: bytes = self._cipher.decrypt(self._key, bytes(ciphertext), aad)
+        return opened
+
+
+def key_context(cipher: Any, key: bytes) -> Any:
+    """``key`` bound for the per-row hot path: the cipher's own context if it has one."""
+    if "keyed" in getattr(cipher, "capabilities", ()) and hasattr(cipher, "key_context"):
+        return cipher.key_context(key)
+    return _GenericContext(cipher, key)
+
+
 class DataKey:
     """One stream's unwrapped DEK and its generation id; prints no key bytes."""
 
-    __slots__ = ("_key", "aad_prefix", "key_id", "stream")
+    __slots__ = ("_key", "aad_prefix", "ctx", "key_id", "stream")
 
-    def __init__(self, stream: str, key_id: bytes, key: bytes) -> None:
+    def __init__(self, stream: str, key_id: bytes, key: bytes, cipher: Any) -> None:
         self.stream = stream
         self.key_id = key_id
         self._key = key
         self.aad_prefix = layout.row_aad_prefix(stream, key_id)
+        self.ctx = key_context(cipher, key)
 
     def reveal(self) -> bytes:
         return self._key
@@ -97,6 +126,10 @@ class KeyRing:
         return count
 
     # -- reading and creating ------------------------------------------------
+    def cached(self, stream: str) -> DataKey | None:
+        """The stream's key if already in memory (no storage access)."""
+        return self._cache.get(stream)
+
     def current(self, stream: str) -> DataKey | None:
         """The stream's live DEK, or ``None`` if it has none (yet, or any more)."""
         cached = self._cache.get(stream)
@@ -124,7 +157,7 @@ class KeyRing:
             if value is not None:
                 key = self._unwrap(stream, value)
             else:
-                key = DataKey(stream, os.urandom(layout.KEY_ID_SIZE), self.cipher.generate_key())
+                key = DataKey(stream, os.urandom(layout.KEY_ID_SIZE), self.cipher.generate_key(), self.cipher)
                 wrapped = self.cipher.wrap_key(
                     self._master.reveal(), key.reveal(), layout.dek_aad(stream, key.key_id)
                 )
@@ -167,7 +200,7 @@ class KeyRing:
                 f"the wrapped data key of stream {stream!r} has an unknown layout",
             ) from None
         key = self.cipher.unwrap_key(self._master.reveal(), wrapped, layout.dek_aad(stream, key_id))
-        return DataKey(stream, key_id, key)
+        return DataKey(stream, key_id, key, self.cipher)
 
     def streams(self) -> Iterator[str]:
         """Every stream that has a live DEK."""

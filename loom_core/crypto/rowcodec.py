@@ -23,6 +23,7 @@ from loom_core.errors import ErrorCode, LoomError
 _MAGIC_LEN = len(layout.ROW_MAGIC)
 _HEADER = _MAGIC_LEN + layout.KEY_ID_SIZE
 _PACK = struct.Struct(">I").pack
+_ROW_MAGIC = layout.ROW_MAGIC
 
 
 def is_sealed(stored: bytes) -> bool:
@@ -38,6 +39,7 @@ class EncryptingRowCodec:
     def __init__(self, keyring: KeyRing) -> None:
         self.keyring = keyring
         self.cipher = keyring.cipher
+        self._cached = keyring.cached  # hot path: the key ring's in-memory cache
 
     def __repr__(self) -> str:
         return f"EncryptingRowCodec({self.keyring!r})"
@@ -47,19 +49,22 @@ class EncryptingRowCodec:
         return self.keyring.fingerprint
 
     def seal(self, stream: str, record_key: bytes, plaintext: bytes) -> bytes:
-        key = self.keyring.for_write(stream)
-        aad = key.aad_prefix + _PACK(len(record_key)) + record_key
-        sealed: bytes = self.cipher.encrypt(key.reveal(), plaintext, aad)
-        return b"".join((layout.ROW_MAGIC, key.key_id, sealed))
+        key = self._cached(stream) or self.keyring.for_write(stream)
+        sealed: bytes = key.ctx.encrypt(plaintext, key.aad_prefix + _PACK(len(record_key)) + record_key)
+        return b"".join((_ROW_MAGIC, key.key_id, sealed))
 
     def open(self, stream: str, record_key: bytes, stored: bytes) -> bytes:
-        if not is_sealed(stored):
+        if stored[:_MAGIC_LEN] != _ROW_MAGIC or len(stored) <= _HEADER:
             return bytes(stored)  # legacy plaintext row
-        key_id = bytes(stored[_MAGIC_LEN:_HEADER])
-        key = self.keyring.for_read(stream, key_id)
-        aad = key.aad_prefix + _PACK(len(record_key)) + record_key
+        key_id = stored[_MAGIC_LEN:_HEADER]
+        key = self._cached(stream)
+        if key is None or key.key_id != key_id:
+            key = self.keyring.for_read(stream, bytes(key_id))
         try:
-            return bytes(self.cipher.decrypt(key.reveal(), stored[_HEADER:], aad))
+            opened: bytes = key.ctx.decrypt(
+                memoryview(stored)[_HEADER:], key.aad_prefix + _PACK(len(record_key)) + record_key
+            )
+            return opened
         except LoomError as exc:
             raise LoomError(
                 ErrorCode.CIPHER_DECRYPT_FAILED,

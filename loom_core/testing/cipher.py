@@ -21,6 +21,12 @@ What it checks, and why each matters for encryption at rest:
 * wrap/unwrap round-trips and a wrong key-encryption key fails;
 * keys never appear in ``repr``/``str``, exceptions or logs, in raw, hex or
   base64 form; the fingerprint is stable and does not contain the key.
+
+Capability ``keyed``: ``key_context(key)`` returns an object with
+``encrypt(plaintext, aad)`` and ``decrypt(ciphertext, aad)`` (bytes or
+memoryview input) producing exactly what ``encrypt``/``decrypt`` with that key
+produce and accept, with the same guarantees; encryption at rest uses it on
+the per-row hot path.
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ import pytest
 
 from loom_core.contracts.cipher import Cipher
 from loom_core.errors import ErrorCode, LoomError
-from loom_core.testing.base import ConformanceSuite, core
+from loom_core.testing.base import ConformanceSuite, core, requires
 
 NONCE_SAMPLE = 10_000
 AAD = b"stream:kit|key:chunk:L0:01J0KIT"
@@ -301,3 +307,30 @@ class CipherSuite(ConformanceSuite):
             (base64.b64encode(key).decode(), "key (base64)"),
         ):
             secret_leak_check.assert_absent(value, what=what, exceptions=errors, objects=[cipher])
+
+    # -- capability ``keyed`` ------------------------------------------------------
+
+    @core
+    @requires("keyed")
+    def test_key_context_interoperates(self, cipher: Cipher) -> None:
+        """Proves a key context's output opens with decrypt and vice versa, also from a memoryview,
+        with fresh nonces, and that it rejects wrong aad, tampering and empty aad like the cipher.
+
+        Fix: share the output format and checks between ``key_context`` and the cipher methods.
+        """
+        key = cipher.generate_key()
+        ctx = cipher.key_context(key)  # type: ignore[attr-defined]
+        sealed = ctx.encrypt(PLAINTEXT, AAD)
+        assert cipher.decrypt(key, sealed, AAD) == PLAINTEXT, "cipher cannot open the context's output"
+        assert ctx.decrypt(cipher.encrypt(key, PLAINTEXT, AAD), AAD) == PLAINTEXT
+        assert ctx.decrypt(memoryview(b"xx" + sealed)[2:], AAD) == PLAINTEXT, "memoryview input refused"
+        assert len({ctx.encrypt(PLAINTEXT, AAD) for _ in range(1000)}) == 1000, "context reuses nonces"
+        code = ErrorCode.CIPHER_DECRYPT_FAILED
+        _expect(code, lambda: ctx.decrypt(sealed, AAD + b"x"), "context: other aad")
+        _expect(code, lambda: ctx.decrypt(sealed[:-1] + bytes([sealed[-1] ^ 1]), AAD), "context: tampered tag")
+        _expect(code, lambda: ctx.decrypt(memoryview(sealed)[:10], AAD), "context: truncated memoryview")
+        _expect(code, lambda: cipher.key_context(cipher.generate_key()).decrypt(sealed, AAD),  # type: ignore[attr-defined]
+                "context: wrong key")
+        _expect(ErrorCode.CIPHER_AAD_REQUIRED, lambda: ctx.encrypt(PLAINTEXT, b""), "context: empty aad")
+        _expect(ErrorCode.CIPHER_KEY_INVALID, lambda: cipher.key_context(key[:-1]), "context: short key")  # type: ignore[attr-defined]
+        assert (key in repr(ctx).encode() or key.hex() in repr(ctx)) is False, "key in the context's repr"

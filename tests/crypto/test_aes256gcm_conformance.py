@@ -10,7 +10,7 @@ from loom_core.testing.cipher import CipherSuite
 
 
 class TestAes256Gcm(CipherSuite):
-    capabilities = frozenset({"aead", "wrap"})
+    capabilities = frozenset({"aead", "wrap", "keyed"})
 
     @pytest.fixture
     def cipher(self) -> Cipher:

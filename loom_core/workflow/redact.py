@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from loom_core.contracts.secrets import SecretValue
-from loom_core.secrets.redaction import Redactor, StreamRedactor, forms_from_hook
+
+if TYPE_CHECKING:  # imported at run time only when a job has secrets (it pulls in numpy)
+    from loom_core.secrets.redaction import Redactor, StreamRedactor
 
 
 class PassThrough:
@@ -27,6 +29,8 @@ def make_redactor(values: Mapping[str, SecretValue], hook: Any, min_length: int)
     """A redactor for ``values`` plus every ``loom_redaction_forms`` result (``None`` when empty)."""
     if not values:
         return None
+    from loom_core.secrets.redaction import Redactor, forms_from_hook
+
     return Redactor(values, extra_forms=forms_from_hook(hook), min_length=min_length)
 
 

@@ -34,11 +34,12 @@ class PatternMatcher:
     __slots__ = (
         "_automaton",
         "_chars",
-        "_first_chars",
         "_gram",
         "_gram_keys",
+        "_head_keys",
         "_mask",
         "_shift",
+        "_short_prefixes",
         "_step",
         "_table",
         "longest",
@@ -55,7 +56,6 @@ class PatternMatcher:
         if patterns:
             self._automaton.make_automaton()
         self._chars = bytes(sorted({b for p in patterns for b in p}))
-        self._first_chars = frozenset(chr(p[0]) for p in patterns)
         self._gram = min(_GRAM_MAX, self.shortest) if patterns else 1
         self._step = max(1, self.shortest - self._gram + 1)
         self._mask = np.uint64((1 << (8 * self._gram)) - 1)
@@ -65,6 +65,8 @@ class PatternMatcher:
             for offset in range(self._step)
         }
         self._gram_keys = frozenset(keys)
+        self._head_keys = frozenset(int.from_bytes(p[: self._gram], "little") for p in patterns)
+        self._short_prefixes = frozenset(p[:k] for p in patterns for k in range(1, self._gram))
         table_bits = min(24, max(12, (len(keys) * 256).bit_length()))
         self._shift = np.uint64(64 - table_bits)
         self._table: npt.NDArray[np.bool_] = np.zeros(1 << table_bits, dtype=np.bool_)
@@ -101,17 +103,42 @@ class PatternMatcher:
         lo = max(0, size - (self.longest - 1))
         tail = data[lo:]
         # A prefix of a pattern holds only bytes that occur in some pattern.
-        run = tail.rstrip(self._chars)
-        begin = len(run)
+        begin = len(tail.rstrip(self._chars))
         if begin == len(tail):
             return size
-        candidate = tail[begin:].decode("latin-1")
-        first_chars = self._first_chars
+        tail = tail[begin:]
+        lo += begin
         match = self._automaton.match
-        for offset, char in enumerate(candidate):
-            if char in first_chars and match(candidate[offset:]):
-                return lo + begin + offset
+        for offset in self._prefix_candidates(tail):
+            if match(tail[offset:].decode("latin-1")):
+                return lo + offset
         return size
+
+    def _prefix_candidates(self, tail: bytes) -> list[int]:
+        """Offsets in ``tail`` that may start a pattern prefix running to its end, ascending.
+
+        An offset with at least ``gram`` bytes after it must start with the
+        first ``gram`` bytes of some pattern; shorter remainders are checked
+        against the set of short pattern prefixes.
+        """
+        size, gram = len(tail), self._gram
+        offsets: list[int] = []
+        full = size - 7 if size >= 8 else 0  # offsets with 8 readable bytes: one vectorised pass
+        if full > 0:
+            words = np.ndarray(shape=(full,), dtype="<u8", buffer=tail, strides=(1,))
+            grams = words & self._mask
+            candidates = np.flatnonzero(self._table[(grams * _HASH_MULTIPLIER) >> self._shift])
+            if candidates.size:
+                heads = self._head_keys
+                values = grams[candidates].tolist()
+                offsets = [i for i, v in zip(candidates.tolist(), values) if v in heads]
+        for offset in range(full, size):
+            piece = tail[offset : offset + gram]
+            if (int.from_bytes(piece, "little") in self._head_keys) if len(piece) == gram else (
+                piece in self._short_prefixes
+            ):
+                offsets.append(offset)
+        return offsets
 
     def _windows(self, data: bytes) -> list[tuple[int, int]]:
         """Disjoint ``[lo, hi)`` ranges that together contain every occurrence."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import shlex
+from itertools import pairwise
 from urllib.parse import quote, quote_plus
 
 from hypothesis import HealthCheck, assume, given, settings
@@ -28,9 +29,9 @@ ALPHABETS = [
 
 
 @st.composite
-def secret_values(draw: st.DrawFn) -> bytes:
+def secret_values(draw: st.DrawFn, max_size: int = 40) -> bytes:
     alphabet = draw(st.sampled_from(ALPHABETS))
-    size = draw(st.integers(min_value=8, max_value=40))
+    size = draw(st.integers(min_value=8, max_value=max_size))
     return bytes(draw(st.lists(st.sampled_from(alphabet), min_size=size, max_size=size)))
 
 
@@ -87,7 +88,7 @@ def cuts(data: st.DataObject, size: int) -> list[int]:
 def stream_through(redactor: Redactor, text: bytes, points: list[int]) -> bytes:
     stream = redactor.stream()
     out = []
-    for lo, hi in zip(points, points[1:]):
+    for lo, hi in pairwise(points):
         out.append(stream.feed(text[lo:hi]))
         assert stream.held < max(redactor.longest_pattern, 1)
     out.append(stream.finish())
@@ -142,3 +143,22 @@ def test_single_secret_in_noise_any_chunking(
     leaked = value in out
     assert not leaked, "the value survived redaction"
     assert b"[REDACTED:SECRET_ONLY]" in out
+
+
+@SETTINGS
+@given(
+    value=secret_values(max_size=300),
+    other=secret_values(),
+    noise=st.binary(min_size=0, max_size=600),
+    data=st.data(),
+)
+def test_long_secret_next_to_short_one(value: bytes, other: bytes, noise: bytes, data: st.DataObject) -> None:
+    """A long value (long patterns, long hold-back) and a short one, interleaved with noise,
+    in random chunks: both masked everywhere, stream equal to whole buffer."""
+    redactor = build({"LONG": value, "SHORT": other})
+    text = noise[:100] + value + noise[100:300] + other + value + noise[300:] + base64.b64encode(b"!" + value)
+    out = stream_through(redactor, text, cuts(data, len(text)))
+    assert out == redactor.redact(text)
+    for secret in (value, other):
+        leaked = secret in out
+        assert not leaked, "a value survived redaction"

@@ -23,6 +23,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("loom_core.cli.run_cmd", "run a workflow's jobs with secrets injected; write a receipt"),
     "serve": ("loom_core.cli.serve_cmd", "run the Loomem memory server (HTTP API on 127.0.0.1:8420)"),
     "encryption": ("loom_core.cli.encryption_cmd", "encryption at rest: status, backfill, master-key rotate"),
+    "backup": ("loom_core.cli.backup_cmd", "back up a memory data directory (`create DEST`) or restore one"),
+    "export": ("loom_core.cli.transfer_cmd", "export one memory stream as JSON Lines (`--stream S -o FILE`)"),
+    "import": ("loom_core.cli.transfer_cmd", "import a stream exported by `loom export`"),
 }
 
 

@@ -1,7 +1,7 @@
 """Export and import one stream as JSON Lines, so memory can move between
 data directories and backends.
 
-Line 1 is a header ``{"type": "header", "format": "loomem-stream", "version": 1,
+Line 1 is a header ``{"record": "header", "format": "loomem-stream", "version": 1,
 "stream", "embedder", "dimension", "exported_at"}``; then one ``chunk`` line per
 chunk (every version of every chain, oldest id first, with routing fields,
 content, metadata, access statistics and, optionally, ``embedding_b64``: the
@@ -49,7 +49,7 @@ def export_stream(engine: MemoryEngine, stream: str, fp: IO[str], *, embeddings:
     if not records and not entities and not relations:
         raise LoomError(ErrorCode.NOT_FOUND, f"stream {stream!r} holds no chunks or entities")
     header = {
-        "type": "header",
+        "record": "header",
         "format": FORMAT,
         "version": VERSION,
         "stream": stream,
@@ -60,16 +60,16 @@ def export_stream(engine: MemoryEngine, stream: str, fp: IO[str], *, embeddings:
     fp.write(json.dumps(header) + "\n")
     for record in records:
         chunk = engine._chunk(record)
-        line: dict[str, Any] = {"type": "chunk", **chunk.to_dict()}
+        line: dict[str, Any] = {"record": "chunk", **chunk.to_dict()}
         if embeddings:
             raw = engine.storage.get("embeddings", rows.id_key(record.id))
             if raw is not None:
                 line["embedding_b64"] = base64.b64encode(raw).decode()
         fp.write(json.dumps(line, ensure_ascii=False) + "\n")
     for entity in entities:
-        fp.write(json.dumps({"type": "entity", **entity.to_dict()}, ensure_ascii=False) + "\n")
+        fp.write(json.dumps({"record": "entity", **entity.to_dict()}, ensure_ascii=False) + "\n")
     for relation in relations:
-        fp.write(json.dumps({"type": "relation", **relation.to_dict()}, ensure_ascii=False) + "\n")
+        fp.write(json.dumps({"record": "relation", **relation.to_dict()}, ensure_ascii=False) + "\n")
     return {"chunks": len(records), "entities": len(entities), "relations": len(relations)}
 
 
@@ -81,7 +81,7 @@ def _lines(fp: IO[str]) -> Iterator[tuple[int, dict[str, Any]]]:
             value = json.loads(text)
         except json.JSONDecodeError as exc:
             raise LoomError(ErrorCode.VALIDATION_FAILED, f"import line {number} is not JSON: {exc.msg}") from None
-        if not isinstance(value, dict) or "type" not in value:
+        if not isinstance(value, dict) or "record" not in value:
             raise LoomError(ErrorCode.VALIDATION_FAILED, f"import line {number} has no record type")
         yield number, value
 
@@ -90,7 +90,7 @@ def import_stream(engine: MemoryEngine, fp: IO[str], *, stream: str | None) -> d
     """Read an export into ``stream`` (default: the exported name)."""
     lines = _lines(fp)
     first = next(lines, None)
-    if first is None or first[1].get("type") != "header" or first[1].get("format") != FORMAT:
+    if first is None or first[1].get("record") != "header" or first[1].get("format") != FORMAT:
         raise LoomError(
             ErrorCode.VALIDATION_FAILED, f"not a Loomem stream export: the first line must be a {FORMAT} header"
         )
@@ -104,7 +104,7 @@ def import_stream(engine: MemoryEngine, fp: IO[str], *, stream: str | None) -> d
     relations: list[Relation] = []
     try:
         for number, line in lines:
-            kind = line.pop("type")
+            kind = line.pop("record")
             if kind == "chunk":
                 chunks.append(line)
             elif kind == "entity":

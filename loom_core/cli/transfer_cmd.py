@@ -1,0 +1,75 @@
+"""``loom export --stream S [-o FILE]`` and ``loom import FILE``: one stream as JSON Lines.
+
+The format (header, chunks with their whole history, entities, relations and
+optionally embeddings) is described in ``docs/memory.md``; it lets memory move
+between data directories and storage/index backends. Both open the data
+directory themselves, so the server must be stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """One module serves both commands; the parser's prog (``loom export`` or
+    ``loom import``) says which."""
+    importing = parser.prog.split()[-1] == "import"
+    parser.set_defaults(command_name="import" if importing else "export")
+    if importing:
+        parser.add_argument("file", type=Path, metavar="FILE", help="the JSONL export to read")
+        parser.add_argument("--stream", help="import under this stream name instead of the exported one")
+    else:
+        parser.add_argument("--stream", required=True, help="the stream to export")
+        parser.add_argument("-o", "--output", type=Path, metavar="FILE", help="write here (new file) instead of stdout")
+        parser.add_argument("--no-embeddings", action="store_true", help="leave vectors out; import re-embeds")
+    parser.add_argument("--config", type=Path, metavar="FILE", help="config.toml (default: built-in defaults)")
+    parser.add_argument("--data-dir", type=Path, metavar="DIR", help="data directory (default: server.data_dir)")
+
+
+def _failed(path: Path, why: str) -> Exception:
+    from loom_core.errors import ErrorCode, LoomError
+
+    return LoomError(ErrorCode.BACKUP_FAILED, f"{path}: {why}", details={"path": str(path)})
+
+
+def run(args: argparse.Namespace) -> int:
+    from loom_core.cli.backup_cmd import open_memory
+    from loom_core.memory.engine import MemoryEngine
+
+    if args.command_name == "import":
+        try:
+            fp = args.file.open(encoding="utf-8")
+        except OSError as exc:
+            raise _failed(args.file, f"cannot read the import file: {exc.strerror or exc}") from exc
+        with fp:
+            engine = open_memory(args.config, args.data_dir)
+            assert isinstance(engine, MemoryEngine)
+            with engine:
+                counts = engine.import_stream(fp, stream=args.stream)
+        print(
+            f"imported {counts['chunks']} chunk(s), {counts['entities']} entit(ies), "
+            f"{counts['relations']} relation(s) from {args.file}",
+            file=sys.stderr,
+        )
+        return 0
+    engine = open_memory(args.config, args.data_dir)
+    assert isinstance(engine, MemoryEngine)
+    with engine:
+        if args.output is None:
+            counts = engine.export_stream(args.stream, sys.stdout, embeddings=not args.no_embeddings)
+        else:
+            try:
+                out = args.output.open("x", encoding="utf-8")
+            except OSError as exc:
+                raise _failed(args.output, f"cannot create the export file: {exc.strerror or exc}") from exc
+            with out:
+                counts = engine.export_stream(args.stream, out, embeddings=not args.no_embeddings)
+    print(
+        f"exported {counts['chunks']} chunk(s), {counts['entities']} entit(ies), "
+        f"{counts['relations']} relation(s) of stream {args.stream!r}",
+        file=sys.stderr,
+    )
+    return 0

@@ -1,0 +1,171 @@
+"""Chunks: ids, history through supersede chains, listing, deletion."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from ulid import ULID
+
+from loom_core.errors import ErrorCode, LoomError
+from loom_core.memory.engine import MemoryEngine
+from loom_core.memory.models import ChunkInput, SearchRequest
+
+
+def test_add_and_get_round_trip_with_sortable_ids(engine: MemoryEngine) -> None:
+    """Chunks come back with content, metadata, level and timestamps; ids are
+    ULIDs sorted in creation order."""
+    first = engine.add_chunks("s1", [ChunkInput("one", metadata={"k": [1, 2]}), ChunkInput("two", level=1)])
+    later = engine.add_chunk("s1", ChunkInput("three"))
+    ids = [c.id for c in first] + [later.id]
+    assert ids == sorted(ids) and len(set(ids)) == 3
+    assert all(str(ULID.from_str(i)) == i for i in ids)
+    got = engine.get_chunk(first[0].id)
+    assert (got.content, got.metadata, got.level, got.stream) == ("one", {"k": [1, 2]}, 0, "s1")
+    assert engine.get_chunk(first[1].id).level == 1
+    assert got.created_at == got.updated_at > 0
+    assert got.access_count == 1 and got.last_accessed_at is not None
+
+
+def test_supersede_keeps_history_readable(engine: MemoryEngine) -> None:
+    """Updating creates a new chunk; the old id still reads and both show the whole chain."""
+    v1 = engine.add_chunk("s", ChunkInput("I live in Paris"))
+    v2 = engine.add_chunk("s", ChunkInput("I live in Berlin", supersedes=v1.id))
+    v3 = engine.add_chunk("s", ChunkInput("I live in Rome", supersedes=v2.id))
+    old = engine.get_chunk(v1.id)
+    assert old.content == "I live in Paris" and old.superseded_by == v2.id
+    for member in (v1, v2, v3):
+        assert [c.id for c in engine.history(member.id)] == [v1.id, v2.id, v3.id]
+    assert engine.get_chunk(v3.id).supersedes == v2.id
+
+
+def test_superseding_twice_is_a_conflict(engine: MemoryEngine) -> None:
+    """Only the newest version of a chain can be superseded, also within one batch."""
+    v1 = engine.add_chunk("s", ChunkInput("a"))
+    engine.add_chunk("s", ChunkInput("b", supersedes=v1.id))
+    with pytest.raises(LoomError) as err:
+        engine.add_chunk("s", ChunkInput("c", supersedes=v1.id))
+    assert err.value.code is ErrorCode.CONFLICT
+    w1 = engine.add_chunk("s", ChunkInput("x"))
+    with pytest.raises(LoomError) as err:
+        engine.add_chunks("s", [ChunkInput("y", supersedes=w1.id), ChunkInput("z", supersedes=w1.id)])
+    assert err.value.code is ErrorCode.CONFLICT
+    assert engine.get_chunk(w1.id).superseded_by is None, "a refused batch must write nothing"
+
+
+@pytest.mark.parametrize(
+    ("stream", "item", "field"),
+    [
+        ("bad stream", ChunkInput("x"), "stream"),
+        ("s", ChunkInput("   "), "chunks[0].content"),
+        ("s", ChunkInput("x", level=-1), "chunks[0].level"),
+        ("s", ChunkInput("x", level=99), "chunks[0].level"),
+        ("s", ChunkInput("x", expires_at=1), "chunks[0].expires_at"),
+        ("s", ChunkInput("x", metadata={"f": object()}), "chunks[0].metadata"),
+    ],
+)
+def test_invalid_input_names_the_field(engine: MemoryEngine, stream: str, item: ChunkInput, field: str) -> None:
+    """Bad input is VALIDATION_FAILED naming the field, and nothing is written."""
+    with pytest.raises(LoomError) as err:
+        engine.add_chunks(stream, [item])
+    assert err.value.code is ErrorCode.VALIDATION_FAILED
+    assert err.value.details["field"] == field
+    assert engine.list_streams() == []
+
+
+def test_unknown_ids_are_not_found(engine: MemoryEngine) -> None:
+    """Reading, deleting or superseding an unknown id is NOT_FOUND."""
+    missing = str(ULID())
+    for call in (
+        lambda: engine.get_chunk(missing),
+        lambda: engine.history(missing),
+        lambda: engine.delete_chunk(missing),
+        lambda: engine.add_chunk("s", ChunkInput("x", supersedes=missing)),
+        lambda: engine.delete_stream("never-written"),
+    ):
+        with pytest.raises(LoomError) as err:
+            call()
+        assert err.value.code is ErrorCode.NOT_FOUND
+
+
+def test_superseding_across_streams_is_refused(engine: MemoryEngine) -> None:
+    """A chain lives in one stream."""
+    other = engine.add_chunk("a", ChunkInput("x"))
+    with pytest.raises(LoomError) as err:
+        engine.add_chunk("b", ChunkInput("y", supersedes=other.id))
+    assert err.value.code is ErrorCode.VALIDATION_FAILED
+
+
+def test_list_chunks_pages_and_filters_by_level(engine: MemoryEngine) -> None:
+    """Pages follow id order without gaps or repeats; the level filter is exact."""
+    made = engine.add_chunks("s", [ChunkInput(f"c{i}", level=i % 2) for i in range(7)])
+    engine.add_chunk("other", ChunkInput("elsewhere"))
+    seen: list[str] = []
+    cursor = None
+    while True:
+        page = engine.list_chunks("s", cursor=cursor, limit=3)
+        seen += [c.id for c in page.items]
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    assert seen == [c.id for c in made]
+    level1 = engine.list_chunks("s", level=1, limit=50).items
+    assert [c.id for c in level1] == [c.id for c in made if c.level == 1]
+    assert engine.list_chunks("nothing-here").items == []
+
+
+def test_list_streams_counts(engine: MemoryEngine) -> None:
+    """Streams report chunk counts, current (not superseded) counts and levels."""
+    a = engine.add_chunk("alpha", ChunkInput("x"))
+    engine.add_chunk("alpha", ChunkInput("y", supersedes=a.id, level=1))
+    engine.add_chunk("beta", ChunkInput("z"))
+    info = {s.name: s for s in engine.list_streams()}
+    assert set(info) == {"alpha", "beta"}
+    assert (info["alpha"].chunk_count, info["alpha"].current_count, info["alpha"].levels) == (2, 1, {0: 1, 1: 1})
+
+
+def test_delete_chunk_relinks_the_chain_and_leaves_every_layer(engine: MemoryEngine) -> None:
+    """Deleting the middle of a chain joins its neighbours; deleting the newest
+    makes the previous version current (searchable) again; storage, index and
+    vectors all forget the chunk."""
+    v1 = engine.add_chunk("s", ChunkInput("zebra stripes one"))
+    v2 = engine.add_chunk("s", ChunkInput("zebra stripes two", supersedes=v1.id))
+    v3 = engine.add_chunk("s", ChunkInput("zebra stripes three", supersedes=v2.id))
+    engine.delete_chunk(v2.id)
+    assert [c.id for c in engine.history(v1.id)] == [v1.id, v3.id]
+    engine.delete_chunk(v3.id)
+    assert engine.get_chunk(v1.id).superseded_by is None
+    for mode in ("bm25", "vector"):
+        hits = engine.search(SearchRequest("zebra stripes", stream="s", mode=mode))
+        assert [r.chunk.id for r in hits] == [v1.id]
+    report = engine.check_consistency()
+    assert report["storage"] == report["index"] == report["vectors"] == report["content_rows"] == 1
+    assert report["pending_intents"] == 0
+
+
+def test_delete_stream_removes_storage_index_and_vectors(engine: MemoryEngine) -> None:
+    """A deleted stream leaves no rows, documents, vectors or graph entries; others are untouched."""
+    engine.add_chunks("doomed", [ChunkInput(f"walrus {i}") for i in range(5)])
+    keep = engine.add_chunk("kept", ChunkInput("walrus kept"))
+    engine.add_entity("doomed", type="animal", name="Wally")
+    assert engine.delete_stream("doomed") == 5
+    report = engine.check_consistency()
+    assert report["storage"] == report["index"] == report["vectors"] == 1
+    assert list(engine.storage.iterate("graph")) == []
+    assert [s.name for s in engine.list_streams()] == ["kept"]
+    hits = engine.search(SearchRequest("walrus"))
+    assert [r.chunk.id for r in hits] == [keep.id]
+
+
+def test_data_survives_reopen(open_engine: Callable[..., MemoryEngine]) -> None:
+    """Chunks, chains and search work again after closing and reopening."""
+    opener = open_engine
+    first = opener()
+    a = first.add_chunk("s", ChunkInput("persistent narwhal"))
+    b = first.add_chunk("s", ChunkInput("persistent narwhal again", supersedes=a.id))
+    first.close()
+    second = opener()
+    assert second.get_chunk(a.id).superseded_by == b.id
+    hits = second.search(SearchRequest("narwhal", stream="s", include_superseded=True))
+    assert {r.chunk.id for r in hits} == {a.id, b.id}
+    assert second.check_consistency()["missing_in_index"] == []

@@ -7,6 +7,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from loom_secrets_keepass.provider import KeepassProvider
 
 from loom_core.contracts import BackendContext, Kind
 from loom_core.contracts.secrets import SecretRef, SecretsProvider, SecretValue
@@ -78,9 +79,12 @@ def test_alias_spelling_maps_to_the_same_variables(main_db: Any) -> None:
 def test_kdbx_versions_and_credential_kinds(variants: dict[tuple[int, str], Any], version: int, creds: str) -> None:
     """KDBX 3.1/AES-KDF and KDBX 4/Argon2 open with a password, a keyfile, or both; all fields work."""
     db = variants[(version, creds)]
-    p = db.provider()
+    p: KeepassProvider = db.provider()
     try:
-        get = lambda raw: p.resolve(SecretRef.parse(raw)).reveal()  # noqa: E731
+
+        def get(raw: str) -> bytes:
+            return p.resolve(SecretRef.parse(raw)).reveal()
+
         assert get(f"keepass://{db.alias}/ci/api") == f"{db.alias}-secret-value".encode()
         assert get(f"keepass://{db.alias}/ci/api#username") == b"bot"
         assert get(f"keepass://{db.alias}/ci/api#k") == b"custom-v"

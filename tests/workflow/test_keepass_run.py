@@ -1,0 +1,93 @@
+"""End to end with a real KeePass database: keepass:// through `loom run`, fail closed, no leaks."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pykeepass
+import pytest
+
+from loom_core.errors import ErrorCode
+
+from .conftest import run_inprocess
+
+MASTER = "workflow-test-master-passphrase"
+VALUE = "kp-postgres-password-31ce"
+
+
+@pytest.fixture(scope="module")
+def kdbx(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A KDBX 4 database with ci/db/postgres and two entries sharing one path."""
+    path = tmp_path_factory.mktemp("kp") / "main.kdbx"
+    kp = pykeepass.create_database(str(path), password=MASTER)
+    ci = kp.add_group(kp.root_group, "ci")
+    db = kp.add_group(ci, "db")
+    kp.add_entry(db, "postgres", "pg-admin", VALUE)
+    kp.add_entry(ci, "twin", "a", "first-twin-value-1", force_creation=True)
+    kp.add_entry(ci, "twin", "b", "second-twin-value-2", force_creation=True)
+    kp.save()
+    return path
+
+
+def _env(kdbx: Path) -> dict[str, str]:
+    return {
+        "LOOM_KEEPASS_DB_MAIN_PATH": str(kdbx),
+        "LOOM_KEEPASS_DB_MAIN_PASSWORD_ENV": "KP_MASTER",
+        "KP_MASTER": MASTER,
+    }
+
+
+def test_keepass_secret_injected_redacted_and_credentials_not_inherited(
+    tmp_path: Path, write_workflow: Callable[..., Path], kdbx: Path
+) -> None:
+    """The entry's password reaches the job as a file; the master password and alias map do not."""
+    path = write_workflow(
+        """\
+        jobs:
+          migrate:
+            secrets:
+              DATABASE_PASSWORD: {ref: "keepass://main/ci/db/postgres#password"}
+            script:
+              - 'sha256sum < "$DATABASE_PASSWORD" | cut -d" " -f1 > file.sha'
+              - 'env > env.txt'
+              - 'echo "pw=$(cat "$DATABASE_PASSWORD")"'
+        """
+    )
+    result: Any
+    result, out, err = run_inprocess(path, _env(kdbx))
+    assert result.exit_code == 0, err
+    assert (tmp_path / "file.sha").read_text().strip() == hashlib.sha256(VALUE.encode()).hexdigest()
+    assert out == b"pw=[REDACTED:SECRET_DATABASE_PASSWORD]\n"
+    env_dump = (tmp_path / "env.txt").read_text()
+    assert (MASTER in env_dump) is False, "master password inherited by the job"
+    assert "LOOM_KEEPASS_DB_MAIN_PATH" not in env_dump
+    receipt = (tmp_path / "receipt.json").read_bytes()
+    assert (VALUE.encode() in receipt) is False and (MASTER.encode() in receipt) is False
+
+
+def test_ambiguous_entry_fails_before_the_job(
+    tmp_path: Path, write_workflow: Callable[..., Path], kdbx: Path
+) -> None:
+    """Two entries with the same path: SECRETS_AMBIGUOUS, and the job never ran."""
+    path = write_workflow(
+        'jobs:\n  a: {secrets: {T: {ref: "keepass://main/ci/twin"}}, script: ["touch a.marker"]}\n'
+    )
+    result: Any
+    result, _, _ = run_inprocess(path, _env(kdbx))
+    assert result.error.code == ErrorCode.SECRETS_AMBIGUOUS
+    assert "keepass://main/ci/twin" in result.error.message
+    assert not (tmp_path / "a.marker").exists()
+
+
+def test_missing_credentials_fail_closed(tmp_path: Path, write_workflow: Callable[..., Path], kdbx: Path) -> None:
+    """Without the password indirection the run fails with a SECRETS_* code before the job."""
+    path = write_workflow(
+        'jobs:\n  a: {secrets: {P: {ref: "keepass://main/ci/db/postgres"}}, script: ["touch a.marker"]}\n'
+    )
+    result: Any
+    result, _, _ = run_inprocess(path, {"LOOM_KEEPASS_DB_MAIN_PATH": str(kdbx)})
+    assert result.error.code.value.startswith("SECRETS_")
+    assert not (tmp_path / "a.marker").exists()

@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     configure_logging(config.server.log_format, config.server.log_level)
     host = make_host(config, os.environ)
     app = create_app(config, host=host, environ=os.environ)  # resolves the key: fails before opening data
-    engine = open_engine(config, host)
+    engine = open_engine(config, host, environ=os.environ)
     app.state.engine = engine
     try:
         uvicorn.run(app, host=config.server.host, port=config.server.port, log_config=None,

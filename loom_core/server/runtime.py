@@ -43,10 +43,21 @@ def make_host(config: LoomConfig, environ: Mapping[str, str] | None = None) -> P
     return PluginHost(disabled=config.plugins.disabled, environ=environ)
 
 
-def open_engine(config: LoomConfig, host: PluginHost, data_dir: Path | None = None) -> MemoryEngine:
-    """Open the memory engine on ``data_dir`` (default ``server.data_dir``), creating it."""
-    from loom_core.memory.engine import MemoryEngine
+def open_engine(
+    config: LoomConfig,
+    host: PluginHost,
+    data_dir: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> MemoryEngine:
+    """Open the memory engine on ``data_dir`` (default ``server.data_dir``), creating it.
+
+    Goes through the encryption glue, so the master key is checked against the
+    data directory first (``ENCRYPTION_*`` codes) and rows are sealed when a
+    key is configured.
+    """
+    from loom_core.crypto.engine_glue import open_engine as open_with_codec
 
     directory = Path(data_dir if data_dir is not None else config.server.data_dir)
     directory.mkdir(parents=True, exist_ok=True)
-    return MemoryEngine.open(config, host, directory)
+    engine: MemoryEngine = open_with_codec(config, host, directory, environ if environ is not None else host.environ)
+    return engine

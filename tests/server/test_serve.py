@@ -105,3 +105,35 @@ def test_sigkill_during_batch_ingest_loses_no_acknowledged_chunk(
         report = client.request("GET", "/v1/admin/consistency")
     assert report["missing_in_index"] == [] and report["extra_in_index"] == []
     assert report["storage"] == report["index"] == report["vectors"] == len(stored)
+
+
+def test_expected_encryption_without_a_master_key_refuses_to_start(tmp_path: Path) -> None:
+    """LOOMEM_AT_REST_EXPECT_ENABLED=1 and no master key: `loom serve` exits 1 with ENCRYPTION_KEY_MISSING."""
+    env = {"PATH": "/usr/bin:/bin", "LOOMEM_AT_REST_EXPECT_ENABLED": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "loom_core.cli.main", "serve", "--data-dir", str(tmp_path / "d"), "--port", "1"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 1
+    assert "error[ENCRYPTION_KEY_MISSING]" in result.stderr
+
+
+def test_server_with_a_master_key_seals_rows_and_reads_them_back(spawn: Callable[..., Any], tmp_path: Path) -> None:
+    """With LOOMEM_AT_REST_MASTER_KEY set, chunks round-trip over HTTP across a restart, and the
+    content is not in the storage files in plain form."""
+    import base64
+    import os
+
+    key = base64.b64encode(os.urandom(32)).decode()
+    data = tmp_path / "sealed"
+    server = spawn(token=None, data_dir=data, env={"LOOMEM_AT_REST_MASTER_KEY": key}).start()
+    canary = "sealed-canary-" + os.urandom(8).hex()
+    with LoomemClient(server.base_url) as client:
+        chunk = client.add_chunk("vault", f"{canary} lives here")
+    server.restart()
+    with LoomemClient(server.base_url) as client:
+        assert client.get_chunk(chunk["id"])["content"] == f"{canary} lives here"
+    server.stop()
+    storage_bytes = b"".join(p.read_bytes() for p in (data / "storage").rglob("*") if p.is_file())
+    assert (canary.encode() in storage_bytes) is False, "chunk content stored in plain form"
+    assert (key in server.logs()) is False, "master key leaked into the log"

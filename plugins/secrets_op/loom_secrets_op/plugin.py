@@ -9,10 +9,15 @@ from loom_core.plugins.registry import BackendRegistry
 from loom_secrets_op.provider import CAPABILITIES, DEFAULT_TIMEOUT, OpProvider
 
 OPTIONS = frozenset({"op_path", "timeout_seconds"})
+TIMEOUT_VAR = "LOOM_OP_TIMEOUT_SECONDS"
 
 
 def factory(ctx: BackendContext) -> OpProvider:
-    """Build from ``ctx.options`` (``op_path``, ``timeout_seconds``) and ``ctx.environ`` only."""
+    """Build from ``ctx.options`` (``op_path``, ``timeout_seconds``) and ``ctx.environ`` only.
+
+    Runs build providers from the environment alone, so both settings also have
+    variables: ``LOOM_OP_PATH`` (read when resolving) and ``LOOM_OP_TIMEOUT_SECONDS``.
+    """
     unknown = sorted(set(ctx.options) - OPTIONS)
     if unknown:
         raise LoomError(
@@ -22,7 +27,12 @@ def factory(ctx: BackendContext) -> OpProvider:
     op_path = ctx.options.get("op_path")
     if op_path is not None and (not isinstance(op_path, str) or not op_path.strip()):
         raise LoomError(ErrorCode.CONFIG_INVALID, "option op_path must be a non-empty path string")
-    timeout = ctx.options.get("timeout_seconds", DEFAULT_TIMEOUT)
+    timeout: object = ctx.options.get("timeout_seconds", DEFAULT_TIMEOUT)
+    if "timeout_seconds" not in ctx.options and ctx.environ.get(TIMEOUT_VAR, "").strip():
+        try:
+            timeout = float(ctx.environ[TIMEOUT_VAR])
+        except ValueError:
+            raise LoomError(ErrorCode.CONFIG_INVALID, f"{TIMEOUT_VAR} must be a number of seconds") from None
     if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= 600:
         raise LoomError(ErrorCode.CONFIG_INVALID, "option timeout_seconds must be a number in (0, 600]")
     return OpProvider(ctx.environ, op_path=op_path, timeout=float(timeout))

@@ -144,6 +144,17 @@ def test_timeout_stops_the_child(fake_op: FakeOp, make_provider: Make, failure: 
     assert "did not finish" in err.message
 
 
+def test_timeout_from_environment(fake_op: FakeOp, make_provider: Make, failure: Failure) -> None:
+    """Without the option, LOOM_OP_TIMEOUT_SECONDS bounds op (runs build providers from env only)."""
+    ref = fake_op.put("prod", "db", "password", b"pg-password-value")
+    fake_op.set_delay(30)
+    err = failure(make_provider(LOOM_OP_TIMEOUT_SECONDS="0.5"), ref)
+    assert err.code == ErrorCode.SECRETS_PROVIDER_FAILED and "0.5 s" in err.message
+    with pytest.raises(LoomError) as info:
+        make_provider(LOOM_OP_TIMEOUT_SECONDS="soon")
+    assert info.value.code is ErrorCode.CONFIG_INVALID
+
+
 def test_binary_location_precedence(
     fake_op: FakeOp, make_provider: Make, failure: Failure, tmp_path: Path
 ) -> None:

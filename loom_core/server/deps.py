@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import Depends, Request
 
 from loom_core.errors import ErrorCode, LoomError
 from loom_core.memory.engine import MemoryEngine
+from loom_core.server.schemas import parse_time
 
 
 async def get_engine(request: Request) -> MemoryEngine:
@@ -26,15 +26,8 @@ def time_param(value: str | None, name: str) -> int | None:
     """A query-string time: integer milliseconds or ISO-8601 (UTC when zone-less)."""
     if value is None or value == "":
         return None
-    if value.isdigit():
-        return int(value)
     try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise LoomError(
-            ErrorCode.VALIDATION_FAILED,
-            f"query.{name}: expected integer milliseconds or an ISO-8601 time, got {value[:40]!r}",
-        ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp() * 1000)
+        millis: int = parse_time(value)
+    except ValueError as exc:
+        raise LoomError(ErrorCode.VALIDATION_FAILED, f"query.{name}: {exc}") from None
+    return millis

@@ -24,7 +24,7 @@ def to_millis(value: int | None) -> int | None:
     return value
 
 
-def _parse_time(value: Any) -> Any:
+def parse_time(value: Any) -> Any:
     """ISO-8601 (zone-less = UTC) or integer milliseconds -> milliseconds; one clear error otherwise."""
     if isinstance(value, bool):
         raise ValueError("expected an ISO-8601 time or integer milliseconds since the epoch")
@@ -53,7 +53,7 @@ def _non_blank(value: str) -> str:
 
 Timestamp = Annotated[
     int,
-    BeforeValidator(_parse_time),
+    BeforeValidator(parse_time),
     Field(ge=0, description="ISO-8601 time (UTC when no zone is given) or integer milliseconds since the epoch",
           json_schema_extra={"anyOf": [{"type": "string", "format": "date-time"}, {"type": "integer"}]}),
 ]

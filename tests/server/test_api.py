@@ -36,10 +36,10 @@ def error_code(response: httpx.Response) -> str:
     return str(body["error"]["code"])
 
 
-def add(http: httpx.Client, stream: str, content: str, **fields: object) -> dict[str, object]:
+def add(http: httpx.Client, stream: str, content: str, **fields: object) -> dict[str, Any]:
     response = http.post(f"/v1/streams/{stream}/chunks", json={"content": content, **fields})
     assert response.status_code == 201, response.text
-    body: dict[str, object] = response.json()
+    body: dict[str, Any] = response.json()
     return body
 
 
@@ -311,3 +311,24 @@ def test_openapi_document_lists_the_api(http: httpx.Client) -> None:
         assert path in spec["paths"], path
     assert any(s.get("scheme") == "bearer" for s in spec["components"]["securitySchemes"].values())
     assert http.get("/docs").status_code == 200
+
+
+def test_search_time_filters_and_bad_query_times(http: httpx.Client) -> None:
+    """since/until filter on created_at (ISO or ms); an unparsable `at` is 422 naming query.at."""
+    stream = fresh("times")
+    chunk = add(http, stream, "a timestamped walrus sighting")
+    created = int(chunk["created_at"])
+
+    def ids(**filters: object) -> list[str]:
+        body = {"query": "walrus", "stream": stream, "mode": "bm25", **filters}
+        response = http.post("/v1/search", json=body)
+        assert response.status_code == 200, response.text
+        return [r["chunk"]["id"] for r in response.json()["results"]]
+
+    assert ids(since=created) == [chunk["id"]]
+    assert ids(since=created + 1) == []
+    assert ids(until=created) == []
+    assert ids(since="2000-01-01T00:00:00Z", until=created + 1) == [chunk["id"]]
+    response = http.get(f"/v1/streams/{stream}/relations", params={"at": "yesterday"})
+    assert response.status_code == 422 and error_code(response) == "VALIDATION_FAILED"
+    assert "query.at" in response.json()["error"]["message"]

@@ -281,13 +281,16 @@ class TantivyIndex:
             _bad_query("query text is empty; give at least one word to search for")
         if isinstance(query.limit, bool) or not isinstance(query.limit, int) or query.limit < 1:
             _bad_query(f"limit must be a positive integer, not {query.limit!r}")
-        filters = self._filters(query)
-        terms = self.terms(query.text)
-        if filters is None or not terms:
-            return []  # nothing searchable in the text (only punctuation) or filters exclude everything
-        schema = self._schema
-        text = Query.boolean_query([(Occur.Should, Query.term_query(schema, "text", t)) for t in terms])
-        tv_query = Query.boolean_query([(Occur.Must, text), *filters])
+        try:
+            filters = self._filters(query)
+            terms = self.terms(query.text)
+            if filters is None or not terms:
+                return []  # nothing searchable in the text (only punctuation) or filters exclude everything
+            schema = self._schema
+            text = Query.boolean_query([(Occur.Should, Query.term_query(schema, "text", t)) for t in terms])
+            tv_query = Query.boolean_query([(Occur.Must, text), *filters])
+        except ValueError as exc:  # e.g. lone surrogates, which are not valid Unicode text
+            _bad_query(f"the query cannot be searched: {exc}")
         try:
             searcher = index.searcher()
             total = searcher.num_docs

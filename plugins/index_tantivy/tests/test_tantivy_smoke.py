@@ -9,6 +9,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from loom_index_tantivy.index import TantivyIndex
 from loom_index_tantivy.plugin import create
 
 from loom_core.contracts import BackendContext
@@ -97,3 +100,44 @@ def test_close_commits_queued_changes(tmp_path: Path) -> None:
     reopened = create(BackendContext(data_dir=tmp_path))
     assert reopened.ids() == {"d"}
     reopened.close()
+
+
+@pytest.fixture(scope="module")
+def fuzz_index(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TantivyIndex]:
+    index = create(BackendContext(data_dir=tmp_path_factory.mktemp("fuzz")))
+    index.upsert(
+        [IndexDocument("a", "s", 0, "hello world (c) AND x:y", 1), IndexDocument("b", "s", 0, "é ü 東京", 2)]
+    )
+    index.commit()
+    yield index
+    index.close()
+
+
+@settings(max_examples=150, deadline=None)
+@given(text=st.text(alphabet=st.characters(codec="utf-8"), min_size=1, max_size=200))
+def test_any_text_searches_without_raising(fuzz_index: TantivyIndex, text: str) -> None:
+    """Proves arbitrary Unicode text either searches or, when blank, raises INDEX_QUERY_INVALID: never
+    a native tantivy error."""
+    try:
+        hits = fuzz_index.search(IndexQuery(text))
+    except LoomError as exc:
+        assert exc.code is ErrorCode.INDEX_QUERY_INVALID
+        assert not text.strip()
+    else:
+        assert all(h.id in {"a", "b"} for h in hits)
+
+
+def test_lone_surrogates_are_query_invalid(tmp_path: Path) -> None:
+    """Proves text that is not valid Unicode (lone surrogates from a JSON body) is INDEX_QUERY_INVALID
+    in a query and a ValueError (nothing applied) in a document."""
+    index = create(BackendContext(data_dir=tmp_path))
+    with pytest.raises(LoomError) as info:
+        index.search(IndexQuery("a\ud800b"))
+    assert info.value.code is ErrorCode.INDEX_QUERY_INVALID
+    with pytest.raises(LoomError):
+        index.search(IndexQuery("ok", streams=["s\ud800"]))
+    with pytest.raises(ValueError):
+        index.upsert([IndexDocument("ok", "s", 0, "fine", 1), IndexDocument("x", "s", 0, "a\ud800", 1)])
+    index.commit()
+    assert index.count() == 0
+    index.close()

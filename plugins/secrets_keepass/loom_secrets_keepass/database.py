@@ -24,7 +24,8 @@ def open_database(ref: KeepassRef, unlock: Unlock) -> PyKeePass:
     if not unlock.path.is_file():
         raise LoomError(
             ErrorCode.SECRETS_PROVIDER_UNAVAILABLE,
-            f"{where}: the database file does not exist; check LOOM_KEEPASS_DB_{ref.alias_key}_PATH",
+            f"{where}: no database file there (missing or not a regular file); "
+            f"check LOOM_KEEPASS_DB_{ref.alias_key}_PATH",
         )
     try:
         kp = PyKeePass(

@@ -85,7 +85,8 @@ class KeepassProvider:
             raise LoomError(slot.failure.code, slot.failure.message)
         try:
             unlock = settings.unlock_for(ref, self._environ)
-            self.opens += 1
+            with self._lock:
+                self.opens += 1
             slot.kp = database.open_database(ref, unlock)
         except LoomError as exc:
             slot.failure = exc

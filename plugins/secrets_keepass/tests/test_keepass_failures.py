@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
@@ -162,16 +160,12 @@ def test_corrupt_file_is_provider_failed(
     _no_leak(err, values)
 
 
-def test_unreadable_file_is_unavailable(main_db: Any, failure: Failure, tmp_path: Path) -> None:
-    """A database the process may not read is SECRETS_PROVIDER_UNAVAILABLE (skipped checks run as root)."""
-    copy = tmp_path / "locked.kdbx"
-    shutil.copy(main_db.path, copy)
-    copy.chmod(0)
-    p = main_db.provider(LOOM_KEEPASS_DB_MAIN_PATH=str(copy))
-    if os.geteuid() == 0:  # root reads mode-0 files; the open then succeeds
-        assert p.resolve(SecretRef.parse("keepass://main/root-entry")).reveal() == b"root-level-secret"
-    else:
-        assert failure(p, REF).code == ErrorCode.SECRETS_PROVIDER_UNAVAILABLE
+def test_database_path_that_is_a_directory_is_unavailable(
+    main_db: Any, failure: Failure, tmp_path: Path
+) -> None:
+    """A PATH naming a directory instead of a .kdbx file is SECRETS_PROVIDER_UNAVAILABLE."""
+    err = failure(main_db.provider(LOOM_KEEPASS_DB_MAIN_PATH=str(tmp_path)), REF)
+    assert err.code == ErrorCode.SECRETS_PROVIDER_UNAVAILABLE
 
 
 @pytest.mark.parametrize(

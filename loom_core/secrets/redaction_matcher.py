@@ -26,6 +26,7 @@ Match = tuple[int, int, bytes]  # (start, end, token), byte offsets into the buf
 
 _GRAM_MAX = 5  # bytes per sampled gram; five bytes make chance hits in log text rare
 _HASH_MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing
+_SMALL = 256  # buffers up to this size skip the vectorised prefilter
 
 
 class PatternMatcher:
@@ -82,7 +83,9 @@ class PatternMatcher:
         if not self._gram_keys or len(data) < self.shortest:
             return []
         matches: list[Match] = []
-        for lo, hi in self._windows(data):
+        # Below a few hundred bytes numpy's per-call cost exceeds scanning it all.
+        windows = [(0, len(data))] if len(data) <= _SMALL else self._windows(data)
+        for lo, hi in windows:
             text = data[lo:hi].decode("latin-1")
             for end, (length, token) in self._automaton.iter(text):
                 start = lo + end + 1 - length
@@ -123,7 +126,8 @@ class PatternMatcher:
         """
         size, gram = len(tail), self._gram
         offsets: list[int] = []
-        full = size - 7 if size >= 8 else 0  # offsets with 8 readable bytes: one vectorised pass
+        # Offsets with 8 readable bytes go through one vectorised pass, unless the tail is small.
+        full = size - 7 if size > _SMALL else 0
         if full > 0:
             words = np.ndarray(shape=(full,), dtype="<u8", buffer=tail, strides=(1,))
             grams = words & self._mask

@@ -229,3 +229,19 @@ def test_repr_shows_no_token(make_provider: Make, token: str) -> None:
     shown = repr(make_provider())
     assert (token in shown) is False, "token in repr"
     assert "token=set" in shown
+
+
+def test_stand_in_speaks_the_cli_interface(fake_op: FakeOp, token: str) -> None:
+    """The stand-in itself: value plus newline without --no-newline, `[ERROR] date time msg` + exit 1."""
+    import re
+    import subprocess
+
+    ref = fake_op.put("prod", "db", "password", b"pg-password-value")
+    env = {"OP_SERVICE_ACCOUNT_TOKEN": token}
+    plain = subprocess.run([str(fake_op.path), "read", ref], env=env, capture_output=True, check=False)
+    assert (plain.returncode, plain.stdout, plain.stderr) == (0, b"pg-password-value\n", b"")
+    exact = subprocess.run([str(fake_op.path), "read", "-n", ref], env=env, capture_output=True, check=False)
+    assert exact.stdout == b"pg-password-value"
+    missing = subprocess.run([str(fake_op.path), "read", ref], env={}, capture_output=True, check=False)
+    assert missing.returncode == 1 and missing.stdout == b""
+    assert re.fullmatch(rb"\[ERROR\] \d{4}/\d\d/\d\d \d\d:\d\d:\d\d could not read secret .*\n", missing.stderr)

@@ -74,6 +74,7 @@ def main_db(kp_dir: Path) -> Db:
     )
     add_entry(kp, (), "root-entry", password="root-level-secret")
     add_entry(kp, ("ci",), "unicode", password=UNICODE)
+    add_entry(kp, ("ci",), "trailing", password="value-ends-in-newline\n", custom={"crlf": "a-b-c\r\n"})
     add_entry(kp, ("ci",), "no-password", username="someone", password="")
     add_entry(kp, ("team/a", "x#y"), "svc/1#2", password="escaped-names-secret")
     add_entry(kp, ("ci",), "twin", password="first-twin-secret")

@@ -54,6 +54,12 @@ def test_unicode_value_is_utf8(resolve: Resolve, values: SimpleNamespace) -> Non
     assert resolve("keepass://main/ci/unicode").reveal() == values.unicode.encode("utf-8")
 
 
+def test_trailing_line_breaks_are_kept(resolve: Resolve) -> None:
+    """A value ending in LF or CRLF comes back with it; nothing is stripped."""
+    assert resolve("keepass://main/ci/trailing").reveal() == b"value-ends-in-newline\n"
+    assert resolve("keepass://main/ci/trailing#crlf").reveal() == b"a-b-c\r\n"
+
+
 def test_root_level_entry(resolve: Resolve) -> None:
     """``keepass://ALIAS/Entry`` names an entry directly in the root group."""
     assert resolve("keepass://main/root-entry").reveal() == b"root-level-secret"

@@ -29,6 +29,7 @@ from loom_core.secrets.redaction_matcher import PatternMatcher
 #: Default minimum length of a secret value (bytes, after stripping whitespace).
 DEFAULT_MIN_LENGTH = 8
 
+_WHOLE_BUFFER_SLICE = 1 << 20  # redact() works through larger buffers 1 MiB at a time
 _NAME = re.compile(r"[A-Z][A-Z0-9_]*\Z")
 _TOKEN_PREFIX = "[REDACTED:SECRET_"  # noqa: S105 - a marker, not a password
 
@@ -112,8 +113,18 @@ class Redactor:
         return token_for(name)
 
     def redact(self, data: bytes) -> bytes:
-        """Redact a complete buffer."""
-        return _redact_chunk(self._matcher, bytes(data), 0, final=True)[0]
+        """Redact a complete buffer (large ones in slices, to bound temporary memory)."""
+        data = bytes(data)
+        if len(data) <= _WHOLE_BUFFER_SLICE:
+            return _redact_chunk(self._matcher, data, 0, final=True)[0]
+        stream = self.stream()
+        view = memoryview(data)
+        parts = [
+            stream.feed(view[i : i + _WHOLE_BUFFER_SLICE].tobytes())
+            for i in range(0, len(data), _WHOLE_BUFFER_SLICE)
+        ]
+        parts.append(stream.finish())
+        return b"".join(parts)
 
     def redact_text(self, text: str) -> str:
         """Redact a ``str``; undecodable bytes survive through ``surrogateescape``."""

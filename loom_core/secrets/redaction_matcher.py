@@ -170,10 +170,12 @@ class PatternMatcher:
         full = (size - 8) // step + 1 if size >= 8 else 0
         if full > 0:
             words = np.ndarray(shape=(full,), dtype="<u8", buffer=data, strides=(step,))
-            grams = words & self._mask
-            candidates = np.flatnonzero(self._table[(grams * _HASH_MULTIPLIER) >> self._shift])
+            slots = words & self._mask
+            slots *= _HASH_MULTIPLIER
+            slots >>= self._shift
+            candidates = np.flatnonzero(self._table[slots])
             if candidates.size:
-                values = grams[candidates].tolist()
+                values = (words[candidates] & self._mask).tolist()
                 hits = [int(i) * step for i, v in zip(candidates.tolist(), values) if v in keys]
         for pos in range(full * step, size - gram + 1, step):
             if int.from_bytes(data[pos : pos + gram], "little") in keys:

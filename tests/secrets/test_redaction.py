@@ -256,6 +256,18 @@ def test_forms_from_real_pluggy_hook_relay() -> None:
     assert r.redact(b"cynva-frperg") == b"[REDACTED:SECRET_ROT]"
 
 
+def test_large_buffer_with_values_across_internal_slice_boundaries(redactor: Redactor) -> None:
+    """redact() of a multi-MiB buffer masks values straddling its internal 1 MiB slices."""
+    mib = 1 << 20
+    filler = b"log line without anything secret in it, just words and numbers 12345\n"
+    body = bytearray(filler * (3 * mib // len(filler) + 1))
+    for at in (mib - 5, 2 * mib - 1, 2 * mib + 7):
+        body[at : at + len(DB)] = DB
+    text = bytes(body)
+    expected = text.replace(DB, b"[REDACTED:SECRET_DATABASE_PASSWORD]")
+    assert redactor.redact(text) == expected
+
+
 def test_empty_redactor_passes_everything_through() -> None:
     """With no secrets the redactor is the identity, streaming included."""
     r = Redactor({})

@@ -1,0 +1,108 @@
+"""Entity graph: entities with names and aliases, relations with validity and provenance."""
+
+from __future__ import annotations
+
+import pytest
+from ulid import ULID
+
+from loom_core.errors import ErrorCode, LoomError
+from loom_core.memory.engine import MemoryEngine
+from loom_core.memory.models import ChunkInput
+
+
+def test_entities_round_trip_and_match_names_and_aliases(engine: MemoryEngine) -> None:
+    """An entity reads back whole; lookup by name or alias ignores case and spacing."""
+    ada = engine.add_entity(
+        "s", type="person", name="Ada Lovelace", aliases=["Countess  of Lovelace"], metadata={"born": 1815}
+    )
+    engine.add_entity("s", type="machine", name="Analytical Engine")
+    engine.add_entity("other", type="person", name="Ada Lovelace")
+    got = engine.get_entity(ada.id)
+    assert (got.name, got.aliases, got.type, got.metadata, got.stream) == (
+        "Ada Lovelace",
+        ["Countess  of Lovelace"],
+        "person",
+        {"born": 1815},
+        "s",
+    )
+    assert [e.id for e in engine.list_entities("s", name="ada lovelace")] == [ada.id]
+    assert [e.id for e in engine.list_entities("s", name="countess of LOVELACE")] == [ada.id]
+    assert [e.name for e in engine.list_entities("s", type="machine")] == ["Analytical Engine"]
+    assert len(engine.list_entities("s")) == 2
+
+
+def test_relations_validity_provenance_and_filters(engine: MemoryEngine) -> None:
+    """Relations keep validity times and source chunks; filters by entity, predicate and instant."""
+    chunk = engine.add_chunk("s", ChunkInput("Ada worked with Babbage"))
+    ada = engine.add_entity("s", type="person", name="Ada")
+    charles = engine.add_entity("s", type="person", name="Charles Babbage")
+    engine_ = engine.add_entity("s", type="machine", name="Engine")
+    worked = engine.add_relation(
+        "s",
+        subject=ada.id,
+        predicate="worked_with",
+        object=charles.id,
+        valid_from=1000,
+        valid_to=2000,
+        source_chunks=[chunk.id],
+    )
+    designed = engine.add_relation("s", subject=charles.id, predicate="designed", object=engine_.id)
+    assert engine.get_relation(worked.id) == worked
+    assert worked.source_chunks == [chunk.id]
+    assert {r.id for r in engine.list_relations("s", entity=charles.id)} == {worked.id, designed.id}
+    assert [r.id for r in engine.list_relations("s", predicate="designed")] == [designed.id]
+    assert {r.id for r in engine.list_relations("s", at=1500)} == {worked.id, designed.id}
+    assert [r.id for r in engine.list_relations("s", at=2000)] == [designed.id]
+
+
+def test_deleting_an_entity_removes_its_relations(engine: MemoryEngine) -> None:
+    """No relation is left pointing at a deleted entity."""
+    a = engine.add_entity("s", type="t", name="A")
+    b = engine.add_entity("s", type="t", name="B")
+    rel = engine.add_relation("s", subject=a.id, predicate="p", object=b.id)
+    engine.delete_entity(a.id)
+    assert engine.list_relations("s") == []
+    with pytest.raises(LoomError) as err:
+        engine.get_relation(rel.id)
+    assert err.value.code is ErrorCode.NOT_FOUND
+    assert [e.id for e in engine.list_entities("s")] == [b.id]
+
+
+def test_graph_input_errors(engine: MemoryEngine) -> None:
+    """Unknown entities or chunks are NOT_FOUND; empty names, reversed validity and
+    cross-stream links are VALIDATION_FAILED."""
+    a = engine.add_entity("s", type="t", name="A")
+    elsewhere = engine.add_entity("x", type="t", name="X")
+    missing = str(ULID())
+    cases = [
+        (lambda: engine.add_entity("s", type="t", name=" "), ErrorCode.VALIDATION_FAILED),
+        (lambda: engine.add_entity("s", type="", name="A"), ErrorCode.VALIDATION_FAILED),
+        (lambda: engine.add_relation("s", subject=a.id, predicate="p", object=missing), ErrorCode.NOT_FOUND),
+        (
+            lambda: engine.add_relation("s", subject=a.id, predicate="p", object=elsewhere.id),
+            ErrorCode.VALIDATION_FAILED,
+        ),
+        (
+            lambda: engine.add_relation("s", subject=a.id, predicate="p", object=a.id, valid_from=5, valid_to=5),
+            ErrorCode.VALIDATION_FAILED,
+        ),
+        (
+            lambda: engine.add_relation("s", subject=a.id, predicate="p", object=a.id, source_chunks=[missing]),
+            ErrorCode.NOT_FOUND,
+        ),
+        (lambda: engine.get_entity(missing), ErrorCode.NOT_FOUND),
+        (lambda: engine.delete_relation(missing), ErrorCode.NOT_FOUND),
+    ]
+    for call, code in cases:
+        with pytest.raises(LoomError) as err:
+            call()
+        assert err.value.code is code
+
+
+def test_graph_keys_hold_no_names(engine: MemoryEngine) -> None:
+    """Keys of the graph keyspace carry ids and stream names only, never entity names or aliases."""
+    a = engine.add_entity("s", type="person", name="Zanzibar Quokka", aliases=["Quokkaman"])
+    engine.add_relation("s", subject=a.id, predicate="likes_marmalade", object=a.id)
+    keys = b"".join(key for key, _ in engine.storage.iterate("graph"))
+    for marker in (b"Zanzibar", b"Quokka", b"marmalade"):
+        assert (marker in keys) is False

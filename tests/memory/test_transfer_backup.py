@@ -1,0 +1,138 @@
+"""Export/import of a stream and backup/restore, through the engine and the real `loom` CLI."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from loom_core.errors import ErrorCode, LoomError
+from loom_core.memory.engine import MemoryEngine
+from loom_core.memory.models import ChunkInput, SearchRequest
+
+
+def _populate(engine: MemoryEngine) -> dict[str, str]:
+    v1 = engine.add_chunk("notes", ChunkInput("the heron nests by the lake", metadata={"src": "walk"}))
+    v2 = engine.add_chunk("notes", ChunkInput("the heron nests by the river", supersedes=v1.id, level=1))
+    other = engine.add_chunk("notes", ChunkInput("kingfisher dives"))
+    engine.add_chunk("unrelated", ChunkInput("not exported"))
+    bird = engine.add_entity("notes", type="animal", name="Heron", aliases=["Ardea"])
+    place = engine.add_entity("notes", type="place", name="River")
+    rel = engine.add_relation(
+        "notes", subject=bird.id, predicate="nests_at", object=place.id, valid_from=5, source_chunks=[v2.id]
+    )
+    return {"v1": v1.id, "v2": v2.id, "other": other.id, "bird": bird.id, "rel": rel.id}
+
+
+def _same_stream(a: MemoryEngine, b: MemoryEngine, ids: dict[str, str]) -> None:
+    for key in ("v1", "v2", "other"):
+        assert b.get_chunk(ids[key]).to_dict() | {"access_count": 0, "last_accessed_at": None} == (
+            a.get_chunk(ids[key]).to_dict() | {"access_count": 0, "last_accessed_at": None}
+        )
+    assert [c.id for c in b.history(ids["v1"])] == [ids["v1"], ids["v2"]]
+    assert b.get_entity(ids["bird"]) == a.get_entity(ids["bird"])
+    assert b.get_relation(ids["rel"]) == a.get_relation(ids["rel"])
+    for mode in ("bm25", "vector", "hybrid"):
+        assert b.search(SearchRequest("heron river", stream="notes", mode=mode))[0].chunk.id == ids["v2"]  # type: ignore[arg-type]
+    report = b.check_consistency()
+    assert report["missing_in_index"] == [] and report["missing_vectors"] == []
+
+
+@pytest.mark.parametrize("embeddings", [True, False])
+def test_export_import_round_trip(open_engine: Callable[..., MemoryEngine], tmp_path: Path, embeddings: bool) -> None:
+    """A stream moves to another data directory with ids, chains, timestamps, entities
+    and relations intact (vectors carried over or re-embedded); other streams stay behind."""
+    source = open_engine(tmp_path / "a")
+    ids = _populate(source)
+    buffer = io.StringIO()
+    counts = source.export_stream("notes", buffer, embeddings=embeddings)
+    assert counts == {"chunks": 3, "entities": 2, "relations": 1}
+    assert ("embedding_b64" in buffer.getvalue()) is embeddings
+    target = open_engine(tmp_path / "b")
+    assert target.import_stream(io.StringIO(buffer.getvalue())) == counts
+    _same_stream(source, target, ids)
+    assert [s.name for s in target.list_streams()] == ["notes"]
+    with pytest.raises(LoomError) as err:
+        target.import_stream(io.StringIO(buffer.getvalue()))
+    assert err.value.code is ErrorCode.CONFLICT
+
+
+def test_import_rejects_what_is_not_an_export(engine: MemoryEngine) -> None:
+    """A file without the header, or with a broken line, is VALIDATION_FAILED and writes nothing."""
+    for text in (
+        "",
+        '{"record": "chunk"}\n',
+        '{"record": "header", "format": "loomem-stream", "version": 1, "stream": "s"}\nnot json\n',
+    ):
+        with pytest.raises(LoomError) as err:
+            engine.import_stream(io.StringIO(text))
+        assert err.value.code is ErrorCode.VALIDATION_FAILED
+    assert engine.list_streams() == []
+
+
+def _loom(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOOMEM_AT_REST")}
+    return subprocess.run(
+        [sys.executable, "-m", "loom_core.cli.main", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+
+
+def test_cli_backup_restore_and_export_import(open_engine: Callable[..., MemoryEngine], tmp_path: Path) -> None:
+    """`loom backup create/restore` and `loom export/import` round-trip a data directory;
+    restore refuses a non-empty directory and errors name the path with BACKUP_FAILED."""
+    src = tmp_path / "src"
+    engine = open_engine(src)
+    ids = _populate(engine)
+    engine.close()
+
+    created = _loom("backup", "create", tmp_path / "bk", "--data-dir", src)
+    assert created.returncode == 0, created.stderr
+    assert json.loads((tmp_path / "bk" / "manifest.json").read_text())["chunks"] == 4
+    again = _loom("backup", "create", tmp_path / "bk", "--data-dir", src)
+    assert again.returncode == 1 and "BACKUP_FAILED" in again.stderr and str(tmp_path / "bk") in again.stderr
+
+    restored = _loom("backup", "restore", tmp_path / "bk", "--data-dir", tmp_path / "restored")
+    assert restored.returncode == 0, restored.stderr
+    refused = _loom("backup", "restore", tmp_path / "bk", "--data-dir", tmp_path / "restored")
+    assert refused.returncode == 1 and "error[BACKUP_FAILED]" in refused.stderr
+    assert str(tmp_path / "restored") in refused.stderr
+    missing = _loom("backup", "restore", tmp_path / "nothing", "--data-dir", tmp_path / "x")
+    assert missing.returncode == 1 and "BACKUP_FAILED" in missing.stderr and str(tmp_path / "nothing") in missing.stderr
+
+    exported = _loom("export", "--stream", "notes", "-o", tmp_path / "notes.jsonl", "--data-dir", src)
+    assert exported.returncode == 0, exported.stderr
+    imported = _loom("import", tmp_path / "notes.jsonl", "--data-dir", tmp_path / "moved")
+    assert imported.returncode == 0, imported.stderr
+    unreadable = _loom("import", tmp_path / "absent.jsonl", "--data-dir", tmp_path / "moved")
+    assert unreadable.returncode == 1 and "BACKUP_FAILED" in unreadable.stderr
+
+    original = open_engine(src)
+    copies = {name: open_engine(tmp_path / name) for name in ("restored", "moved")}
+    for copy in copies.values():
+        _same_stream(original, copy, ids)
+    assert len(copies["restored"].list_streams()) == 2
+    assert [s.name for s in copies["moved"].list_streams()] == ["notes"]
+
+
+def test_checkpoint_while_open_is_consistent(open_engine: Callable[..., MemoryEngine], tmp_path: Path) -> None:
+    """engine.checkpoint on a live engine gives a backup that restores with every chunk indexed."""
+    from loom_core.memory.backup import restore_files
+
+    engine = open_engine(tmp_path / "live")
+    engine.add_chunks("s", [ChunkInput(f"puffin {i}") for i in range(30)])
+    engine.checkpoint(tmp_path / "bk")
+    engine.add_chunk("s", ChunkInput("puffin after the backup"))
+    restore_files(tmp_path / "bk", tmp_path / "back")
+    restored = open_engine(tmp_path / "back")
+    assert restored.check_consistency()["index"] == 30
+    assert len(restored.search(SearchRequest("puffin", k=100, mode="bm25"))) == 30

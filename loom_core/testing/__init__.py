@@ -24,6 +24,9 @@ from typing import Any
 from loom_core.testing.base import ConformanceSuite, core, expected_failure, requires
 
 _LAZY = {
+    "CipherSuite": "loom_core.testing.cipher",
+    "IndexSuite": "loom_core.testing.index",
+    "StorageSuite": "loom_core.testing.storage",
     "PIIFilterSuite": "loom_core.testing.pii",
     "LLMSuite": "loom_core.testing.llm",
     "SecretsProviderSuite": "loom_core.testing.secrets",

@@ -79,6 +79,7 @@ def docker_argv(
     for spec in job.secrets.values():
         if not spec.file:
             argv += ["-e", spec.name]
-    assert job.image is not None
+    if not job.image:
+        raise LoomError(ErrorCode.INTERNAL_ERROR, f"docker_argv called for job {job.name!r}, which has no image")
     argv += [job.image, "sh", "-c", script]
     return argv

@@ -24,6 +24,10 @@ A plugin's test class subclasses :class:`SecretsProviderSuite`, sets
     Malformed references of the provider's scheme (at least one), which
     ``SecretRef.parse`` or ``provider.validate`` must refuse with
     ``SECRETS_REF_INVALID``.
+``break_vault() -> None`` (optional)
+    Make the vault unreachable (delete its file or directory, empty the
+    environment, stop the stand-in server). When present, the suite proves
+    ``validate`` still works and a fresh provider's ``resolve`` fails closed.
 ``allowed_dirs: list[Path]`` (optional attribute)
     Directories the provider may write to; anything written elsewhere under
     the test's temporary root or working directory fails the suite.
@@ -266,6 +270,36 @@ class SecretsProviderSuite(ConformanceSuite):
             provider.validate(missing)
         except LoomError as exc:
             pytest.fail(f"validate(missing ref) raised {exc.code}: it looked the entry up", pytrace=False)
+
+    @core
+    def test_unreachable_vault_fails_closed(self, secret_store: Any) -> None:
+        """Proves that with the vault gone ``validate`` still passes and ``resolve`` raises ``SECRETS_*``.
+
+        Runs only its first half (validate on a missing entry, above) when
+        the fixture has no ``break_vault``. Fix: keep ``validate`` free of I/O,
+        and map a missing/unreadable vault to a coded error (e.g.
+        ``SECRETS_PROVIDER_UNAVAILABLE``) instead of returning a default.
+        """
+        ref = SecretRef.parse(secret_store.put("loom_kit_vault", b"vault-gone-value-3f81"))
+        breaker = getattr(secret_store, "break_vault", None)
+        if breaker is None:
+            return
+        before = secret_store.provider()
+        after: SecretsProvider | None = None
+        try:
+            breaker()
+            before.validate(ref)
+            try:
+                after = secret_store.provider()
+            except LoomError as exc:
+                assert exc.code in SECRETS_CODES, f"building against a missing vault raised {exc.code}"
+                return
+            fresh = after
+            self._expect_secrets_error(lambda: fresh.resolve(ref), what="resolve with the vault gone")
+        finally:
+            _close(before)
+            if after is not None:
+                _close(after)
 
     @core
     def test_close_is_idempotent_and_fails_closed_after(self, secret_store: Any) -> None:

@@ -31,6 +31,9 @@ class EnvStore:
     def missing_ref(self) -> str:
         return "env://LOOM_KIT_NOT_SET_ANYWHERE"
 
+    def break_vault(self) -> None:
+        self.environ.clear()
+
     def invalid_refs(self) -> list[str]:
         return ["env://", "env://1STARTS_WITH_DIGIT", "env://has space", "env://A-B", "env://A/B", "env://A#f"]
 

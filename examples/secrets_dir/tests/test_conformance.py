@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -39,6 +40,9 @@ class DirStore:
 
     def missing_ref(self) -> str:
         return "dir://no_such_file"
+
+    def break_vault(self) -> None:
+        shutil.rmtree(self.root)
 
     def invalid_refs(self) -> list[str]:
         return ["dir://../etc/passwd", "dir://a/b", "dir://.hidden", "dir://name#field"]

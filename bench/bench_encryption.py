@@ -9,8 +9,10 @@ Usage: .venv/bin/python bench/bench_encryption.py [--level engine|storage|both] 
   write batches, read = ``get`` + ``open`` of every row. The worst case for the
   ratio: nothing else happens per row.
 
-Plain and encrypted runs alternate so machine noise hits both; medians are
-reported with the encrypted/plain time ratio (goal: <= 1.10 for both).
+Both modes are open side by side and fed the same batches alternately (which
+mode goes first flips every batch), so load from other processes hits both
+equally; wall and CPU (process) time are summed per mode, and the median over
+runs of the encrypted/plain time ratio is reported (goal: <= 1.10 for both).
 """
 
 from __future__ import annotations
@@ -23,11 +25,12 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 KEY_ENV = "LOOMEM_AT_REST_MASTER_KEY"
+BATCH = 500
 WORDS = ("memory river lantern orbit quartz meadow signal copper harbor violet "
          "thunder glacier pixel canyon ember saffron").split()
 
@@ -44,79 +47,149 @@ def environ(encrypted: bool) -> dict[str, str]:
     return env
 
 
-def run_storage(encrypted: bool, chunks: int, root: Path) -> tuple[float, float]:
+def open_storage_pair(root: Path) -> dict[bool, tuple[Any, Any]]:
     from loom_core.config import LoomConfig
     from loom_core.contracts import BackendContext
-    from loom_core.contracts.storage import WriteBatch
     from loom_core.crypto import build_row_codec
     from loom_core.plugins.host import PluginHost
 
-    env = environ(encrypted)
-    host = PluginHost(environ=env)
-    storage = host.create("storage", "rocksdb", BackendContext(data_dir=root, keyspaces=("chunks", "keys", "meta")))
-    try:
-        codec = build_row_codec(LoomConfig(), host, storage, env)
-        rows = [(f"chunk:L0:{n:08d}".encode(), json.dumps({"content": content(n), "metadata": {"n": n}}).encode())
-                for n in range(chunks)]
-        start = time.perf_counter()
-        for i in range(0, chunks, 500):
+    pair = {}
+    for encrypted in (False, True):
+        env = environ(encrypted)
+        host = PluginHost(environ=env)
+        ctx = BackendContext(data_dir=root / str(encrypted), keyspaces=("chunks", "keys", "meta"))
+        storage = host.create("storage", "rocksdb", ctx)
+        pair[encrypted] = (storage, build_row_codec(LoomConfig(), host, storage, env))
+    return pair
+
+
+def storage_phases(pair: dict[bool, tuple[Any, Any]], chunks: int) -> Iterator[tuple[bool, Callable[[], None]]]:
+    """(encrypted, work) steps: ingest batches then read batches, both modes interleaved."""
+    from loom_core.contracts.storage import WriteBatch
+
+    rows = [(f"chunk:L0:{n:08d}".encode(), json.dumps({"content": content(n), "metadata": {"n": n}}).encode())
+            for n in range(chunks)]
+
+    def ingest(encrypted: bool, part: list[tuple[bytes, bytes]]) -> Callable[[], None]:
+        storage, codec = pair[encrypted]
+
+        def work() -> None:
             batch = WriteBatch()
-            for key, value in rows[i : i + 500]:
+            for key, value in part:
                 batch.put("chunks", key, codec.seal("bench", key, value))
             storage.write(batch)
-        ingest = time.perf_counter() - start
-        start = time.perf_counter()
-        for key, value in rows:
-            assert codec.open("bench", key, storage.get("chunks", key)) == value
-        read = time.perf_counter() - start
-    finally:
-        storage.close()
-    return ingest, read
+        return work
+
+    def read(encrypted: bool, part: list[tuple[bytes, bytes]]) -> Callable[[], None]:
+        storage, codec = pair[encrypted]
+
+        def work() -> None:
+            for key, _ in part:
+                codec.open("bench", key, storage.get("chunks", key))
+        return work
+
+    for phase in (ingest, read):
+        for i in range(0, chunks, BATCH):
+            part = rows[i : i + BATCH]
+            order = (False, True) if (i // BATCH) % 2 == 0 else (True, False)
+            for encrypted in order:
+                yield encrypted, phase(encrypted, part)
+        yield False, PHASE_END
 
 
-def run_engine(encrypted: bool, chunks: int, root: Path) -> tuple[float, float]:
+def open_engine_pair(root: Path) -> dict[bool, Any]:
     from loom_core.config import LoomConfig
     from loom_core.crypto.engine_glue import open_engine
-    from loom_core.memory.models import ChunkInput
     from loom_core.plugins.host import PluginHost
 
-    env = environ(encrypted)
-    config = LoomConfig()
-    engine = open_engine(config, PluginHost(environ=env), root, env)
+    pair = {}
+    for encrypted in (False, True):
+        env = environ(encrypted)
+        pair[encrypted] = open_engine(LoomConfig(), PluginHost(environ=env), root / str(encrypted), env)
+    return pair
+
+
+def engine_phases(pair: dict[bool, Any], chunks: int) -> Iterator[tuple[bool, Callable[[], None]]]:
+    from loom_core.memory.models import ChunkInput
+
+    items = [ChunkInput(content=content(n), metadata={"n": n}) for n in range(chunks)]
+    ids: dict[bool, list[str]] = {False: [], True: []}
+
+    def ingest(encrypted: bool, part: list[Any]) -> Callable[[], None]:
+        def work() -> None:
+            ids[encrypted].extend(c.id for c in pair[encrypted].add_chunks("bench", part))
+        return work
+
+    for i in range(0, chunks, BATCH):
+        order = (False, True) if (i // BATCH) % 2 == 0 else (True, False)
+        for encrypted in order:
+            yield encrypted, ingest(encrypted, items[i : i + BATCH])
+    yield False, PHASE_END
+
+    def read(encrypted: bool, lo: int) -> Callable[[], None]:
+        def work() -> None:
+            engine = pair[encrypted]
+            for chunk_id in ids[encrypted][lo : lo + BATCH]:
+                engine.get_chunk(chunk_id)
+        return work
+
+    for i in range(0, chunks, BATCH):
+        order = (False, True) if (i // BATCH) % 2 == 0 else (True, False)
+        for encrypted in order:
+            yield encrypted, read(encrypted, i)
+    yield False, PHASE_END
+
+
+def PHASE_END() -> None:  # a sentinel step
+    return None
+
+
+def one_run(level: str, chunks: int, root: Path) -> dict[str, dict[bool, list[float]]]:
+    """Wall and CPU seconds per phase and mode for one paired run."""
+    if level == "engine":
+        pair: Any = open_engine_pair(root)
+        steps = engine_phases(pair, chunks)
+        closers = [e.close for e in pair.values()]
+    else:
+        pair = open_storage_pair(root)
+        steps = storage_phases(pair, chunks)
+        closers = [s.close for s, _ in pair.values()]
+    phases = ["ingest", "read"]
+    totals = {f"{p}_{clock}": {False: [0.0], True: [0.0]} for p in phases for clock in ("wall", "cpu")}
+    current = 0
     try:
-        items = [ChunkInput(content=content(n), metadata={"n": n}) for n in range(chunks)]
-        ids: list[str] = []
-        start = time.perf_counter()
-        for i in range(0, chunks, 500):
-            ids.extend(c.id for c in engine.add_chunks("bench", items[i : i + 500]))
-        ingest = time.perf_counter() - start
-        start = time.perf_counter()
-        for chunk_id in ids:
-            engine.get_chunk(chunk_id)
-        read = time.perf_counter() - start
+        for encrypted, work in steps:
+            if work is PHASE_END:
+                current += 1
+                continue
+            wall, cpu = time.perf_counter(), time.process_time()
+            work()
+            totals[f"{phases[current]}_wall"][encrypted][0] += time.perf_counter() - wall
+            totals[f"{phases[current]}_cpu"][encrypted][0] += time.process_time() - cpu
     finally:
-        engine.close()
-    return ingest, read
+        for close in closers:
+            close()
+    return totals
 
 
-def measure(level: str, runner: Callable[[bool, int, Path], tuple[float, float]], chunks: int,
-            runs: int) -> dict[str, Any]:
-    samples: dict[bool, list[tuple[float, float]]] = {False: [], True: []}
+def measure(level: str, chunks: int, runs: int) -> dict[str, Any]:
+    ratios: dict[str, list[float]] = {}
+    rates: dict[str, list[tuple[float, float]]] = {}
     with tempfile.TemporaryDirectory(prefix="loom-bench-enc-") as tmp:
-        runner(False, min(chunks, 1000), Path(tmp) / "warm")  # imports, page cache
+        one_run(level, min(chunks, 1000), Path(tmp) / "warm")  # imports, page cache
         for r in range(runs):
-            for encrypted in (False, True) if r % 2 == 0 else (True, False):
-                samples[encrypted].append(runner(encrypted, chunks, Path(tmp) / f"{level}-{r}-{encrypted}"))
-    out: dict[str, Any] = {"level": level, "chunks": chunks, "runs": runs}
-    for phase, idx in (("ingest", 0), ("read", 1)):
-        plain = statistics.median(s[idx] for s in samples[False])
-        enc = statistics.median(s[idx] for s in samples[True])
-        out[phase] = {
-            "plain_s": round(plain, 3),
-            "encrypted_s": round(enc, 3),
-            "plain_per_s": round(chunks / plain),
-            "encrypted_per_s": round(chunks / enc),
-            "ratio": round(enc / plain, 3),
+            totals = one_run(level, chunks, Path(tmp) / f"run-{r}")
+            for name, by_mode in totals.items():
+                plain, enc = by_mode[False][0], by_mode[True][0]
+                ratios.setdefault(name, []).append(enc / plain)
+                rates.setdefault(name, []).append((chunks / plain, chunks / enc))
+    out: dict[str, Any] = {}
+    for name, values in ratios.items():
+        out[name] = {
+            "ratio_median": round(statistics.median(values), 3),
+            "ratios": [round(v, 3) for v in values],
+            "plain_per_s": round(statistics.median(p for p, _ in rates[name])),
+            "encrypted_per_s": round(statistics.median(e for _, e in rates[name])),
         }
     return out
 
@@ -124,18 +197,18 @@ def measure(level: str, runner: Callable[[bool, int, Path], tuple[float, float]]
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--level", choices=["engine", "storage", "both"], default="both")
-    parser.add_argument("--chunks", type=int, default=20_000)
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--chunks", type=int, default=10_000)
+    parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
     levels = ["engine", "storage"] if args.level == "both" else [args.level]
-    runners = {"engine": run_engine, "storage": run_storage}
-    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cpus, {args.chunks} chunks, {args.runs} runs")
-    print(f"{'level':<8} {'phase':<7} {'plain/s':>10} {'encrypted/s':>12} {'enc/plain time':>15}")
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cpus, {args.chunks} chunks, {args.runs} runs, "
+          f"load average {os.getloadavg()[0]:.1f}")
+    print(f"{'level':<8} {'phase/clock':<12} {'plain/s':>9} {'encrypted/s':>12} {'enc/plain (median)':>19}  runs")
     for level in levels:
-        result = measure(level, runners[level], args.chunks, args.runs)
-        for phase in ("ingest", "read"):
-            row = result[phase]
-            print(f"{level:<8} {phase:<7} {row['plain_per_s']:>10} {row['encrypted_per_s']:>12} {row['ratio']:>15.3f}")
+        result = measure(level, args.chunks, args.runs)
+        for name, row in result.items():
+            print(f"{level:<8} {name:<12} {row['plain_per_s']:>9} {row['encrypted_per_s']:>12} "
+                  f"{row['ratio_median']:>19.3f}  {row['ratios']}")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
-import threading
+from collections import deque
 from typing import Any, NoReturn
 
 from cryptography.exceptions import InvalidTag
@@ -34,34 +34,25 @@ _FINGERPRINT_LABEL = b"loom.cipher.aes256gcm.fingerprint.v1"
 _WRAP_DOMAIN = b"loom.wrap.v1:"
 
 
-class _NonceSource(threading.local):
-    """Random 96-bit nonces drawn from ``os.urandom`` in blocks (one syscall per 256 nonces).
-
-    Every nonce is fresh CSPRNG output; the block is per thread, and a forked
-    child discards its copy so parent and child never hand out the same bytes.
-    """
-
-    block = 256
-
-    def __init__(self) -> None:
-        self.buffer = b""
-        self.offset = 0
-
-    def take(self) -> bytes:
-        if self.offset >= len(self.buffer):
-            self.buffer = os.urandom(NONCE_SIZE * self.block)
-            self.offset = 0
-        start = self.offset
-        self.offset = start + NONCE_SIZE
-        return self.buffer[start : start + NONCE_SIZE]
+_NONCE_BLOCK = 256
+#: Fresh random nonces, one ``os.urandom`` call per block. ``deque.popleft`` is
+#: atomic under the GIL, so threads never receive the same nonce.
+_nonces: deque[bytes] = deque()
 
 
-_nonces = _NonceSource()
+def _nonce() -> bytes:
+    """A fresh random 96-bit nonce (from the OS CSPRNG, drawn in blocks)."""
+    while True:
+        try:
+            return _nonces.popleft()
+        except IndexError:
+            block = os.urandom(NONCE_SIZE * _NONCE_BLOCK)
+            _nonces.extend(block[i : i + NONCE_SIZE] for i in range(0, len(block), NONCE_SIZE))
 
 
 def _reset_nonces_after_fork() -> None:
-    global _nonces
-    _nonces = _NonceSource()
+    """A forked child must not hand out the nonces its parent also holds."""
+    _nonces.clear()
 
 
 os.register_at_fork(after_in_child=_reset_nonces_after_fork)
@@ -107,16 +98,15 @@ class KeyContext:
     def encrypt(self, plaintext: bytes, aad: bytes) -> bytes:
         if not aad:
             Aes256Gcm._check_aad(aad)
-        nonce = _nonces.take()
+        nonce = _nonce()
         return b"".join((_PREFIX, nonce, self._aead.encrypt(nonce, plaintext, aad)))
 
     def decrypt(self, ciphertext: bytes, aad: bytes) -> bytes:
         if not aad:
             Aes256Gcm._check_aad(aad)
         if len(ciphertext) >= _MIN_SIZE and ciphertext[:_PREFIX_LEN] == _PREFIX:
-            view = memoryview(ciphertext)
-            try:
-                return self._aead.decrypt(view[_PREFIX_LEN:HEADER_SIZE], view[HEADER_SIZE:], aad)
+            try:  # plain slicing: cheaper than memoryview bookkeeping for row-sized values
+                return self._aead.decrypt(ciphertext[_PREFIX_LEN:HEADER_SIZE], ciphertext[HEADER_SIZE:], aad)
             except InvalidTag:
                 raise LoomError(
                     ErrorCode.CIPHER_DECRYPT_FAILED,
@@ -167,7 +157,7 @@ class Aes256Gcm:
             key = bytes(key)
         if not aad:
             self._check_aad(aad)
-        nonce = _nonces.take()
+        nonce = _nonce()
         return b"".join((_PREFIX, nonce, _aead(key).encrypt(nonce, plaintext, aad)))
 
     def decrypt(self, key: bytes, ciphertext: bytes, aad: bytes) -> bytes:

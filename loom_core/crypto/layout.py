@@ -57,8 +57,12 @@ def row_aad_prefix(stream: str, key_id: bytes) -> bytes:
 
 
 def row_aad(stream: str, record_key: bytes, key_id: bytes) -> bytes:
-    """Binds an encrypted row to its stream, its storage key and its data key."""
-    return row_aad_prefix(stream, key_id) + _lp(bytes(record_key))
+    """Binds an encrypted row to its stream, its storage key and its data key.
+
+    The stream is length-prefixed and the key id fixed-size, so the record
+    key, last, needs no prefix for the encoding to stay unambiguous.
+    """
+    return row_aad_prefix(stream, key_id) + bytes(record_key)
 
 
 def encode_dek_record(key_id: bytes, wrapped: bytes) -> bytes:

@@ -13,7 +13,6 @@ as if it were content.
 
 from __future__ import annotations
 
-import struct
 from typing import Any
 
 from loom_core.crypto import layout
@@ -22,7 +21,6 @@ from loom_core.errors import ErrorCode, LoomError
 
 _MAGIC_LEN = len(layout.ROW_MAGIC)
 _HEADER = _MAGIC_LEN + layout.KEY_ID_SIZE
-_PACK = struct.Struct(">I").pack
 _ROW_MAGIC = layout.ROW_MAGIC
 
 
@@ -50,7 +48,7 @@ class EncryptingRowCodec:
 
     def seal(self, stream: str, record_key: bytes, plaintext: bytes) -> bytes:
         key = self._cached(stream) or self.keyring.for_write(stream)
-        sealed: bytes = key.ctx.encrypt(plaintext, key.aad_prefix + _PACK(len(record_key)) + record_key)
+        sealed: bytes = key.ctx.encrypt(plaintext, key.aad_prefix + record_key)
         return b"".join((_ROW_MAGIC, key.key_id, sealed))
 
     def open(self, stream: str, record_key: bytes, stored: bytes) -> bytes:
@@ -61,9 +59,7 @@ class EncryptingRowCodec:
         if key is None or key.key_id != key_id:
             key = self.keyring.for_read(stream, bytes(key_id))
         try:
-            opened: bytes = key.ctx.decrypt(
-                memoryview(stored)[_HEADER:], key.aad_prefix + _PACK(len(record_key)) + record_key
-            )
+            opened: bytes = key.ctx.decrypt(stored[_HEADER:], key.aad_prefix + record_key)
             return opened
         except LoomError as exc:
             raise LoomError(

@@ -43,6 +43,7 @@ ROUTER_MODULES: tuple[str, ...] = (
     "loom_core.server.routes_search",
     "loom_core.server.routes_graph",
     "loom_core.server.routes_admin",
+    "loom_core.server.routes_encryption",
 )
 
 EngineFactory = Callable[[], "MemoryEngine"]

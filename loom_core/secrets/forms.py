@@ -110,14 +110,15 @@ def line_break_variants(value: bytes) -> set[bytes]:
 def derived_forms(value: bytes, *, min_length: int = MIN_FORM_LENGTH) -> set[bytes]:
     """Every encoded form of ``value`` that is safe to match, without ``value`` itself.
 
-    Bases are the value, the value with surrounding whitespace stripped (as
-    ``$(cat file)`` prints it) and its line-break variants; each base is then
-    encoded in every way above. Forms shorter than ``min_length`` (never less
-    than :data:`MIN_FORM_LENGTH`) or made of one repeated byte are dropped.
+    The value and the value stripped of surrounding whitespace (as ``$(cat
+    file)`` prints it) are encoded in every way above; the line-break variants
+    of both are added as they are (encoding each of them too would multiply
+    the patterns of a multi-line key by ten for little gain). Forms shorter
+    than ``min_length`` (never less than :data:`MIN_FORM_LENGTH`) or made of
+    one repeated byte are dropped.
     """
-    bases = {value, value.strip()} | line_break_variants(value) | line_break_variants(value.strip())
     forms: set[bytes] = set()
-    for base in bases:
+    for base in {value, value.strip()}:
         text = base.decode("utf-8", "surrogateescape")
         forms.add(base)
         forms |= base64_forms(base)
@@ -125,6 +126,7 @@ def derived_forms(value: bytes, *, min_length: int = MIN_FORM_LENGTH) -> set[byt
         forms |= url_forms(base)
         forms |= shell_forms(text, base)
         forms |= repr_forms(text, base)
+        forms |= line_break_variants(base)
     forms.discard(value)
     return set(usable_forms(forms, min_length=min_length))
 

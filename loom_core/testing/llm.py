@@ -213,6 +213,22 @@ class LLMSuite(ConformanceSuite):
         assert after.embedding_tokens > before.embedding_tokens, "embedding tokens were not counted"
         assert after.cost_usd >= before.cost_usd >= 0.0, "cost must be non-negative and never decrease"
 
+    @requires("chat")
+    @core
+    def test_chat_usage_counted(self, backend: LLM) -> None:
+        """Proves a chat completion adds a request and its prompt and completion tokens to ``usage()``.
+
+        Fix: read the provider's reported token counts from each response
+        and add them (and their cost) to the running totals.
+        """
+        before = backend.usage()
+        result = backend.complete(list(MESSAGES))
+        after = backend.usage()
+        assert after.requests >= before.requests + 1, "the completion was not counted as a request"
+        assert after.prompt_tokens > before.prompt_tokens, "prompt tokens were not counted"
+        assert after.completion_tokens > before.completion_tokens, "completion tokens were not counted"
+        assert result.prompt_tokens > 0 and result.completion_tokens > 0, "Completion lacks token counts"
+
     @core
     def test_close_idempotent(self, llm: Builder) -> None:
         """Proves ``close`` may be called twice.

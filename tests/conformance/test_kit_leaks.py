@@ -65,3 +65,17 @@ def test_leak_check_sees_logs_output_and_reprs(secret_leak_check: Any) -> None:
     assert "captured stdout/stderr: raw" in secret_leak_check.leaks("tok-value-5678")
     assert "object[0] repr: single-quoted" in secret_leak_check.leaks("tok-value-9999", objects=[Holder()])
     assert secret_leak_check.leaks("never-seen-value") == []
+
+
+def test_leak_scanner_fixture(tmp_path: Path, leak_scanner: Any) -> None:
+    """Proves leak_scanner.assert_clean passes on clean files and fails, naming file and label only, on dirty ones."""
+    import pytest
+
+    (tmp_path / "rows.bin").write_bytes(b"\x00sealed\x01")
+    leak_scanner.assert_clean(tmp_path, {"plaintext": b"plaintext-marker-42"})
+    (tmp_path / "wal.log").write_bytes(b"..plaintext-marker-42..")
+    with pytest.raises(pytest.fail.Exception) as info:
+        leak_scanner.assert_clean(tmp_path, {"plaintext": b"plaintext-marker-42"}, what="storage files")
+    message = str(info.value)
+    assert "wal.log: contains marker plaintext" in message
+    assert ("plaintext-marker-42" in message) is False

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import struct
 from contextlib import AbstractContextManager
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 from loom_core.crypto.backfill import SealedFamily
 from loom_core.errors import ErrorCode, LoomError
 
+log = logging.getLogger("loom.crypto")
 _HEADER_LEN = struct.Struct(">I")  # graph envelope: length of the plaintext header
 
 
@@ -95,7 +97,30 @@ def open_engine(config: Any, host: Any, data_dir: Any, environ: Any = None) -> A
     engine = MemoryEngine.open(config, host, Path(data_dir), codec=codec, environ=env)
     try:
         codec.bind(engine_storage(engine))
+        shred_orphan_keys(engine)
     except BaseException:
         engine.close()
         raise
     return engine
+
+
+def shred_orphan_keys(engine: Any) -> list[str]:
+    """Destroy the data keys of streams that no longer hold any row.
+
+    A stream's key is destroyed right after the stream's rows are deleted; a
+    crash between the two would leave the key behind. This finishes the job
+    at start-up. It only runs when the engine exposes its routing table and
+    graph membership, so it never guesses.
+    """
+    codec = engine_codec(engine)
+    keyring = getattr(codec, "keyring", None)
+    routing = getattr(engine, "_routing", None)
+    has_graph = getattr(getattr(engine, "_graph", None), "has_stream", None)
+    if keyring is None or not isinstance(routing, dict) or not callable(has_graph):
+        return []
+    live = {getattr(record, "stream", None) for record in routing.values()}
+    orphans = [s for s in keyring.streams() if s not in live and not has_graph(s)]
+    for stream in orphans:
+        keyring.destroy(stream)
+        log.warning("destroyed the data key of deleted stream %r left by an interrupted deletion", stream)
+    return orphans

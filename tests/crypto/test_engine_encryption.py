@@ -1,0 +1,222 @@
+"""Encryption at rest through the real memory engine (RocksDB + Tantivy + hash embedder)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from loom_core.config import LoomConfig
+from loom_core.crypto import backfill, layout
+from loom_core.crypto.engine_glue import engine_lock, open_engine, sealed_families
+from loom_core.crypto.rowcodec import is_sealed
+from loom_core.errors import ErrorCode, LoomError
+from loom_core.memory.models import ChunkInput
+from loom_core.plugins.host import PluginHost
+
+from .helpers import ENV, new_key_b64, raw_files_containing
+
+CONFIG = LoomConfig.model_validate({"storage": {"options": {"compression": "none"}}})
+
+
+def _engine(data_dir: Path, environ: dict[str, str]) -> Any:
+    return open_engine(CONFIG, PluginHost(environ=environ), data_dir, environ)
+
+
+def _marker(label: str) -> str:
+    return f"{label}-{os.urandom(10).hex()}"
+
+
+def _write_everything(engine: Any, markers: dict[str, str]) -> None:
+    engine.add_chunks("alpha", [
+        ChunkInput(content=f"meeting notes {markers['content']}", metadata={"topic": markers["metadata"]}),
+        ChunkInput(content=f"second chunk {markers['batch']}", level=1),
+    ])
+    alice = engine.add_entity("alpha", type="person", name=markers["entity"], aliases=[markers["alias"]],
+                              metadata={"note": markers["entity_meta"]})
+    bob = engine.add_entity("alpha", type="person", name="bob")
+    engine.add_relation("alpha", subject=alice.id, predicate="knows", object=bob.id,
+                        metadata={"how": markers["relation"]})
+
+
+@pytest.mark.parametrize("encrypted", [True, False], ids=["encrypted", "plaintext-control"])
+def test_no_marker_in_storage_files(tmp_path: Path, encrypted: bool) -> None:
+    """Proves that with encryption on, after flush and compaction no file under the storage
+    directory (SST, WAL, MANIFEST, logs) holds any marker written in chunk content, metadata,
+    entity names, aliases or relation data, and that the very same markers are on disk when
+    encryption is off (so the scan can fail). The full-text index is plaintext by design and
+    lives outside the storage directory."""
+    markers = {k: _marker(k.upper()) for k in
+               ("content", "metadata", "batch", "entity", "alias", "entity_meta", "relation")}
+    engine = _engine(tmp_path, {ENV: new_key_b64()} if encrypted else {})
+    try:
+        _write_everything(engine, markers)
+        engine.storage.flush()
+        engine.storage.compact()
+        found = engine.list_entities("alpha", name=markers["alias"])
+        assert [e.name for e in found] == [markers["entity"]], "reads still work through the codec"
+    finally:
+        engine.close()
+    on_disk = {k for k, m in markers.items() if raw_files_containing(tmp_path / "storage", m.encode())}
+    if encrypted:
+        assert not on_disk, f"plaintext of {sorted(on_disk)} found in storage files with encryption on"
+    else:
+        assert on_disk == set(markers), f"control: only {sorted(on_disk)} found without encryption"
+
+
+@pytest.fixture
+def encrypted_dir(tmp_path: Path) -> tuple[Path, str, list[str]]:
+    key = new_key_b64()
+    engine = _engine(tmp_path, {ENV: key})
+    try:
+        ids = [c.id for c in engine.add_chunks("alpha", [ChunkInput(content=f"alpha {n}") for n in range(3)])]
+    finally:
+        engine.close()
+    return tmp_path, key, ids
+
+
+def test_engine_refuses_wrong_or_missing_key(encrypted_dir: tuple[Path, str, list[str]]) -> None:
+    """Proves the engine does not open over encrypted data with another key (MISMATCH), without
+    a key (MISSING), or without a key while the expect flag is set (MISSING)."""
+    path, key, _ = encrypted_dir
+    for environ, code in (
+        ({ENV: new_key_b64()}, ErrorCode.ENCRYPTION_KEY_MISMATCH),
+        ({}, ErrorCode.ENCRYPTION_KEY_MISSING),
+        ({"LOOMEM_AT_REST_EXPECT_ENABLED": "1"}, ErrorCode.ENCRYPTION_KEY_MISSING),
+    ):
+        with pytest.raises(LoomError) as info:
+            _engine(path, environ)
+        assert info.value.code == code
+    _engine(path, {ENV: key}).close()  # and nothing was left locked
+
+
+def test_tampered_and_swapped_rows_fail_closed(encrypted_dir: tuple[Path, str, list[str]]) -> None:
+    """Proves a modified chunk row and a row copied onto another chunk's key are refused with
+    CIPHER_DECRYPT_FAILED instead of returning (wrong) content."""
+    path, key, ids = encrypted_dir
+    engine = _engine(path, {ENV: key})
+    try:
+        k0, k1, k2 = (f"chunk:L0:{i}".encode() for i in ids)
+        row0 = engine.storage.get("chunks", k0)
+        engine.storage.put("chunks", k1, row0)  # swap: chunk 0's row under chunk 1's key
+        tampered = engine.storage.get("chunks", k2)
+        engine.storage.put("chunks", k2, tampered[:-3] + bytes([tampered[-3] ^ 1]) + tampered[-2:])
+        for chunk_id in ids[1:]:
+            with pytest.raises(LoomError) as info:
+                engine.get_chunk(chunk_id)
+            assert info.value.code == ErrorCode.CIPHER_DECRYPT_FAILED
+        assert engine.get_chunk(ids[0]).content == "alpha 0"
+    finally:
+        engine.close()
+
+
+def test_legacy_rows_then_backfill(tmp_path: Path) -> None:
+    """Proves chunks and entities written before encryption was on stay readable once it is on,
+    new ones are sealed, and the backfill (interrupted after one batch, then resumed) seals every
+    legacy row without changing what the engine returns."""
+    engine = _engine(tmp_path, {})
+    try:
+        old = [c.id for c in engine.add_chunks("alpha", [ChunkInput(content=f"legacy {n}") for n in range(30)])]
+        ent = engine.add_entity("alpha", type="topic", name="legacy entity", aliases=["old"])
+    finally:
+        engine.close()
+    key = new_key_b64()
+    engine = _engine(tmp_path, {ENV: key})
+    try:
+        new = engine.add_chunk("alpha", ChunkInput(content="fresh")).id
+        assert is_sealed(engine.storage.get("chunks", f"chunk:L0:{new}".encode()))
+        assert not is_sealed(engine.storage.get("chunks", f"chunk:L0:{old[0]}".encode()))
+        assert engine.get_chunk(old[0]).content == "legacy 0"
+        families = sealed_families(engine)
+
+        class Interrupt(Exception):
+            pass
+
+        def stop(view: dict[str, Any]) -> None:
+            raise Interrupt
+
+        with pytest.raises(Interrupt):
+            backfill.run(engine.storage, engine.codec, families, batch_size=10, progress=stop,
+                         lock=engine_lock(engine))
+        assert backfill.status(engine.storage)["state"] == "running"
+        result = backfill.run(engine.storage, engine.codec, families, batch_size=10, lock=engine_lock(engine))
+        assert result["state"] == "done" and result["encrypted"] == 31  # 30 chunks + 1 entity
+        for chunk_id in old:
+            assert is_sealed(engine.storage.get("chunks", f"chunk:L0:{chunk_id}".encode()))
+        assert [engine.get_chunk(i).content for i in old] == [f"legacy {n}" for n in range(30)]
+        assert engine.get_entity(ent.id).aliases == ["old"]
+    finally:
+        engine.close()
+
+
+def test_deleted_stream_is_crypto_shredded(tmp_path: Path) -> None:
+    """Proves deleting a stream through the engine destroys its data key at once: a copy of the
+    data directory taken right after the deletion (data families not compacted) still holds the
+    stream's sealed rows but not its wrapped key, and those rows open only to
+    ENCRYPTION_KEY_DESTROYED; other streams are untouched."""
+    key = new_key_b64()
+    engine = _engine(tmp_path / "live", {ENV: key})
+    try:
+        doomed = engine.add_chunks("doomed", [ChunkInput(content=f"doomed {n}") for n in range(5)])
+        engine.add_chunks("kept", [ChunkInput(content="kept 0")])
+        engine.storage.flush()
+        rkey = f"chunk:L0:{doomed[0].id}".encode()
+        sealed = engine.storage.get("chunks", rkey)
+        wrapped = layout.decode_dek_record(engine.storage.get("keys", b"dek:doomed"))[1]
+        engine.delete_stream("doomed")
+        shutil.copytree(tmp_path / "live", tmp_path / "copy", ignore=shutil.ignore_patterns("LOCK"))
+    finally:
+        engine.close()
+    assert raw_files_containing(tmp_path / "copy" / "storage", sealed), "precondition: rows still on disk"
+    assert raw_files_containing(tmp_path / "copy", wrapped) == [], "the wrapped key survived deletion"
+    engine = _engine(tmp_path / "copy", {ENV: key})
+    try:
+        with pytest.raises(LoomError) as info:
+            engine.codec.open("doomed", rkey, sealed)
+        assert info.value.code == ErrorCode.ENCRYPTION_KEY_DESTROYED
+        assert [c.content for c in engine.list_chunks("kept").items] == ["kept 0"]
+    finally:
+        engine.close()
+
+
+def test_encryption_status_shape(encrypted_dir: tuple[Path, str, list[str]]) -> None:
+    """Proves the status the API serves names the fingerprint and the stream count, never a key."""
+    from loom_core.crypto.offline import describe
+
+    path, key, _ = encrypted_dir
+    engine = _engine(path, {ENV: key})
+    try:
+        info = describe(engine.storage, engine.codec)
+    finally:
+        engine.close()
+    assert info["enabled"] is True and info["streams_with_keys"] == 1
+    assert info["fingerprint"] == info["expected_fingerprint"]
+    assert (key in json.dumps(info)) is False
+
+
+def test_interrupted_stream_deletion_is_shredded_at_next_start(tmp_path: Path) -> None:
+    """Proves that when the process dies after a stream's rows were deleted but before its data
+    key was destroyed, the next start destroys the orphaned key (and keeps every live stream's)."""
+    key = new_key_b64()
+    engine = _engine(tmp_path, {ENV: key})
+    try:
+        engine.add_chunks("doomed", [ChunkInput(content="doomed")])
+        engine.add_chunks("kept", [ChunkInput(content="kept")])
+        engine.add_entity("graph-only", type="topic", name="only in the graph")
+        engine.codec.forget_stream = lambda stream: None  # the crash: the key is never destroyed
+        engine.delete_stream("doomed")
+        assert engine.storage.get("keys", b"dek:doomed") is not None
+    finally:
+        engine.close()
+    engine = _engine(tmp_path, {ENV: key})
+    try:
+        assert engine.storage.get("keys", b"dek:doomed") is None, "orphaned key survived the restart"
+        assert engine.storage.get("keys", b"dek:kept") is not None
+        assert engine.storage.get("keys", b"dek:graph-only") is not None
+        assert [c.content for c in engine.list_chunks("kept").items] == ["kept"]
+    finally:
+        engine.close()

@@ -1,0 +1,80 @@
+"""``loom serve`` as a real process: encrypted round trip, then start-up refusals."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from .helpers import ENV, new_key_b64, raw_files_containing
+
+TOKEN = "crypto-serve-" + "9c1f" * 12
+
+
+def _port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _env(extra: dict[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LOOMEM_", "LOOM_"))}
+    return env | {"LOOMEM_AUTH_TOKEN": TOKEN, "PYTHONUNBUFFERED": "1"} | extra
+
+
+def _serve(data: Path, port: int, extra: dict[str, str]) -> subprocess.Popen[bytes]:
+    argv = [sys.executable, "-m", "loom_core.cli.main", "serve", "--data-dir", str(data), "--port", str(port)]
+    return subprocess.Popen(argv, env=_env(extra), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def test_serve_encrypts_and_refuses_wrong_missing_or_malformed_key(tmp_path: Path) -> None:
+    """Proves a server started with a master key stores a chunk without its plaintext on disk and
+    reports the fingerprint; after it stops, `loom serve` exits with ENCRYPTION_KEY_MISMATCH
+    (naming the fingerprint) for another key, ENCRYPTION_KEY_MISSING without a key and
+    ENCRYPTION_KEY_INVALID for a malformed one, never printing a key."""
+    key, data, port = new_key_b64(), tmp_path / "data", _port()
+    marker = f"SERVE-MARKER-{os.urandom(8).hex()}"
+    proc = _serve(data, port, {ENV: key})
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 90
+        while True:
+            assert proc.poll() is None, (proc.stdout.read() if proc.stdout else b"")[-3000:].decode()
+            try:
+                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "server did not start"
+            time.sleep(0.1)
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        created = httpx.post(f"{base}/v1/streams/s/chunks", json={"content": marker}, headers=auth)
+        assert created.status_code == 201, created.text
+        status = httpx.get(f"{base}/v1/encryption/status", headers=auth).json()
+        assert status["enabled"] is True
+        fingerprint = status["fingerprint"]
+        assert httpx.get(f"{base}/v1/chunks/{created.json()['id']}", headers=auth).json()["content"] == marker
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        output = proc.communicate(timeout=60)[0].decode(errors="replace")
+    assert (key in output) is False, "the master key reached the server log"
+    assert raw_files_containing(data / "storage", marker.encode()) == [], "chunk plaintext in storage files"
+    for extra, code in (
+        ({ENV: new_key_b64()}, "ENCRYPTION_KEY_MISMATCH"),
+        ({}, "ENCRYPTION_KEY_MISSING"),
+        ({ENV: "bm90LWEta2V5"}, "ENCRYPTION_KEY_INVALID"),
+    ):
+        refused = subprocess.run(
+            [sys.executable, "-m", "loom_core.cli.main", "serve", "--data-dir", str(data), "--port", str(_port())],
+            env=_env(extra), capture_output=True, text=True, timeout=120,
+        )
+        assert refused.returncode == 1, f"{code}: server started anyway"
+        assert f"error[{code}]" in refused.stderr, refused.stderr[-2000:]
+        assert fingerprint in refused.stderr or code == "ENCRYPTION_KEY_INVALID"
+        assert all((v in refused.stderr + refused.stdout) is False for v in extra.values()), "key printed"

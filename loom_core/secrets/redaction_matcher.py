@@ -26,7 +26,8 @@ Match = tuple[int, int, bytes]  # (start, end, token), byte offsets into the buf
 
 _GRAM_MAX = 5  # bytes per sampled gram; five bytes make chance hits in log text rare
 _HASH_MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing
-_SMALL = 256  # buffers up to this size skip the vectorised prefilter
+_SMALL = 256  # buffers up to this size skip the vectorised prefilter and go to the automaton
+_TINY_TAIL = 48  # hold-back candidates are checked one by one below this many bytes
 
 
 class PatternMatcher:
@@ -126,8 +127,8 @@ class PatternMatcher:
         """
         size, gram = len(tail), self._gram
         offsets: list[int] = []
-        # Offsets with 8 readable bytes go through one vectorised pass, unless the tail is small.
-        full = size - 7 if size > _SMALL else 0
+        # Offsets with 8 readable bytes go through one vectorised pass, unless the tail is tiny.
+        full = size - 7 if size > _TINY_TAIL else 0
         if full > 0:
             words = np.ndarray(shape=(full,), dtype="<u8", buffer=tail, strides=(1,))
             grams = words & self._mask

@@ -36,10 +36,10 @@ def _write_everything(engine: Any, markers: dict[str, str]) -> None:
         ChunkInput(content=f"meeting notes {markers['content']}", metadata={"topic": markers["metadata"]}),
         ChunkInput(content=f"second chunk {markers['batch']}", level=1),
     ])
-    alice = engine.add_entity("alpha", type="person", name=markers["entity"], aliases=[markers["alias"]],
+    alice = engine.add_entity("alpha", type=markers["type"], name=markers["entity"], aliases=[markers["alias"]],
                               metadata={"note": markers["entity_meta"]})
     bob = engine.add_entity("alpha", type="person", name="bob")
-    engine.add_relation("alpha", subject=alice.id, predicate="knows", object=bob.id,
+    engine.add_relation("alpha", subject=alice.id, predicate=markers["predicate"], object=bob.id,
                         metadata={"how": markers["relation"]})
 
 
@@ -47,11 +47,11 @@ def _write_everything(engine: Any, markers: dict[str, str]) -> None:
 def test_no_marker_in_storage_files(tmp_path: Path, encrypted: bool) -> None:
     """Proves that with encryption on, after flush and compaction no file under the storage
     directory (SST, WAL, MANIFEST, logs) holds any marker written in chunk content, metadata,
-    entity names, aliases or relation data, and that the very same markers are on disk when
+    entity names, types, aliases, relation predicates or relation data, and that the very same markers are on disk when
     encryption is off (so the scan can fail). The full-text index is plaintext by design and
     lives outside the storage directory."""
     markers = {k: _marker(k.upper()) for k in
-               ("content", "metadata", "batch", "entity", "alias", "entity_meta", "relation")}
+               ("content", "metadata", "batch", "entity", "alias", "entity_meta", "type", "predicate", "relation")}
     engine = _engine(tmp_path, {ENV: new_key_b64()} if encrypted else {})
     try:
         _write_everything(engine, markers)

@@ -139,6 +139,7 @@ def main() -> None:
         finally:
             proc.terminate()
             proc.wait(timeout=60)
+        engine_rows, engine_ingest = in_process(Path(tmp) / "data", args.runs, args.queries, args.batch, rng)
 
     print(f"machine: {platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}, "
           f"{platform.system()}; chunks={args.chunks} batch={args.batch} queries/run={args.queries} "
@@ -150,6 +151,46 @@ def main() -> None:
         print(f"| {i} | {b50:.2f} | {b95:.2f} | {h50:.2f} | {h95:.2f} | {h50 / b50:.1f} |")
     med = [statistics.median(col) for col in zip(*rows)]
     print(f"| median | {med[0]:.2f} | {med[1]:.2f} | {med[2]:.2f} | {med[3]:.2f} | {med[2] / med[0]:.1f} |")
+    print(f"in-process add_chunks on the same data (baseline, {args.batch}-chunk batches): "
+          f"{statistics.median(engine_ingest):,.0f} chunks/s; HTTP reaches "
+          f"{statistics.median(rates) / statistics.median(engine_ingest):.2f} of it")
+    e50 = statistics.median(r[0] for r in engine_rows)
+    e95 = statistics.median(r[1] for r in engine_rows)
+    print(f"in-process engine.search on the same data (median of runs): p50 {e50:.2f} ms, p95 {e95:.2f} ms; "
+          f"HTTP adds {med[2] - e50:.2f} ms at p50")
+
+
+def in_process(data_dir: Path, runs: int, queries: int, batch: int,
+               rng: random.Random) -> tuple[list[tuple[float, float]], list[float]]:
+    """The same searches and batch writes straight on the engine, after the server stopped."""
+    from loom_core.config import LoomConfig
+    from loom_core.memory.models import ChunkInput, SearchRequest
+    from loom_core.plugins.host import PluginHost
+    from loom_core.server.runtime import open_engine
+
+    engine = open_engine(LoomConfig(), PluginHost(environ={}), data_dir, {})
+    try:
+        def one() -> float:
+            query = " ".join(rng.choice(WORDS) for _ in range(rng.randint(2, 4)))
+            start = time.perf_counter()
+            engine.search(SearchRequest(query=query, stream="bench", k=10, mode="hybrid"))
+            return (time.perf_counter() - start) * 1000
+
+        for _ in range(50):
+            one()
+        rows = []
+        for _ in range(runs):
+            times = [one() for _ in range(queries)]
+            rows.append((statistics.median(times), percentile(times, 0.95)))
+        ingest_rates = []
+        for r in range(runs):
+            items = [ChunkInput(content=sentence(rng, 10**9 + r * batch + i)) for i in range(batch)]
+            start = time.perf_counter()
+            engine.add_chunks("baseline", items)
+            ingest_rates.append(batch / (time.perf_counter() - start))
+        return rows, ingest_rates
+    finally:
+        engine.close()
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from loom_core import __version__
 from loom_core.config import LoomConfig
 from loom_core.errors import ErrorCode, LoomError
 from loom_core.plugins.host import PluginHost
-from loom_core.server.auth import AuthDep, Authenticator, resolve_api_key
+from loom_core.server.auth import AuthDep, Authenticator, declare_bearer_security, resolve_api_key
 from loom_core.server.errors import install_error_handlers
 from loom_core.server.limits import BodySizeLimit
 from loom_core.server.runtime import make_host, open_engine
@@ -144,9 +144,13 @@ def _auth_mode(authenticator: Authenticator) -> str:
 def _mount_docs(app: FastAPI) -> None:
     """OpenAPI and Swagger UI, behind the same key as the API (open in passthrough mode)."""
 
+    document: dict[str, Any] = {}
+
     @app.get("/openapi.json", include_in_schema=False)
     async def openapi_document(_principal: AuthDep) -> JSONResponse:
-        return JSONResponse(app.openapi())
+        if not document:
+            document.update(declare_bearer_security(app.openapi()))
+        return JSONResponse(document)
 
     @app.get("/docs", include_in_schema=False)
     async def swagger_ui(_principal: AuthDep) -> HTMLResponse:

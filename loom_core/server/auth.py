@@ -18,8 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any, Protocol
 
-from fastapi import Depends, Request, Security
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import Depends, Request
 
 from loom_core.audit import AuditEvent, emit
 from loom_core.contracts import BackendContext, Kind
@@ -33,8 +32,14 @@ KEY_ACTOR = "api-key"
 #: Keys shorter than this still work but draw a start-up warning (the seed asks for 64+ hex chars).
 RECOMMENDED_KEY_LENGTH = 32
 
-#: Declares the scheme in the OpenAPI document; the check itself is :meth:`Authenticator.authenticate`.
-bearer_scheme = HTTPBearer(auto_error=False, description="The key from the variable named by server.auth_token_env")
+#: The scheme as the OpenAPI document declares it (see :func:`declare_bearer_security`).
+BEARER_SCHEME_NAME = "bearer"
+BEARER_SCHEME = {
+    "type": "http",
+    "scheme": "bearer",
+    "description": "The key from the variable named by server.auth_token_env (default LOOMEM_AUTH_TOKEN)",
+}
+OPEN_PATHS = frozenset({"/health"})
 
 
 class _SecretsHost(Protocol):
@@ -166,7 +171,6 @@ def _authenticator(request: Request) -> Authenticator:
 
 async def require_auth(
     request: Request,
-    _declared: Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)] = None,
 ) -> Principal:
     """FastAPI dependency: the authenticated principal of this request."""
     client = request.client.host if request.client is not None else ""
@@ -182,6 +186,23 @@ async def require_admin(principal: Annotated[Principal, Depends(require_auth)]) 
     if not principal.is_admin:  # pragma: no cover - one key is always admin today
         raise LoomError(ErrorCode.AUTH_INVALID, "this route needs admin privileges")
     return principal
+
+
+def declare_bearer_security(schema: dict[str, Any]) -> dict[str, Any]:
+    """Mark every operation but ``/health`` as Bearer-protected in an OpenAPI document.
+
+    Declared on the document rather than through a FastAPI security
+    dependency, which would cost every request a second header parse.
+    """
+    components = schema.setdefault("components", {})
+    components.setdefault("securitySchemes", {})[BEARER_SCHEME_NAME] = dict(BEARER_SCHEME)
+    for path, operations in schema.get("paths", {}).items():
+        if path in OPEN_PATHS:
+            continue
+        for operation in operations.values():
+            if isinstance(operation, dict):
+                operation.setdefault("security", [{BEARER_SCHEME_NAME: []}])
+    return schema
 
 
 def audit(request: Request, action: str, resource: str | None, outcome: str = "success",

@@ -112,9 +112,9 @@ class Redactor:
         """``[REDACTED:SECRET_<name>]``."""
         return token_for(name)
 
-    def redact(self, data: bytes) -> bytes:
+    def redact(self, data: bytes | bytearray | memoryview) -> bytes:
         """Redact a complete buffer (large ones in slices, to bound temporary memory)."""
-        data = bytes(data)
+        data = data if isinstance(data, bytes) else bytes(data)
         if len(data) <= _WHOLE_BUFFER_SLICE:
             return _redact_chunk(self._matcher, data, 0, final=True)[0]
         stream = self.stream()
@@ -159,11 +159,13 @@ class StreamRedactor:
         self._held = b""
         self._skip = 0  # leading bytes of ``_held`` already covered by an emitted token
 
-    def feed(self, chunk: bytes) -> bytes:
+    def feed(self, chunk: bytes | bytearray | memoryview) -> bytes:
         """Add ``chunk`` and return the redacted bytes that can no longer change."""
         if not chunk:
             return b""
-        data = self._held + chunk if self._held else bytes(chunk)
+        if not isinstance(chunk, bytes):
+            chunk = bytes(chunk)  # bytearray / memoryview from a readinto loop
+        data = self._held + chunk if self._held else chunk
         out, self._held, self._skip = _redact_chunk(self._matcher, data, self._skip, final=False)
         return out
 

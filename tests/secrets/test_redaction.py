@@ -89,6 +89,15 @@ def test_held_back_bytes_are_bounded_and_released_at_finish(redactor: Redactor) 
     assert stream.feed(b"done\n") == b"done\n"
 
 
+def test_bytearray_and_memoryview_chunks_are_accepted(redactor: Redactor) -> None:
+    """Chunks from a readinto() loop (bytearray, memoryview) work like bytes."""
+    stream = redactor.stream()
+    text = b"x " + DB + b" y"
+    out = stream.feed(bytearray(text[:5])) + stream.feed(memoryview(text)[5:]) + stream.finish()
+    assert out == b"x [REDACTED:SECRET_DATABASE_PASSWORD] y"
+    assert redactor.redact(memoryview(text)) == out
+
+
 def test_finish_resets_the_stream(redactor: Redactor) -> None:
     """After finish() the same stream starts from a clean state."""
     stream = redactor.stream()

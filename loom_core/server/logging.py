@@ -36,7 +36,13 @@ def record_fields(record: logging.LogRecord) -> dict[str, Any]:
     if isinstance(audit, dict):
         return {k: v for k, v in audit.items() if k != "target"}
     fields = getattr(record, "fields", None)
-    return dict(fields) if isinstance(fields, dict) else {}
+    if isinstance(fields, dict):
+        return dict(fields)
+    if record.name == "uvicorn.access" and isinstance(record.args, tuple) and len(record.args) == 5:
+        client, method, path, http_version, status = record.args
+        return {"client": client, "method": method, "path": path, "http_version": http_version,
+                "status": status}
+    return {}
 
 
 def _timestamp(record: logging.LogRecord) -> str:
@@ -65,7 +71,10 @@ class TextFormatter(logging.Formatter):
     """``2026-01-01T00:00:00.000Z INFO  target: message key=value`` for local use."""
 
     def format(self, record: logging.LogRecord) -> str:
-        fields = record_fields(record)
+        if record.name == "uvicorn.access":  # the message already says it all
+            fields = {}
+        else:
+            fields = record_fields(record)
         if isinstance(getattr(record, "audit", None), dict):  # the message already says action and outcome
             fields = {k: v for k, v in fields.items() if k not in ("action", "outcome")}
         rendered = " ".join(f"{k}={_compact(v)}" for k, v in fields.items() if v not in (None, {}, ""))

@@ -73,3 +73,16 @@ def test_unknown_format_is_a_config_error() -> None:
         configure_logging("yaml", "info", io.StringIO())
     assert info.value.code is ErrorCode.CONFIG_INVALID
     assert "log_format" in info.value.message
+
+
+def test_access_lines_have_structured_fields_in_json(restore_root_logging: None) -> None:
+    """uvicorn's access records get client, method, path and status as JSON fields."""
+    out = io.StringIO()
+    configure_logging("json", "info", out)
+    logging.getLogger("uvicorn.access").info(
+        '%s - "%s %s HTTP/%s" %d', "127.0.0.1:5000", "GET", "/v1/streams", "1.1", 200
+    )
+    (line,) = [json.loads(x) for x in out.getvalue().splitlines()]
+    assert line["fields"] == {"client": "127.0.0.1:5000", "method": "GET", "path": "/v1/streams",
+                              "http_version": "1.1", "status": 200}
+    assert line["message"] == '127.0.0.1:5000 - "GET /v1/streams HTTP/1.1" 200'

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from loom_core.contracts.storage import WriteBatch
@@ -129,6 +129,13 @@ class KeyRing:
     def cached(self, stream: str) -> DataKey | None:
         """The stream's key if already in memory (no storage access)."""
         return self._cache.get(stream)
+
+    def cache_lookup(self) -> Callable[[str], DataKey | None]:
+        """:meth:`cached` as the cache's own ``get`` (one C call on the row hot path).
+
+        The cache dict is only ever mutated in place, so the bound ``get`` stays valid.
+        """
+        return self._cache.get
 
     def current(self, stream: str) -> DataKey | None:
         """The stream's live DEK, or ``None`` if it has none (yet, or any more)."""

@@ -37,7 +37,7 @@ class EncryptingRowCodec:
     def __init__(self, keyring: KeyRing) -> None:
         self.keyring = keyring
         self.cipher = keyring.cipher
-        self._cached = keyring.cached  # hot path: the key ring's in-memory cache
+        self._cached = keyring.cache_lookup()  # hot path: the key ring's in-memory cache
 
     def __repr__(self) -> str:
         return f"EncryptingRowCodec({self.keyring!r})"

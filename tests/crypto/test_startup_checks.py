@@ -164,3 +164,38 @@ def test_master_key_never_in_repr_or_logs(tmp_path: Path, secret_leak_check: obj
         check.assert_absent(data_key.reveal(), what="data key", exceptions=errors, objects=objects)  # type: ignore[attr-defined,union-attr]
     finally:
         storage.close()
+
+
+def test_switching_cipher_over_encrypted_data_refuses_start(tmp_path: Path) -> None:
+    """Proves the cipher is pluggable (a cipher registered by another plugin is used when
+    encryption.cipher names it) and that data written with one cipher refuses to start with
+    another configured, naming the cipher it was written with."""
+    from loom_core.builtins.aes256gcm import Aes256Gcm
+    from loom_core.hookspecs import hookimpl
+    from loom_core.plugins.host import PluginHost
+
+    class OtherCipher(Aes256Gcm):
+        name = "othercipher"
+
+    class OtherPlugin:
+        @hookimpl
+        def loom_register_backends(self, registry: object) -> None:
+            registry.add_cipher("othercipher", lambda ctx: OtherCipher(), capabilities={"aead", "wrap"})  # type: ignore[attr-defined]
+
+    key = new_key_b64()
+    other = LoomConfig.model_validate({"encryption": {"cipher": "othercipher"}})
+    storage = open_storage(tmp_path)
+    try:
+        host = PluginHost(environ={ENV: key})
+        host.register_plugin(OtherPlugin(), "other-cipher-plugin")
+        from loom_core.crypto import build_row_codec
+
+        codec = build_row_codec(other, host, storage, {ENV: key})
+        assert codec.cipher.name == "othercipher"
+        codec.seal("s", b"k", b"v")
+        with pytest.raises(LoomError) as info:
+            codec_for(storage, {ENV: key})  # default config: aes256gcm
+        assert info.value.code == ErrorCode.ENCRYPTION_KEY_MISMATCH
+        assert "othercipher" in info.value.message
+    finally:
+        storage.close()

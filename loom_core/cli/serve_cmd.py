@@ -19,6 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import logging
     import os
 
     import uvicorn
@@ -33,6 +34,11 @@ def run(args: argparse.Namespace) -> int:
     configure_logging(config.server.log_format, config.server.log_level)
     host = make_host(config, os.environ)
     app = create_app(config, host=host, environ=os.environ)  # resolves the key: fails before opening data
+    if app.state.authenticator.passthrough and not _is_loopback(config.server.host):
+        logging.getLogger("loom.server.auth").warning(
+            "passthrough mode on %s: this unauthenticated server is reachable from the network; "
+            "set the variable named by server.auth_token_env or bind 127.0.0.1", config.server.host
+        )
     engine = open_engine(config, host, environ=os.environ)
     app.state.engine = engine
     try:
@@ -41,3 +47,14 @@ def run(args: argparse.Namespace) -> int:
     finally:
         engine.close()
     return 0
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -93,6 +93,15 @@ def test_passthrough_mode_accepts_everything_and_says_so(spawn: Callable[..., An
     assert any("passthrough" in w["message"] and "AUTHENTICATION DISABLED" in w["message"] for w in warnings)
 
 
+def test_passthrough_on_a_network_address_warns_again(spawn: Callable[..., Any]) -> None:
+    """Binding a non-loopback address without a key adds a warning that the open server is reachable."""
+    everywhere = "0.0.0.0"  # noqa: S104 - the point of the test
+    server = spawn(token=None, extra_args=["--host", everywhere]).start()
+    warnings = [json.loads(line)["message"] for line in server.logs().splitlines()
+                if line.startswith("{") and '"WARNING"' in line]
+    assert any("reachable from the network" in w and everywhere in w for w in warnings)
+
+
 def test_key_named_by_auth_token_env_is_used(spawn: Callable[..., Any], tmp_path: Any) -> None:
     """server.auth_token_env names the variable; LOOMEM_AUTH_TOKEN is then ignored."""
     config = tmp_path / "alt.toml"

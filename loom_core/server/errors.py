@@ -129,7 +129,8 @@ async def _on_http_exception(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
-    log.error("%s %s failed with %s", request.method, request.url.path, type(exc).__name__, exc_info=exc)
+    # Starlette re-raises after this answer and the ASGI server logs the traceback; one line here.
+    log.error("%s %s failed with %s", request.method, request.url.path, type(exc).__name__)
     return JSONResponse(
         error_body(ErrorCode.INTERNAL_ERROR, f"internal error while handling {request.method} "
                    f"{request.url.path} (details in the server log)"),

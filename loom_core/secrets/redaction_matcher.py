@@ -36,6 +36,7 @@ class PatternMatcher:
     __slots__ = (
         "_automaton",
         "_chars",
+        "_drop",
         "_gram",
         "_gram_keys",
         "_head_keys",
@@ -72,9 +73,9 @@ class PatternMatcher:
         table_bits = min(24, max(12, (len(keys) * 256).bit_length()))
         self._shift = np.uint64(64 - table_bits)
         self._table: npt.NDArray[np.bool_] = np.zeros(1 << table_bits, dtype=np.bool_)
+        self._drop = np.uint64(64 - 8 * self._gram)
         if keys:
-            key_array = np.fromiter(keys, dtype=np.uint64, count=len(keys))
-            self._table[(key_array * _HASH_MULTIPLIER) >> self._shift] = True
+            self._table[self._slots(np.fromiter(keys, dtype=np.uint64, count=len(keys)))] = True
 
     def __len__(self) -> int:
         return len(self._automaton)
@@ -131,11 +132,10 @@ class PatternMatcher:
         full = size - 7 if size > _TINY_TAIL else 0
         if full > 0:
             words = np.ndarray(shape=(full,), dtype="<u8", buffer=tail, strides=(1,))
-            grams = words & self._mask
-            candidates = np.flatnonzero(self._table[(grams * _HASH_MULTIPLIER) >> self._shift])
+            candidates = np.flatnonzero(np.take(self._table, self._slots(words)))
             if candidates.size:
                 heads = self._head_keys
-                values = grams[candidates].tolist()
+                values = (words[candidates] & self._mask).tolist()
                 offsets = [i for i, v in zip(candidates.tolist(), values) if v in heads]
         for offset in range(full, size):
             piece = tail[offset : offset + gram]
@@ -144,6 +144,18 @@ class PatternMatcher:
             ):
                 offsets.append(offset)
         return offsets
+
+    def _slots(self, words: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
+        """Table slot of the low ``gram`` bytes of each word.
+
+        Shifting left drops the bytes beyond the gram (cheaper than a mask);
+        the top bits of the product with an odd constant then mix only gram
+        bits (Fibonacci hashing).
+        """
+        slots = words << self._drop
+        slots *= _HASH_MULTIPLIER
+        slots >>= self._shift
+        return slots
 
     def _windows(self, data: bytes) -> list[tuple[int, int]]:
         """Disjoint ``[lo, hi)`` ranges that together contain every occurrence."""
@@ -171,10 +183,7 @@ class PatternMatcher:
         full = (size - 8) // step + 1 if size >= 8 else 0
         if full > 0:
             words = np.ndarray(shape=(full,), dtype="<u8", buffer=data, strides=(step,))
-            slots = words & self._mask
-            slots *= _HASH_MULTIPLIER
-            slots >>= self._shift
-            candidates = np.flatnonzero(self._table[slots])
+            candidates = np.flatnonzero(np.take(self._table, self._slots(words)))
             if candidates.size:
                 values = (words[candidates] & self._mask).tolist()
                 hits = [int(i) * step for i, v in zip(candidates.tolist(), values) if v in keys]

@@ -1,0 +1,117 @@
+"""In-process ingest throughput of the memory engine with the ``hash`` embedder.
+
+Usage: .venv/bin/python bench/bench_ingest.py [--runs 3] [--chunks 50000] [--batch 5000]
+
+Each run opens a fresh engine (RocksDB + Tantivy in a temporary directory)
+and writes ``--chunks`` chunks into one stream in batches of ``--batch``
+(one durable storage batch and one index commit per batch). Baselines in
+the same run, on the same texts: the embedder alone, and the embedder plus
+one raw storage batch per engine batch (content, routing and embedding rows
+through the same storage backend, no index) - the floor the engine adds its
+index, vectors and bookkeeping to. Wall and CPU (process) times are given;
+on a shared machine the CPU figure is the steadier one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from loom_core.config import LoomConfig
+from loom_core.contracts import BackendContext
+from loom_core.contracts.storage import WriteBatch
+from loom_core.memory.engine import MemoryEngine
+from loom_core.memory.models import ChunkInput
+from loom_core.memory.rows import KEYSPACES
+from loom_core.plugins.host import PluginHost
+
+VOCAB = [f"w{i}" for i in range(8000)] + (
+    "memory meeting budget deploy server index query vector project release user call report ticket"
+).split()
+
+
+def texts(n: int, seed: int = 11) -> list[str]:
+    rng = random.Random(seed)
+    weights = [1 / (i + 1) for i in range(len(VOCAB))]
+    return [" ".join(rng.choices(VOCAB, weights, k=rng.randint(12, 40))) for _ in range(n)]
+
+
+def timed(fn: Callable[[], object]) -> tuple[float, float]:
+    wall, cpu = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def run_engine(corpus: list[str], batch: int) -> tuple[float, float]:
+    with tempfile.TemporaryDirectory() as tmp:
+        engine = MemoryEngine.open(LoomConfig(), PluginHost(environ={}), Path(tmp))
+        items = [ChunkInput(t) for t in corpus]
+
+        def ingest() -> None:
+            for start in range(0, len(items), batch):
+                engine.add_chunks("bench", items[start : start + batch])
+
+        result = timed(ingest)
+        engine.close()
+        return result
+
+
+def run_baseline(corpus: list[str], batch: int, with_storage: bool) -> tuple[float, float]:
+    host = PluginHost(environ={})
+    llm = host.create("llm", "hash", BackendContext(options={"dimension": 384}))
+    with tempfile.TemporaryDirectory() as tmp:
+        storage = None
+        if with_storage:
+            storage = host.create("storage", "rocksdb", BackendContext(data_dir=Path(tmp) / "s", keyspaces=KEYSPACES))
+
+        def ingest() -> None:
+            for start in range(0, len(corpus), batch):
+                part = corpus[start : start + batch]
+                vectors = np.asarray(llm.embed(part), dtype="<f4")
+                if storage is None:
+                    continue
+                wb = WriteBatch()
+                for offset, (text, vector) in enumerate(zip(part, vectors)):
+                    key = f"{start + offset:026d}"
+                    wb.put("chunks", f"chunk:L0:{key}".encode(), json.dumps({"content": text}).encode())
+                    wb.put("routing", key.encode(), json.dumps({"id": key, "stream": "bench"}).encode())
+                    wb.put("embeddings", key.encode(), vector.tobytes())
+                storage.write(wb, durable=True)
+
+        result = timed(ingest)
+        if storage is not None:
+            storage.close()
+        return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--chunks", type=int, default=50_000)
+    parser.add_argument("--batch", type=int, default=5_000)
+    args = parser.parse_args()
+    corpus = texts(args.chunks)
+    rows: dict[str, list[tuple[float, float]]] = {"embed only": [], "embed + raw storage batch": [], "engine": []}
+    for _ in range(args.runs):
+        rows["embed only"].append(run_baseline(corpus, args.batch, with_storage=False))
+        rows["embed + raw storage batch"].append(run_baseline(corpus, args.batch, with_storage=True))
+        rows["engine"].append(run_engine(corpus, args.batch))
+    print(f"{args.chunks} chunks, batches of {args.batch}, median of {args.runs} runs")
+    print("| path | wall s | chunks/s (wall) | CPU s | chunks/s (CPU) |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    for name, samples in rows.items():
+        wall = statistics.median(s[0] for s in samples)
+        cpu = statistics.median(s[1] for s in samples)
+        print(f"| {name} | {wall:.2f} | {args.chunks / wall:,.0f} | {cpu:.2f} | {args.chunks / cpu:,.0f} |")
+
+
+if __name__ == "__main__":
+    main()

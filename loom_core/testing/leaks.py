@@ -85,13 +85,18 @@ def scan_files(root: Path, markers: Mapping[str, bytes] | Iterable[bytes]) -> li
     ``markers`` is either ``{label: bytes}`` or a plain iterable of byte
     strings (labelled ``#0``, ``#1``, ... so reports never show them).
     """
+    return scan_paths(sorted(walk_files(root)), markers)
+
+
+def scan_paths(paths: Iterable[Path], markers: Mapping[str, bytes] | Iterable[bytes]) -> list[FileLeak]:
+    """:func:`scan_files` for an explicit list of files (lock files are skipped)."""
     labelled = (
         dict(markers)
         if isinstance(markers, Mapping)
         else {f"#{i}": m for i, m in enumerate(markers)}
     )
     leaks: list[FileLeak] = []
-    for path in sorted(_walk_files(root)):
+    for path in paths:
         if path.name in LOCK_FILES:
             continue
         try:
@@ -102,7 +107,8 @@ def scan_files(root: Path, markers: Mapping[str, bytes] | Iterable[bytes]) -> li
     return leaks
 
 
-def _walk_files(root: Path) -> Iterable[Path]:
+def walk_files(root: Path) -> Iterable[Path]:
+    """Every regular file (not symlink) under ``root``; nothing when ``root`` is absent."""
     for dirpath, _dirnames, filenames in os.walk(root):
         for name in filenames:
             path = Path(dirpath) / name
@@ -118,7 +124,7 @@ def snapshot_tree(root: Path) -> Snapshot:
     if not root.exists():
         return {}
     snap: Snapshot = {}
-    for path in _walk_files(root):
+    for path in walk_files(root):
         try:
             st = path.stat()
         except OSError:
@@ -145,5 +151,7 @@ __all__ = [
     "find_forms",
     "redaction_variants",
     "scan_files",
+    "scan_paths",
     "snapshot_tree",
+    "walk_files",
 ]

@@ -46,12 +46,51 @@ With capability ``auth`` (the provider needs credentials), also:
 
 Capability ``binary``: ``put`` also accepts bytes that are not UTF-8, and
 they round-trip exactly.
+
+``auth_environ: dict[str, str]`` (required with ``auth``)
+    The environment variables that would unlock the vault in production
+    (token, password and the variables naming them). The suite puts them in
+    the *process* environment and proves ``provider_without_auth`` still
+    fails: credentials come only from ``BackendContext.environ``.
+``auth_material`` is required with ``auth`` too (the suite checks reprs).
+
+Further optional members (files and scans)
+------------------------------------------
+``vault_paths: list[Path]``
+    Files or directories that hold stored values in plaintext by design
+    (a directory of secret files); the artifact scan skips them.
+``artifact_dirs: list[Path]``
+    More directories (a stand-in's state, a temporary directory the
+    provider is pointed at) whose files must never hold a resolved value.
+    Every file under ``allowed_dirs`` and ``artifact_dirs``, and every file
+    created or changed under the pytest temporary root, is scanned.
+
+Optional hooks (a test needing a missing hook is skipped, naming it)
+--------------------------------------------------------------------
+``put_duplicate(name: str, value: bytes) -> str``
+    Store two entries that one reference matches equally (same title in
+    the same group), both holding ``value``; return that reference.
+    Resolving it must raise ``SECRETS_AMBIGUOUS``, never pick one.
+``put_empty(name: str) -> str``
+    Store an entry whose value is empty; resolving it must raise
+    ``SECRETS_VALUE_UNSAFE`` or ``SECRETS_NOT_FOUND``, never return ``b""``.
+``missing_field_ref() -> str``
+    A reference to an entry that exists, naming a field it does not have
+    (the hook creates the entry). Must raise ``SECRETS_FIELD_NOT_FOUND``,
+    and ``missing_ref()`` then must raise exactly ``SECRETS_NOT_FOUND``.
+``process_log() -> list[tuple[list[str], dict[str, str]]]``
+    ``(argv, environment)`` of every child process the provider started so
+    far (a stand-in CLI records them). No resolved value may appear in any
+    argv or environment, and no ``auth_material`` in any argv.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import random
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from pathlib import Path
 from typing import Any, cast
@@ -61,7 +100,14 @@ import pytest
 from loom_core.contracts.secrets import SecretRef, SecretsProvider, SecretValue
 from loom_core.errors import ErrorCode, LoomError
 from loom_core.testing.base import ConformanceSuite, core, requires
-from loom_core.testing.leaks import changed_paths, snapshot_tree
+from loom_core.testing.leaks import (
+    changed_paths,
+    find_forms,
+    redaction_variants,
+    scan_paths,
+    snapshot_tree,
+    walk_files,
+)
 
 #: Values every provider must return byte for byte; the labels are printable.
 ROUND_TRIP_VALUES: dict[str, bytes] = {
@@ -74,6 +120,8 @@ ROUND_TRIP_VALUES: dict[str, bytes] = {
     "unicode": "unicod\u00e9-\u79d8\u5bc6-\U0001f511-c4f9".encode(),
     "shell-meta": b"$(dollar) `tick` ;semi|pipe&amp-07bb",
     "long": b"long-" + bytes(range(48, 58)) * 400 + b"-end",
+    "trailing-newline": b"value-ending-in-a-newline-4c1d\n",
+    "trailing-crlf": b"value-ending-in-crlf-9e27\r\n",
 }
 
 SECRETS_CODES = frozenset(code for code in ErrorCode if code.value.startswith("SECRETS_"))
@@ -93,6 +141,33 @@ def _validated(provider: SecretsProvider, ref: SecretRef) -> bool:
 def _close(provider: object) -> None:
     with suppress(Exception):
         provider.close()  # type: ignore[attr-defined]
+
+
+def _hook(secret_store: Any, name: str) -> Callable[..., Any]:
+    """The fixture's optional hook ``name``; skips the test, naming the hook, when absent."""
+    hook = getattr(secret_store, name, None)
+    if not callable(hook):
+        pytest.skip(f"secret_store has no optional hook {name}() (see the SecretsProviderSuite fixture contract)")
+    return cast(Callable[..., Any], hook)
+
+
+def _probe_tag() -> str:
+    """A random tag, so a value found on disk can only come from this test."""
+    return os.urandom(6).hex()
+
+
+def _forms(values: Iterable[bytes], prefix: str) -> dict[str, bytes]:
+    """Every leak form of every value, labelled ``<prefix>[n] <form>`` (never the bytes)."""
+    return {
+        f"{prefix}[{n}] {label}": form
+        for n, value in enumerate(values)
+        for label, form in redaction_variants(value).items()
+    }
+
+
+def _is_under(path: Path, roots: Iterable[Path]) -> bool:
+    resolved = path.resolve()
+    return any(resolved == r or r in resolved.parents for r in (Path(p).resolve() for p in roots))
 
 
 class SecretsProviderSuite(ConformanceSuite):
@@ -170,8 +245,10 @@ class SecretsProviderSuite(ConformanceSuite):
         """Proves ``resolve`` returns exactly the stored bytes as a ``SecretValue``.
 
         Covers quotes, backslashes, newlines, CRLF, tabs, unicode, leading and
-        trailing spaces and a 4 KiB value. Fix: do not strip, decode, re-encode
-        or unescape stored values; return ``SecretValue(raw_bytes)``.
+        trailing spaces, values ending in ``\\n`` and ``\\r\\n`` (what CLI
+        providers that strip output lose) and a 4 KiB value. Fix: do not strip,
+        decode, re-encode or unescape stored values (read CLI output without a
+        trailing newline instead of stripping it); return ``SecretValue(raw_bytes)``.
         """
         value = ROUND_TRIP_VALUES[label]
         ref = SecretRef.parse(secret_store.put(_ENTRY_NAMES[label], value))
@@ -339,7 +416,11 @@ class SecretsProviderSuite(ConformanceSuite):
         errors: list[BaseException] = []
         try:
             got = provider.resolve(ref)
-            for raw in [secret_store.missing_ref(), f"{ref.raw}#no_such_field_x", ref.raw + "_missing"]:
+            probes = [secret_store.missing_ref(), ref.raw + "_missing"]
+            field_ref = getattr(secret_store, "missing_field_ref", None)
+            if callable(field_ref):
+                probes.append(field_ref())
+            for raw in probes:
                 try:
                     provider.resolve(SecretRef.parse(raw))
                 except Exception as exc:
@@ -418,11 +499,15 @@ class SecretsProviderSuite(ConformanceSuite):
     def test_missing_auth_fails_closed(self, secret_store: Any, secret_leak_check: Any) -> None:
         """Proves a provider without credentials raises ``SECRETS_AUTH_MISSING`` (or ``..._UNAVAILABLE``).
 
-        Fix: check credentials before any lookup and raise the coded error
-        naming the variable or file the user must set.
+        Neither the entry value nor any ``auth_material`` may appear in the
+        error, logs or output. Fix: check credentials before any lookup and
+        raise the coded error naming the variable or file the user must set
+        (its name, never a value found elsewhere in the environment).
         """
         exc = self._auth_failure(secret_store, "provider_without_auth", NO_AUTH_CODES)
         secret_leak_check.assert_absent(b"auth-protected-value-71e5", what="entry value", exceptions=[exc])
+        for n, material in enumerate(getattr(secret_store, "auth_material", [])):
+            secret_leak_check.assert_absent(material, what=f"auth_material[{n}]", exceptions=[exc])
 
     @requires("auth")
     @core
@@ -438,5 +523,300 @@ class SecretsProviderSuite(ConformanceSuite):
         for n, material in enumerate(getattr(secret_store, "auth_material", [])):
             secret_leak_check.assert_absent(material, what=f"auth_material[{n}]", exceptions=[exc])
 
+
+    # -- fail closed: cases only some vaults can express (optional hooks) ---
+
+    def test_ambiguous_reference_refused(self, secret_store: Any, secret_leak_check: Any) -> None:
+        """Proves a reference matching two entries raises ``SECRETS_AMBIGUOUS`` (hook ``put_duplicate``).
+
+        Fix: count the matches; with more than one raise
+        ``LoomError(ErrorCode.SECRETS_AMBIGUOUS, "<ref>: ...")`` instead of
+        returning the first (which one is "first" changes when the vault is
+        edited).
+        """
+        put_duplicate = _hook(secret_store, "put_duplicate")
+        value = b"twin-entry-value-" + _probe_tag().encode()
+        ref = SecretRef.parse(put_duplicate("loom_kit_twin", value))
+        provider = secret_store.provider()
+        try:
+            exc = self._expect_secrets_error(
+                lambda: provider.resolve(ref), ErrorCode.SECRETS_AMBIGUOUS, what="two entries, one reference"
+            )
+        finally:
+            _close(provider)
+        assert ref.raw in str(exc), "the error message must name the reference so users can fix it"
+        secret_leak_check.assert_absent(value, what="twin entry value", exceptions=[exc])
+
+    def test_empty_value_refused(self, secret_store: Any) -> None:
+        """Proves an empty entry fails closed, never resolving to ``b""`` (hook ``put_empty``).
+
+        Expects ``SECRETS_VALUE_UNSAFE`` or ``SECRETS_NOT_FOUND``: an empty
+        secret injected into a run is a silent misconfiguration. Fix: check
+        the value's length before wrapping it and raise
+        ``SECRETS_VALUE_UNSAFE`` naming the reference.
+        """
+        put_empty = _hook(secret_store, "put_empty")
+        ref = SecretRef.parse(put_empty("loom_kit_empty"))
+        provider = secret_store.provider()
+        try:
+            self._expect_secrets_error(
+                lambda: provider.resolve(ref),
+                ErrorCode.SECRETS_VALUE_UNSAFE,
+                ErrorCode.SECRETS_NOT_FOUND,
+                what="empty entry",
+            )
+        finally:
+            _close(provider)
+
+    def test_missing_field_distinct_from_missing_entry(self, secret_store: Any) -> None:
+        """Proves a missing field and a missing entry get distinct codes (hook ``missing_field_ref``).
+
+        A missing field is ``SECRETS_FIELD_NOT_FOUND``, a missing entry
+        ``SECRETS_NOT_FOUND``; users fix them differently (add a field vs
+        fix the entry path). Fix: look the entry up first (``SECRETS_NOT_FOUND``), then the field
+        (``SECRETS_FIELD_NOT_FOUND``); never report one as the other.
+        """
+        missing_field_ref = _hook(secret_store, "missing_field_ref")
+        field_ref = SecretRef.parse(missing_field_ref())
+        entry_ref = SecretRef.parse(secret_store.missing_ref())
+        provider = secret_store.provider()
+        try:
+            provider.validate(field_ref)
+            exc = self._expect_secrets_error(
+                lambda: provider.resolve(field_ref), ErrorCode.SECRETS_FIELD_NOT_FOUND, what="missing field"
+            )
+            self._expect_secrets_error(
+                lambda: provider.resolve(entry_ref), ErrorCode.SECRETS_NOT_FOUND, what="missing entry"
+            )
+        finally:
+            _close(provider)
+        assert field_ref.raw in str(exc), "the error message must name the reference so users can fix it"
+
+    # -- deterministic and thread-safe ---------------------------------------
+
+    def _failure_code(self, provider: SecretsProvider, raw: str) -> ErrorCode:
+        try:
+            ref = SecretRef.parse(raw)
+        except LoomError as exc:
+            return exc.code
+        return self._expect_secrets_error(lambda: provider.resolve(ref), what=f"resolve({raw!r})").code
+
+    @core
+    def test_failures_are_deterministic(self, secret_store: Any) -> None:
+        """Proves resolving a failing reference again, or with a fresh provider, gives the same code.
+
+        Covers the missing entry, every invalid reference and (with hook
+        ``missing_field_ref``) a missing field. Fix: derive the code from the
+        failure's cause only; never from call counts, caches warmed by an
+        earlier failure, or timing.
+        """
+        probes = [secret_store.missing_ref(), *secret_store.invalid_refs()]
+        field_ref = getattr(secret_store, "missing_field_ref", None)
+        if callable(field_ref):
+            probes.append(field_ref())
+        first, second = secret_store.provider(), secret_store.provider()
+        try:
+            differing = []
+            for raw in probes:
+                codes = [self._failure_code(p, raw) for p in (first, first, second)]
+                if len(set(codes)) != 1:
+                    differing.append(f"{raw!r}: {[c.value for c in codes]}")
+        finally:
+            _close(first)
+            _close(second)
+        assert not differing, "the same failure gave different codes:\n  " + "\n  ".join(differing)
+
+    @core
+    def test_concurrent_resolves_return_exact_values(self, secret_store: Any) -> None:
+        """Proves one provider resolving several references from several threads returns each its own value.
+
+        Runs 12 resolves of 6 references on 6 threads at once. Fix: keep
+        per-call state in locals, not on the provider; guard shared caches
+        and lazily opened handles with a lock.
+        """
+        tag = _probe_tag()
+        expected: dict[str, bytes] = {}
+        for n in range(6):
+            value = f"thread-{n}-value-{tag}".encode() + (b"\nsecond-line" if n % 2 else b"")
+            expected[secret_store.put(f"loom_kit_thread_{n}", value)] = value
+        jobs = [SecretRef.parse(raw) for raw in expected] * 2
+        random.Random(7).shuffle(jobs)  # noqa: S311 - a fixed, interleaved order, not a secret
+        provider = secret_store.provider()
+        try:
+            with ThreadPoolExecutor(max_workers=6) as pool:
+                results = list(pool.map(lambda ref: provider.resolve(ref).reveal(), jobs))
+        finally:
+            _close(provider)
+        wrong = sum(1 for ref, got in zip(jobs, results, strict=True) if got != expected[ref.raw])
+        assert wrong == 0, f"{wrong} of {len(jobs)} concurrent resolves returned a value that is not their reference's"
+
+    # -- artifacts and processes ----------------------------------------------
+
+    @core
+    def test_values_absent_from_artifacts(
+        self, secret_store: Any, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Proves no resolved value (in any quoted, escaped or per-line form) lands in a file.
+
+        After validating and resolving fresh values twice each (one quoted,
+        multi-line, ending in ``\\r\\n``), scans every file under
+        ``allowed_dirs`` and ``artifact_dirs`` and every file created or
+        changed under the pytest temporary root (working directory and
+        ``TMPDIR`` point there), skipping ``vault_paths``. Fix: never cache,
+        spool or log values to disk; keep them in memory only.
+        """
+        tag = _probe_tag()
+        values = [
+            f"artifact-plain-value-{tag}".encode(),
+            f"artifact \"quoted\" 'value' {tag}\nsecond-line-{tag}\r\n".encode(),
+        ]
+        refs = [SecretRef.parse(secret_store.put(f"loom_kit_artifact_{n}", v)) for n, v in enumerate(values)]
+        scratch = tmp_path_factory.mktemp("loom-kit-artifacts")
+        (scratch / "cwd").mkdir()
+        (scratch / "tmp").mkdir()
+        monkeypatch.chdir(scratch / "cwd")
+        monkeypatch.setenv("TMPDIR", str(scratch / "tmp"))
+        monkeypatch.setattr(tempfile, "tempdir", str(scratch / "tmp"))
+        root = tmp_path_factory.getbasetemp()
+        before = snapshot_tree(root)
+        provider = secret_store.provider()
+        try:
+            for ref in refs:
+                provider.validate(ref)
+                provider.resolve(ref)
+                provider.resolve(ref)
+            with suppress(LoomError):
+                provider.resolve(SecretRef.parse(secret_store.missing_ref()))
+        finally:
+            _close(provider)
+        declared = [
+            Path(d) for d in [*getattr(secret_store, "allowed_dirs", []), *getattr(secret_store, "artifact_dirs", [])]
+        ]
+        candidates = set(changed_paths(before, snapshot_tree(root)))
+        for directory in declared:
+            candidates.update(walk_files(directory))
+        vault = [Path(v) for v in getattr(secret_store, "vault_paths", [])]
+        scanned = sorted(p for p in candidates if not _is_under(p, vault))
+        found = [str(leak) for leak in scan_paths(scanned, _forms(values, "value"))]
+        assert not found, "resolved values found in files (values not shown):\n  " + "\n  ".join(found)
+
+    @core
+    def test_process_environ_untouched(self, secret_store: Any) -> None:
+        """Proves a provider's life cycle leaves ``os.environ`` as it was, with no value or credential in it.
+
+        Anything put there reaches every process the runner starts later.
+        Fix: hand credentials to a child through ``subprocess.run(env=...)``
+        built from ``BackendContext.environ``; never assign ``os.environ``.
+        """
+        value = f"environ-probe-value-{_probe_tag()}".encode()
+        ref = SecretRef.parse(secret_store.put("loom_kit_environ", value))
+        before = dict(os.environ)
+        provider = secret_store.provider()
+        try:
+            provider.resolve(ref)
+            with suppress(LoomError):
+                provider.resolve(SecretRef.parse(secret_store.missing_ref()))
+        finally:
+            _close(provider)
+        after = dict(os.environ)
+        changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
+        for key in changed:  # leave the process as the test found it
+            if key in before:
+                os.environ[key] = before[key]
+            else:
+                os.environ.pop(key, None)
+        assert not changed, f"the provider changed os.environ variables {changed}"
+        text = "\n".join(after.values())
+        forms = _forms([value, *getattr(secret_store, "auth_material", [])], "secret")
+        found = find_forms(text, forms)
+        assert not found, f"os.environ holds {found} (values not shown)"
+
+    def test_child_processes_never_see_values_or_credentials_in_argv(self, secret_store: Any) -> None:
+        """Proves child processes get no resolved value at all and no credential in argv (hook ``process_log``).
+
+        Any local user can read another process's argv (``ps``), and a
+        child's environment is inherited by everything it starts. Fix: pass
+        the reference only in argv, the credential only in the child's
+        environment (or stdin), and read the value from the child's stdout.
+        """
+        process_log = _hook(secret_store, "process_log")
+        value = f"child-probe \"value\" {_probe_tag()}\nline-two-of-child-probe\n".encode()
+        ref = SecretRef.parse(secret_store.put("loom_kit_child", value))
+        provider = secret_store.provider()
+        try:
+            provider.resolve(ref)
+            with suppress(LoomError):
+                provider.resolve(SecretRef.parse(secret_store.missing_ref()))
+        finally:
+            _close(provider)
+        calls = list(process_log())
+        assert calls, "process_log() recorded no child process; return (argv, environ) of each one the provider ran"
+        value_forms = _forms([value], "value")
+        auth_forms = _forms(getattr(secret_store, "auth_material", []), "auth_material")
+        found = []
+        for n, (argv, environ) in enumerate(calls):
+            args = "\x00".join(str(a) for a in argv)
+            found += [f"child[{n}] argv: {label}" for label in find_forms(args, {**value_forms, **auth_forms})]
+            env_text = "\x00".join(f"{k}={v}" for k, v in dict(environ).items())
+            found += [f"child[{n}] environment: {label}" for label in find_forms(env_text, value_forms)]
+        assert not found, "secret material given to child processes (values not shown):\n  " + "\n  ".join(found)
+
+    # -- authentication, continued ------------------------------------------
+
+    @requires("auth")
+    @core
+    def test_auth_never_taken_from_process_environ(
+        self, secret_store: Any, monkeypatch: pytest.MonkeyPatch, secret_leak_check: Any
+    ) -> None:
+        """Proves credentials in ``os.environ`` do not unlock a provider whose context lacks them.
+
+        Puts ``secret_store.auth_environ`` in the process environment, then
+        expects ``provider_without_auth()`` still to fail closed. Fix: read
+        credentials only from ``BackendContext.environ`` (and give children
+        an environment built from it, never the inherited one).
+        """
+        auth_environ = getattr(secret_store, "auth_environ", None)
+        if not auth_environ:
+            pytest.fail(
+                "secret_store.auth_environ is required with capability 'auth': the variables "
+                "(name -> value) that unlock the vault in production",
+                pytrace=False,
+            )
+        for name, text in dict(auth_environ).items():
+            monkeypatch.setenv(name, text)
+        exc = self._auth_failure(secret_store, "provider_without_auth", NO_AUTH_CODES)
+        for n, material in enumerate(getattr(secret_store, "auth_material", [])):
+            secret_leak_check.assert_absent(material, what=f"auth_material[{n}]", exceptions=[exc])
+
+    @requires("auth")
+    @core
+    def test_credentials_never_in_provider_repr(self, secret_store: Any, secret_leak_check: Any) -> None:
+        """Proves ``repr``/``str`` of providers (working, without auth, with bad auth) never show credentials.
+
+        Runners log the objects they hold. Fix: give the provider a
+        ``__repr__`` listing only non-secret settings (paths, aliases,
+        "token=set"); keep credentials out of dataclass fields that repr shows.
+        """
+        material = list(getattr(secret_store, "auth_material", []))
+        assert material, "secret_store.auth_material is required with capability 'auth' (the credential values)"
+        ref = SecretRef.parse(secret_store.put("loom_kit_repr", b"repr-check-value-8d42"))
+        built: list[object] = []
+        try:
+            working = secret_store.provider()
+            built.append(working)
+            working.resolve(ref)  # credentials loaded lazily are in place now
+            for name in ("provider_without_auth", "provider_with_bad_auth"):
+                try:
+                    other = getattr(secret_store, name)()
+                except LoomError:
+                    continue
+                built.append(other)
+                with suppress(LoomError):
+                    other.resolve(ref)
+            for n, secret in enumerate(material):
+                secret_leak_check.assert_absent(secret, what=f"auth_material[{n}]", objects=built)
+        finally:
+            for provider in built:
+                _close(provider)
 
 __all__ = ["ROUND_TRIP_VALUES", "SecretsProviderSuite"]

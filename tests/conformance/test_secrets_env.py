@@ -12,7 +12,11 @@ from loom_core.testing.secrets import SecretsProviderSuite
 
 
 class EnvStore:
-    """``secret_store`` for ``env``: entries are variables of the context's environment."""
+    """``secret_store`` for ``env``: entries are variables of the context's environment.
+
+    Optional hooks: ``put_empty`` only (a variable has no fields, and one
+    name cannot hold two variables; no child processes).
+    """
 
     def __init__(self) -> None:
         self.environ: dict[str, str] = {"PATH": "/usr/bin"}
@@ -27,6 +31,10 @@ class EnvStore:
             "secrets", "env", BackendContext(environ=self.environ)
         )
         return provider
+
+    def put_empty(self, name: str) -> str:
+        self.environ[name.upper()] = ""
+        return f"env://{name.upper()}"
 
     def missing_ref(self) -> str:
         return "env://LOOM_KIT_NOT_SET_ANYWHERE"

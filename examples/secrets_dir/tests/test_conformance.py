@@ -27,6 +27,7 @@ class DirStore:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.allowed_dirs = [root]
+        self.vault_paths = [root]  # the secret files themselves: plaintext by design
 
     def put(self, name: str, value: bytes) -> str:
         (self.root / name).write_bytes(value)
@@ -37,6 +38,10 @@ class DirStore:
             "secrets", "dir", BackendContext(options={"root": str(self.root)})
         )
         return backend
+
+    def put_empty(self, name: str) -> str:
+        (self.root / name).write_bytes(b"")
+        return f"dir://{name}"
 
     def missing_ref(self) -> str:
         return "dir://no_such_file"

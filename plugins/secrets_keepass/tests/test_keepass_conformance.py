@@ -21,7 +21,12 @@ _NOT_XML_TEXT = re.compile("[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U0001
 
 
 class KeepassStore:
-    """``secret_store``: a real database under ``tmp_path`` with alias ``kit``."""
+    """``secret_store``: a real database under ``tmp_path`` with alias ``kit``.
+
+    Optional hooks: ``put_duplicate`` (same title twice in a group),
+    ``put_empty`` and ``missing_field_ref``; no ``process_log`` (no child
+    processes).
+    """
 
     def __init__(self, tmp_path: Path, version: int, keyfile: bool) -> None:
         self.password = "kit-master-" + secrets.token_urlsafe(12)
@@ -37,6 +42,8 @@ class KeepassStore:
         }
         if kf is not None:
             self.environ |= {"LOOM_KEEPASS_DB_KIT_KEYFILE_ENV": "KIT_KEYFILE", "KIT_KEYFILE": str(kf)}
+        # what unlocks the database in production; the kit puts it in os.environ to prove it is ignored
+        self.auth_environ = {k: v for k, v in self.environ.items() if k != "LOOM_KEEPASS_DB_KIT_PATH"}
 
     def put(self, name: str, value: bytes) -> str:
         try:
@@ -51,6 +58,23 @@ class KeepassStore:
             ref = f"keepass://kit/loom/{name}#attachment:value.bin"
         self.kp.save()
         return ref
+
+    def put_duplicate(self, name: str, value: bytes) -> str:
+        """Two entries with one title in one group, as KeePass allows."""
+        for _ in range(2):
+            add_entry(self.kp, ("loom",), name, password=value.decode("utf-8"))
+        self.kp.save()
+        return f"keepass://kit/loom/{name}"
+
+    def put_empty(self, name: str) -> str:
+        add_entry(self.kp, ("loom",), name, username="someone", password="")
+        self.kp.save()
+        return f"keepass://kit/loom/{name}"
+
+    def missing_field_ref(self) -> str:
+        add_entry(self.kp, ("loom",), "loom_kit_fieldless", password="has-a-password-only-6b20")
+        self.kp.save()
+        return "keepass://kit/loom/loom_kit_fieldless#no_such_field"
 
     def _build(self, environ: dict[str, str]) -> SecretsProvider:
         provider: SecretsProvider = PluginHost(environ={}).create(

@@ -17,17 +17,34 @@ KIT_TOKEN = "ops_kit-service-account-token-5e1b"
 
 
 class OpStore:
-    """``secret_store``: vault ``kit`` of a stand-in op; only the stand-in's directory is written."""
+    """``secret_store``: vault ``kit`` of a stand-in op; only the stand-in's directory is written.
+
+    Optional hooks: ``put_empty``, ``missing_field_ref`` and ``process_log``.
+    No ``put_duplicate``: the stand-in keeps items in a name-keyed map, so it
+    cannot hold two items with one name.
+    """
 
     def __init__(self, tmp_path: Path) -> None:
         self.op = FakeOp(tmp_path / "op-bin")
         self.op.grant(KIT_TOKEN, ["kit"])
         self.allowed_dirs = [self.op.path.parent]  # the stand-in's own call log
         self.auth_material = [KIT_TOKEN.encode()]
-        self.environ = {"PATH": "/usr/bin:/bin", "OP_SERVICE_ACCOUNT_TOKEN": KIT_TOKEN}
+        self.auth_environ = {"OP_SERVICE_ACCOUNT_TOKEN": KIT_TOKEN}
+        self.environ = {"PATH": "/usr/bin:/bin", **self.auth_environ}
 
     def put(self, name: str, value: bytes) -> str:
         return self.op.put("kit", name, "password", value)
+
+    def put_empty(self, name: str) -> str:
+        return self.op.put("kit", name, "password", b"")
+
+    def missing_field_ref(self) -> str:
+        self.op.put("kit", "loom_kit_fieldless", "password", b"has-a-password-only-6b20")
+        return "op://kit/loom_kit_fieldless/no_such_field"
+
+    def process_log(self) -> list[tuple[list[str], dict[str, str]]]:
+        """argv and environment of every ``op`` the provider started (the stand-in records them)."""
+        return [(call["argv"], call["env"]) for call in self.op.calls()]
 
     def _build(self, environ: dict[str, str]) -> SecretsProvider:
         provider: SecretsProvider = PluginHost(environ={}).create(

@@ -199,3 +199,18 @@ def test_switching_cipher_over_encrypted_data_refuses_start(tmp_path: Path) -> N
         assert "othercipher" in info.value.message
     finally:
         storage.close()
+
+
+def test_master_key_env_name_is_configurable(tmp_path: Path) -> None:
+    """Proves encryption.master_key_env names the variable the key is read from (and only that one)."""
+    config = LoomConfig.model_validate({"encryption": {"master_key_env": "MY_AT_REST_KEY"}})
+    storage = open_storage(tmp_path)
+    try:
+        assert isinstance(codec_for(storage, {ENV: new_key_b64()}, config), PlaintextRowCodec)
+        codec = codec_for(storage, {"MY_AT_REST_KEY": new_key_b64()}, config)
+        assert isinstance(codec, EncryptingRowCodec)
+        with pytest.raises(LoomError) as info:
+            codec_for(storage, {}, config)
+        assert info.value.code == ErrorCode.ENCRYPTION_KEY_MISSING and "MY_AT_REST_KEY" in info.value.message
+    finally:
+        storage.close()

@@ -1,9 +1,15 @@
 """HTTP benchmark: batch ingest throughput and hybrid search latency against a real `loom serve`.
 
 Starts the server as a subprocess on 127.0.0.1 (RocksDB, Tantivy, 384-dim hash embeddings, a key
-configured), ingests ``--chunks`` chunks into one stream through ``POST .../chunks/batch``, then times
-``POST /v1/search`` (hybrid, k=10, one stream) from one persistent httpx client. The baseline, measured
-in the same run, is ``GET /health`` on the same connection: the HTTP round-trip floor.
+configured) and ingests ``--chunks`` chunks into one stream through ``POST .../chunks/batch``. The
+server is then restarted on a copy of that data directory while the original is opened in this
+process, and each measurement alternates between the two, request by request, so both see the same
+load on a shared machine:
+
+* ``POST /v1/search`` (hybrid, k=10, one stream, persistent httpx client) against the same query on
+  ``MemoryEngine.search`` in process: what HTTP adds;
+* ``GET /health``: the HTTP round-trip floor;
+* 1000-chunk batches over HTTP against ``add_chunks`` in process.
 
     .venv/bin/python bench/bench_http.py --chunks 100000 --runs 5
 
@@ -16,12 +22,14 @@ import argparse
 import os
 import platform
 import random
+import shutil
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -93,104 +101,107 @@ def ingest(client: httpx.Client, total: int, batch: int, slices: int, rng: rando
     return rates
 
 
-def time_requests(client: httpx.Client, count: int, make: object) -> list[float]:
-    assert callable(make)
-    times: list[float] = []
-    for _ in range(count):
-        method, path, body = make()
-        start = time.perf_counter()
-        response = client.request(method, path, json=body)
-        times.append((time.perf_counter() - start) * 1000)
-        response.raise_for_status()
-    return times
+def timed(call: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    call()
+    return (time.perf_counter() - start) * 1000
+
+
+def summary(values: list[float]) -> tuple[float, float]:
+    return statistics.median(values), percentile(values, 0.95)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--chunks", type=int, default=100_000)
     parser.add_argument("--batch", type=int, default=1000)
-    parser.add_argument("--queries", type=int, default=400, help="search requests per run")
+    parser.add_argument("--queries", type=int, default=400, help="searches per run")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--log-level", default="info", help="server.log_level (info logs every request)")
     args = parser.parse_args()
     rng = random.Random(7)
-    with tempfile.TemporaryDirectory(prefix="loom-bench-http-") as tmp:
-        port = free_port()
-        proc = start_server(Path(tmp) / "data", port, args.log_level)
-        try:
-            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120,
-                              headers={"Authorization": f"Bearer {TOKEN}"}) as client:
-                rates = ingest(client, args.chunks, args.batch, args.runs, rng)
 
-                def search() -> tuple[str, str, dict[str, object]]:
-                    query = " ".join(rng.choice(WORDS) for _ in range(rng.randint(2, 4)))
-                    return "POST", "/v1/search", {"query": query, "stream": "bench", "k": 10, "mode": "hybrid"}
-
-                def health() -> tuple[str, str, None]:
-                    return "GET", "/health", None
-
-                time_requests(client, 50, search)  # warm-up: caches, connection, JIT-free paths
-                rows = []
-                for _ in range(args.runs):
-                    base = time_requests(client, args.queries, health)
-                    hyb = time_requests(client, args.queries, search)
-                    rows.append((statistics.median(base), percentile(base, 0.95),
-                                 statistics.median(hyb), percentile(hyb, 0.95)))
-        finally:
-            proc.terminate()
-            proc.wait(timeout=60)
-        engine_rows, engine_ingest = in_process(Path(tmp) / "data", args.runs, args.queries, args.batch, rng)
-
-    print(f"machine: {platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}, "
-          f"{platform.system()}; chunks={args.chunks} batch={args.batch} queries/run={args.queries} "
-          f"runs={args.runs} log_level={args.log_level}")
-    print(f"ingest chunks/s per slice: {[round(r) for r in rates]}; median {statistics.median(rates):,.0f}")
-    print("| run | /health p50 ms | /health p95 ms | hybrid search p50 ms | hybrid search p95 ms | p50 ratio |")
-    print("| --- | --- | --- | --- | --- | --- |")
-    for i, (b50, b95, h50, h95) in enumerate(rows, 1):
-        print(f"| {i} | {b50:.2f} | {b95:.2f} | {h50:.2f} | {h95:.2f} | {h50 / b50:.1f} |")
-    med = [statistics.median(col) for col in zip(*rows)]
-    print(f"| median | {med[0]:.2f} | {med[1]:.2f} | {med[2]:.2f} | {med[3]:.2f} | {med[2] / med[0]:.1f} |")
-    print(f"in-process add_chunks on the same data (baseline, {args.batch}-chunk batches): "
-          f"{statistics.median(engine_ingest):,.0f} chunks/s; HTTP reaches "
-          f"{statistics.median(rates) / statistics.median(engine_ingest):.2f} of it")
-    e50 = statistics.median(r[0] for r in engine_rows)
-    e95 = statistics.median(r[1] for r in engine_rows)
-    print(f"in-process engine.search on the same data (median of runs): p50 {e50:.2f} ms, p95 {e95:.2f} ms; "
-          f"HTTP adds {med[2] - e50:.2f} ms at p50")
-
-
-def in_process(data_dir: Path, runs: int, queries: int, batch: int,
-               rng: random.Random) -> tuple[list[tuple[float, float]], list[float]]:
-    """The same searches and batch writes straight on the engine, after the server stopped."""
     from loom_core.config import LoomConfig
     from loom_core.memory.models import ChunkInput, SearchRequest
     from loom_core.plugins.host import PluginHost
     from loom_core.server.runtime import open_engine
 
-    engine = open_engine(LoomConfig(), PluginHost(environ={}), data_dir, {})
-    try:
-        def one() -> float:
-            query = " ".join(rng.choice(WORDS) for _ in range(rng.randint(2, 4)))
-            start = time.perf_counter()
-            engine.search(SearchRequest(query=query, stream="bench", k=10, mode="hybrid"))
-            return (time.perf_counter() - start) * 1000
+    with tempfile.TemporaryDirectory(prefix="loom-bench-http-") as tmp:
+        original, copy = Path(tmp) / "data", Path(tmp) / "copy"
+        port = free_port()
+        proc = start_server(original, port, args.log_level)
+        try:
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120,
+                              headers={"Authorization": f"Bearer {TOKEN}"}) as client:
+                rates = ingest(client, args.chunks, args.batch, args.runs, rng)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=60)
+        shutil.copytree(original, copy)
+        proc = start_server(copy, port, args.log_level)
+        engine = open_engine(LoomConfig(), PluginHost(environ={}), original, {})
+        try:
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120,
+                              headers={"Authorization": f"Bearer {TOKEN}"}) as client:
 
-        for _ in range(50):
-            one()
-        rows = []
-        for _ in range(runs):
-            times = [one() for _ in range(queries)]
-            rows.append((statistics.median(times), percentile(times, 0.95)))
-        ingest_rates = []
-        for r in range(runs):
-            items = [ChunkInput(content=sentence(rng, 10**9 + r * batch + i)) for i in range(batch)]
-            start = time.perf_counter()
-            engine.add_chunks("baseline", items)
-            ingest_rates.append(batch / (time.perf_counter() - start))
-        return rows, ingest_rates
-    finally:
-        engine.close()
+                def query() -> str:
+                    return " ".join(rng.choice(WORDS) for _ in range(rng.randint(2, 4)))
+
+                def over_http(q: str) -> object:
+                    response = client.post("/v1/search", json={"query": q, "stream": "bench", "k": 10,
+                                                               "mode": "hybrid"})
+                    response.raise_for_status()
+                    return response
+
+                def in_process(q: str) -> object:
+                    return engine.search(SearchRequest(query=q, stream="bench", k=10, mode="hybrid"))
+
+                for _ in range(50):  # warm-up: caches, the connection, lazily loaded vectors
+                    q = query()
+                    over_http(q)
+                    in_process(q)
+                rows = []
+                for _ in range(args.runs):
+                    health: list[float] = []
+                    http_search: list[float] = []
+                    engine_search: list[float] = []
+                    for _ in range(args.queries):
+                        q = query()
+                        health.append(timed(lambda: client.get("/health").raise_for_status()))
+                        http_search.append(timed(lambda q=q: over_http(q)))  # type: ignore[misc]
+                        engine_search.append(timed(lambda q=q: in_process(q)))  # type: ignore[misc]
+                    rows.append((*summary(health), *summary(http_search), *summary(engine_search)))
+                batch_rows = []
+                for r in range(args.runs):
+                    items = [{"content": sentence(rng, 10**9 + 2 * r * args.batch + i)} for i in range(args.batch)]
+                    inputs = [ChunkInput(content=sentence(rng, 10**9 + (2 * r + 1) * args.batch + i))
+                              for i in range(args.batch)]
+                    http_ms = timed(lambda items=items: client.post(  # type: ignore[misc]
+                        "/v1/streams/extra/chunks/batch", json={"chunks": items}).raise_for_status())
+                    engine_ms = timed(lambda inputs=inputs: engine.add_chunks("extra", inputs))  # type: ignore[misc]
+                    batch_rows.append((args.batch / http_ms * 1000, args.batch / engine_ms * 1000))
+        finally:
+            engine.close()
+            proc.terminate()
+            proc.wait(timeout=60)
+
+    print(f"machine: {platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}, "
+          f"{platform.system()}; chunks={args.chunks} batch={args.batch} searches/run={args.queries} "
+          f"runs={args.runs} log_level={args.log_level}")
+    print(f"HTTP ingest into an empty stream, chunks/s per {args.chunks // args.runs} chunks: "
+          f"{[round(r) for r in rates]}; median {statistics.median(rates):,.0f}")
+    http_rate = statistics.median(r[0] for r in batch_rows)
+    engine_rate = statistics.median(r[1] for r in batch_rows)
+    print(f"alternating {args.batch}-chunk batches at {args.chunks} chunks: HTTP {http_rate:,.0f} chunks/s, "
+          f"in-process {engine_rate:,.0f} chunks/s, ratio {http_rate / engine_rate:.2f}")
+    print("| run | /health p50 | /health p95 | HTTP hybrid p50 | HTTP hybrid p95 | engine p50 | engine p95 "
+          "| HTTP - engine p50 |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for i, row in enumerate(rows, 1):
+        print(f"| {i} | " + " | ".join(f"{v:.2f}" for v in row) + f" | {row[2] - row[4]:.2f} |")
+    med = [statistics.median(col) for col in zip(*rows)]
+    print("| median | " + " | ".join(f"{v:.2f}" for v in med) + f" | {med[2] - med[4]:.2f} |")
+    print("(all times in ms)")
 
 
 if __name__ == "__main__":

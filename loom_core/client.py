@@ -83,7 +83,7 @@ class LoomemClient:
     # -- chunks ------------------------------------------------------------
     def add_chunk(self, stream: str, content: str, *, level: int | None = None,
                   metadata: Mapping[str, Any] | None = None, supersedes: str | None = None,
-                  expires_at: str | None = None) -> JSON:
+                  expires_at: str | int | None = None) -> JSON:
         body = _drop_none({"content": content, "level": level, "metadata": metadata,
                            "supersedes": supersedes, "expires_at": expires_at})
         result: JSON = self.request("POST", f"/v1/streams/{_seg(stream)}/chunks", json=body)
@@ -137,8 +137,8 @@ class LoomemClient:
     # -- search ------------------------------------------------------------
     def search(self, query: str, *, stream: str | None = None, streams: Iterable[str] | None = None,
                k: int | None = None, levels: Iterable[int] | None = None, mode: str | None = None,
-               include_superseded: bool | None = None, since: str | None = None,
-               until: str | None = None) -> list[JSON]:
+               include_superseded: bool | None = None, since: str | int | None = None,
+               until: str | int | None = None) -> list[JSON]:
         """``[{"chunk": {...}, "score": float, "scores": {...}}, ...]``, best first."""
         body = _drop_none({
             "query": query, "stream": stream, "streams": list(streams) if streams is not None else None,

@@ -117,6 +117,22 @@ def test_streams_are_independent(redactor: Redactor) -> None:
     assert b == b"b " + API[:6] + b" plain"
 
 
+def test_streams_of_one_redactor_work_in_parallel_threads(redactor: Redactor) -> None:
+    """stdout and stderr readers in two threads can share one redactor, each with its own stream."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    text = (b"line " + DB + b" and " + API + b"\n") * 2000
+    expected = redactor.redact(text)
+
+    def pump(size: int) -> bytes:
+        stream = redactor.stream()
+        return run_stream(stream, [text[i : i + size] for i in range(0, len(text), size)])
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(pump, [7, 64, 1000, 4096]))
+    assert all(result == expected for result in results)
+
+
 def test_overlapping_values_are_removed_entirely_as_one_token() -> None:
     """Overlapping occurrences form one run, masked whole, named after the leftmost-longest."""
     r = Redactor({"ALPHA": b"abcdefgh12", "BETA": b"gh12345678"})

@@ -64,8 +64,12 @@ def encodings(value: bytes) -> list[bytes]:
         quote_plus(value).encode(),
         shlex.quote(text).encode("utf-8", "surrogateescape"),
         repr(value)[2:-1].encode(),
+        json.dumps(text, ensure_ascii=False)[1:-1].encode("utf-8", "surrogateescape"),
+        text.replace("'", "'\\''").encode("utf-8", "surrogateescape"),  # bash set -x
+        "".join("\\" + c if c in '\\"$`' else c for c in text).encode("utf-8", "surrogateescape"),
         value.replace(b"\n", b"\r\n"),
         value.replace(b"\n", b"\\n"),
+        value.replace(b"\n", b" "),
     ]
     return [form for form in raw if len(form) >= MIN_FORM_LENGTH and len(set(form)) > 1]
 

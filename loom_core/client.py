@@ -179,6 +179,24 @@ class LoomemClient:
         relations: list[JSON] = result["relations"]
         return relations
 
+    def get_relation(self, relation_id: str) -> JSON:
+        result: JSON = self.request("GET", f"/v1/relations/{_seg(relation_id)}")
+        return result
+
+    def delete_relation(self, relation_id: str) -> JSON:
+        result: JSON = self.request("DELETE", f"/v1/relations/{_seg(relation_id)}")
+        return result
+
+    # -- admin ---------------------------------------------------------------
+    def consistency(self) -> JSON:
+        """Storage, index and vector counts and the ids that differ (admin)."""
+        result: JSON = self.request("GET", "/v1/admin/consistency")
+        return result
+
+    def rebuild_index(self) -> JSON:
+        result: JSON = self.request("POST", "/v1/admin/rebuild-index")
+        return result
+
 
 def error_from_response(response: httpx.Response) -> LoomError:
     """The server's ``{"error": {...}}`` as a :class:`LoomError` (``INTERNAL_ERROR`` if unreadable)."""

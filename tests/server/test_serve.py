@@ -102,7 +102,7 @@ def test_sigkill_during_batch_ingest_loses_no_acknowledged_chunk(
         for tag in sent[len(acknowledged):]:  # in flight when killed: all or nothing
             present = [c for c in stored.values() if c["content"].startswith(f"{tag} ")]
             assert len(present) in (0, batch_size), f"batch {tag} was half written"
-        report = client.request("GET", "/v1/admin/consistency")
+        report = client.consistency()
     assert report["missing_in_index"] == [] and report["extra_in_index"] == []
     assert report["storage"] == report["index"] == report["vectors"] == len(stored)
 

@@ -765,9 +765,7 @@ class SecretsProviderSuite(ConformanceSuite):
 
     @requires("auth")
     @core
-    def test_auth_never_taken_from_process_environ(
-        self, secret_store: Any, monkeypatch: pytest.MonkeyPatch, secret_leak_check: Any
-    ) -> None:
+    def test_auth_never_taken_from_process_environ(self, secret_store: Any, monkeypatch: pytest.MonkeyPatch) -> None:
         """Proves credentials in ``os.environ`` do not unlock a provider whose context lacks them.
 
         Puts ``secret_store.auth_environ`` in the process environment, then
@@ -784,9 +782,7 @@ class SecretsProviderSuite(ConformanceSuite):
             )
         for name, text in dict(auth_environ).items():
             monkeypatch.setenv(name, text)
-        exc = self._auth_failure(secret_store, "provider_without_auth", NO_AUTH_CODES)
-        for n, material in enumerate(getattr(secret_store, "auth_material", [])):
-            secret_leak_check.assert_absent(material, what=f"auth_material[{n}]", exceptions=[exc])
+        self._auth_failure(secret_store, "provider_without_auth", NO_AUTH_CODES)
 
     @requires("auth")
     @core

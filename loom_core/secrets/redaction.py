@@ -72,6 +72,8 @@ class Redactor:
                 f"secrets.min_length must be a positive integer, got {min_length!r}",
             )
         self._min_length = min_length
+        for name in secrets:
+            _check_name(name)  # before sorting: a non-str key must fail with a code, not a TypeError
         self._names = tuple(sorted(secrets))
         values = {name: _checked_value(name, secrets[name], min_length) for name in self._names}
         tokens = {name: token_for(name).encode("ascii") for name in self._names}

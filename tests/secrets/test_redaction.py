@@ -196,6 +196,13 @@ def test_invalid_names_are_refused(name: str) -> None:
     assert_absent("long-enough-value", str(info.value), "the error message")
 
 
+def test_non_string_name_is_refused_with_a_code() -> None:
+    """A mapping with a non-str key fails with SECRETS_REF_INVALID, not a TypeError."""
+    with pytest.raises(LoomError) as info:
+        Redactor({"GOOD_NAME": b"long-enough-value", 7: b"another-long-value"})  # type: ignore[dict-item]
+    assert info.value.code is ErrorCode.SECRETS_REF_INVALID
+
+
 def test_value_inside_a_token_is_refused() -> None:
     """A value that every token would print (e.g. 'REDACTED') cannot be masked and is refused."""
     with pytest.raises(LoomError) as info:

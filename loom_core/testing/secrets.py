@@ -74,10 +74,13 @@ Optional hooks (a test needing a missing hook is skipped, naming it)
 ``put_empty(name: str) -> str``
     Store an entry whose value is empty; resolving it must raise
     ``SECRETS_VALUE_UNSAFE`` or ``SECRETS_NOT_FOUND``, never return ``b""``.
-``missing_field_ref() -> str``
-    A reference to an entry that exists, naming a field it does not have
-    (the hook creates the entry). Must raise ``SECRETS_FIELD_NOT_FOUND``,
-    and ``missing_ref()`` then must raise exactly ``SECRETS_NOT_FOUND``.
+``missing_field_ref(ref: str | None = None) -> str``
+    A reference to an entry that exists, naming a field it does not have.
+    Without ``ref`` the hook creates the entry; with ``ref`` (one ``put``
+    returned) it names a missing field of that same entry, so the leak test
+    can prove the entry's value stays out of the error. Must raise
+    ``SECRETS_FIELD_NOT_FOUND``, and ``missing_ref()`` then must raise
+    exactly ``SECRETS_NOT_FOUND``.
 ``process_log() -> list[tuple[list[str], dict[str, str]]]``
     ``(argv, environment)`` of every child process the provider started so
     far (a stand-in CLI records them). No resolved value may appear in any
@@ -404,13 +407,17 @@ class SecretsProviderSuite(ConformanceSuite):
     def test_value_never_leaks(self, secret_store: Any, secret_leak_check: Any) -> None:
         """Proves a resolved value is absent from reprs, errors, logs and output, in every form.
 
-        Checks the raw value and its quoted, repr/JSON-escaped, CRLF and
-        per-line forms against ``repr``/``str`` of the ``SecretValue`` and the
-        provider, every error the provider raised in the same session, all
-        log records (DEBUG, root logger) and stdout/stderr. Fix: never log or
-        format resolved values; put references, names and reasons in errors.
+        The value has quotes, a backslash, an inner ``\\n`` and a trailing
+        ``\\r\\n``; its raw, quoted, shell-quoted, repr/JSON-escaped, stripped,
+        LF/CRLF-converted and per-line forms are searched in ``repr``/``str``
+        of the ``SecretValue`` and the provider, every error the provider
+        raised in the same session (a missing entry, and with hook
+        ``missing_field_ref`` a missing field of the very entry holding the
+        value), all log records (DEBUG, root logger) and stdout/stderr. Fix:
+        never log or format resolved values or entry contents; put
+        references, names and reasons in errors.
         """
-        value = b"leak \"probe\" 'quoted'\nsecond-line-\\-of-leak-probe-0d9e"
+        value = b"leak \"probe\" 'quoted'\nsecond-line-\\-of-leak-probe-0d9e\r\n"
         ref = SecretRef.parse(secret_store.put("loom_kit_leak", value))
         provider = secret_store.provider()
         errors: list[BaseException] = []
@@ -419,7 +426,7 @@ class SecretsProviderSuite(ConformanceSuite):
             probes = [secret_store.missing_ref(), ref.raw + "_missing"]
             field_ref = getattr(secret_store, "missing_field_ref", None)
             if callable(field_ref):
-                probes.append(field_ref())
+                probes.append(field_ref(ref.raw))
             for raw in probes:
                 try:
                     provider.resolve(SecretRef.parse(raw))

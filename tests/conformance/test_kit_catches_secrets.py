@@ -18,6 +18,7 @@ import pytest
 
 CASES = Path(__file__).parent / "kit_cases" / "broken_secrets.py"
 TOKEN = "kit-token-3c9e-do-not-print"
+LEAK_LINE = "second-line-\\-of-leak-probe-0d9e"  # line 2 of the kit's leak probe value
 
 #: Broken class -> the only suite tests it may fail.
 EXPECTED_FAILURES: dict[str, set[str]] = {
@@ -36,6 +37,8 @@ EXPECTED_FAILURES: dict[str, set[str]] = {
     "TestSharedSlot": {"test_concurrent_resolves_return_exact_values"},
     "TestReprShowsToken": {"test_credentials_never_in_provider_repr"},
     "TestMissingAuthEchoes": {"test_missing_auth_fails_closed"},
+    "TestFieldErrorShowsEntry": {"test_value_never_leaks"},
+    "TestLogsOneLine": {"test_value_never_leaks"},
 }
 
 HOOK_TESTS = {
@@ -110,3 +113,16 @@ def test_failures_do_not_print_the_credential(run: Run) -> None:
     assert run.failed("TestReprShowsToken")
     assert (TOKEN in run.output) is False, "the token appeared in pytest's output"
     assert (TOKEN in str(run.outcomes)) is False, "the token appeared in the JUnit report"
+
+
+def test_redaction_catches_escaped_and_single_line_forms(run: Run) -> None:
+    """Proves the leak test finds a value shown as a bytes repr in an error, or one line of it in a log.
+
+    Both without printing it: pytest's output and report never show the
+    leaked line.
+    """
+    in_error = run.outcomes["TestFieldErrorShowsEntry"]["test_value_never_leaks"][1]
+    assert "exception[2] str: repr-escaped" in in_error  # the missing-field error of the probe's own entry
+    assert "captured logs: line 2" in run.outcomes["TestLogsOneLine"]["test_value_never_leaks"][1]
+    assert (LEAK_LINE in run.output) is False, "the leaked line appeared in pytest's output"
+    assert (LEAK_LINE in str(run.outcomes)) is False, "the leaked line appeared in the JUnit report"

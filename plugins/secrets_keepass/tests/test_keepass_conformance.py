@@ -71,10 +71,12 @@ class KeepassStore:
         self.kp.save()
         return f"keepass://kit/loom/{name}"
 
-    def missing_field_ref(self) -> str:
-        add_entry(self.kp, ("loom",), "loom_kit_fieldless", password="has-a-password-only-6b20")
-        self.kp.save()
-        return "keepass://kit/loom/loom_kit_fieldless#no_such_field"
+    def missing_field_ref(self, ref: str | None = None) -> str:
+        if ref is None:
+            add_entry(self.kp, ("loom",), "loom_kit_fieldless", password="has-a-password-only-6b20")
+            self.kp.save()
+            ref = "keepass://kit/loom/loom_kit_fieldless"
+        return ref.partition("#")[0] + "#no_such_field"
 
     def _build(self, environ: dict[str, str]) -> SecretsProvider:
         provider: SecretsProvider = PluginHost(environ={}).create(

@@ -38,9 +38,10 @@ class OpStore:
     def put_empty(self, name: str) -> str:
         return self.op.put("kit", name, "password", b"")
 
-    def missing_field_ref(self) -> str:
-        self.op.put("kit", "loom_kit_fieldless", "password", b"has-a-password-only-6b20")
-        return "op://kit/loom_kit_fieldless/no_such_field"
+    def missing_field_ref(self, ref: str | None = None) -> str:
+        if ref is None:
+            ref = self.op.put("kit", "loom_kit_fieldless", "password", b"has-a-password-only-6b20")
+        return ref.rpartition("/")[0] + "/no_such_field"
 
     def process_log(self) -> list[tuple[list[str], dict[str, str]]]:
         """argv and environment of every ``op`` the provider started (the stand-in records them)."""

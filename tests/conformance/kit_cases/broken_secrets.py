@@ -12,6 +12,7 @@ child process (``true``) the way CLI-backed providers do, and the store's
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
@@ -156,9 +157,11 @@ class KitStore:
         self.vault.entries[name] = [{"value": b""}]
         return f"kit://{name}"
 
-    def missing_field_ref(self) -> str:
-        self.vault.entries["loom_kit_fieldless"] = [{"value": b"only-a-value-field-5a1c"}]
-        return "kit://loom_kit_fieldless#no_such_field"
+    def missing_field_ref(self, ref: str | None = None) -> str:
+        if ref is None:
+            self.vault.entries["loom_kit_fieldless"] = [{"value": b"only-a-value-field-5a1c"}]
+            ref = "kit://loom_kit_fieldless"
+        return ref.partition("#")[0] + "#no_such_field"
 
     def process_log(self) -> list[tuple[list[str], dict[str, str]]]:
         with self.vault.lock:
@@ -380,3 +383,37 @@ class MissingAuthEchoes(SoundProvider):
 class TestMissingAuthEchoes(SecretsProviderSuite):
     capabilities = frozenset({"auth"})
     secret_store = store_for(MissingAuthEchoes)
+
+
+# -- redaction: quoted, escaped and per-line forms ------------------------------
+
+
+class FieldErrorShowsEntry(SoundProvider):
+    """Lists the entry's fields, values included (as bytes reprs), when a field is missing."""
+
+    def _field(self, ref: SecretRef, entry: dict[str, bytes]) -> bytes:
+        field = ref.fragment or "value"
+        if field not in entry:
+            raise LoomError(ErrorCode.SECRETS_FIELD_NOT_FOUND, f"{ref.raw}: no field {field!r} in {entry!r}")
+        return entry[field]
+
+
+class TestFieldErrorShowsEntry(SecretsProviderSuite):
+    capabilities = frozenset({"auth"})
+    secret_store = store_for(FieldErrorShowsEntry)
+
+
+class LogsOneLine(SoundProvider):
+    """Logs the second line of every multi-line value it resolves (a "preview")."""
+
+    def resolve(self, ref: SecretRef) -> SecretValue:
+        value = super().resolve(ref)
+        lines = value.reveal().splitlines()
+        if len(lines) > 1:
+            logging.getLogger("kit.provider").debug("resolved %s (%s...)", ref.raw, lines[1].decode())
+        return value
+
+
+class TestLogsOneLine(SecretsProviderSuite):
+    capabilities = frozenset({"auth"})
+    secret_store = store_for(LogsOneLine)

@@ -6,7 +6,14 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from loom_core.testing.leaks import changed_paths, find_forms, redaction_variants, scan_files, snapshot_tree
+from loom_core.testing.leaks import (
+    changed_paths,
+    find_forms,
+    redaction_variants,
+    scan_files,
+    scan_paths,
+    snapshot_tree,
+)
 
 
 def test_variants_cover_quoted_escaped_and_lines() -> None:
@@ -19,6 +26,28 @@ def test_variants_cover_quoted_escaped_and_lines() -> None:
     assert forms["crlf"] == b'pa"ss\r\nword-line-two'
     assert forms["line 2"] == b"word-line-two"
     assert "line 1" not in forms  # too short to search on its own
+
+
+def test_variants_of_a_value_ending_in_crlf() -> None:
+    """Proves a value ending in CRLF is also searched stripped, LF-converted and escaped (how CLIs and logs show it)."""
+    patterns = set(redaction_variants(b"tok 'value'-77\r\n").values())
+    for form in [
+        b"tok 'value'-77",  # stripped
+        b"tok 'value'-77\n",  # LF
+        b"tok 'value'-77\\r\\n",  # escaped (repr, JSON)
+        b"\"tok 'value'-77\r\n\"",  # double-quoted
+        b"'tok '\"'\"'value'\"'\"'-77\r\n'",  # shell-quoted
+    ]:
+        assert form in patterns, form
+
+
+def test_scan_paths_reads_listed_files_and_skips_locks(tmp_path: Path) -> None:
+    """Proves scan_paths scans exactly the files given, skipping lock files (whose fcntl locks an open would drop)."""
+    (tmp_path / "cache.bin").write_bytes(b"..marker-88..")
+    (tmp_path / "LOCK").write_bytes(b"marker-88")
+    (tmp_path / "other").write_bytes(b"marker-88")
+    leaks = scan_paths([tmp_path / "cache.bin", tmp_path / "LOCK", tmp_path / "gone"], {"m": b"marker-88"})
+    assert [(leak.path.name, leak.marker) for leak in leaks] == [("cache.bin", "m")]
 
 
 def test_find_forms_reports_labels_only() -> None:

@@ -24,6 +24,11 @@ from urllib.parse import quote, quote_plus
 #: Shortest derived form that is ever used for matching (bytes).
 MIN_FORM_LENGTH = 8
 
+#: A wrapped base64 fragment may keep up to this many characters minus one visible
+#: on one side of a line break (see :func:`wrapped_base64_forms`).
+WRAP_EDGE = 6
+_WRAP_WIDTH_MAX = 76  # the widest common base64 line (``base64``, MIME); PEM uses 64
+
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
 _LINE_BREAK = re.compile(rb"\r\n|\r|\n")
 _PERCENT_HEX = re.compile(rb"%[0-9A-F]{2}")
@@ -41,16 +46,42 @@ def base64_forms(value: bytes) -> set[bytes]:
     three alignments, plus the complete encoding of ``value`` alone (padded and
     unpadded) so a standalone encoding is masked entirely.
     """
-    forms: set[bytes] = set()
+    fragments: set[bytes] = set()
     size = len(value)
     for align in (0, 1, 2):
         encoded = base64.b64encode(b"\0" * align + value)
         first = -(-8 * align // 6)  # first character made only of value bits
         stop = (8 * (align + size)) // 6  # one past the last such character
-        forms.add(encoded[first:stop])
+        fragments.add(encoded[first:stop])
     whole = base64.b64encode(value)
-    forms.update({whole, whole.rstrip(b"=")})
+    forms = fragments | {whole, whole.rstrip(b"=")}
+    for fragment in fragments:
+        forms |= wrapped_base64_forms(fragment)
     forms.update({form.translate(_URLSAFE) for form in list(forms)})
+    return forms
+
+
+def wrapped_base64_forms(fragment: bytes) -> set[bytes]:
+    """A base64 fragment cut by one line feed, as ``base64``, ``openssl base64`` and PEM wrap output.
+
+    Those tools break lines every 76 or 64 characters, so a fragment of up to
+    76 characters is cut at most once, at an unknown position ``j``. For
+    ``WRAP_EDGE <= j <= len - WRAP_EDGE`` the fragment with ``\n`` at ``j``
+    is a form; for a cut nearer an end, the longer side alone is (the shorter
+    side, under ``WRAP_EDGE`` characters, stays visible). Longer fragments,
+    which wrapping cuts several times, get no wrapped forms.
+    """
+    size = len(fragment)
+    if size > _WRAP_WIDTH_MAX:
+        return set()
+    forms: set[bytes] = set()
+    for cut in range(1, size):
+        if cut < WRAP_EDGE:
+            forms.add(fragment[cut:])
+        elif cut > size - WRAP_EDGE:
+            forms.add(fragment[:cut])
+        else:
+            forms.add(fragment[:cut] + b"\n" + fragment[cut:])
     return forms
 
 

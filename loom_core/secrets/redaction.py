@@ -89,9 +89,11 @@ class Redactor:
         # Exact values claim their bytes first; among equals the smallest name wins.
         for name in self._names:
             patterns.setdefault(values[name], tokens[name])
+        token_bytes = bytes(set(b"".join(tokens.values())))
         for name in self._names:
             for form in sorted(_forms(name, values[name], extra_forms, min_length)):
-                if not any(form in token for token in tokens.values()):
+                # Only a form made of token bytes alone can occur inside a token.
+                if form.translate(None, token_bytes) or not any(form in t for t in tokens.values()):
                     patterns.setdefault(form, tokens[name])
         self._matcher = PatternMatcher(patterns)
 

@@ -13,7 +13,7 @@ from urllib.parse import quote, quote_plus
 import pytest
 
 from loom_core.secrets import Redactor
-from loom_core.secrets.forms import MIN_FORM_LENGTH, derived_forms
+from loom_core.secrets.forms import MIN_FORM_LENGTH, WRAP_EDGE, derived_forms
 
 VALUES = {
     "ASCII_PUNCT": b"p@ss w0rd/with+plus&amp=eq?",
@@ -137,3 +137,28 @@ def test_forms_too_short_or_generic_are_not_used() -> None:
     # "YWJjZGVm" is all of base64("abcdef") (8 chars, kept); its 6-char alignment fragments are not.
     assert short.redact(b"YWJjZGVm") == b"[REDACTED:SECRET_SHORT]"
     assert short.redact(b"xxYWJjZGV") == b"xxYWJjZGV"
+
+
+def stable_fragment(value: bytes, align: int) -> bytes:
+    """Oracle: the base64 characters made only of ``value``'s bits at byte offset ``align`` (mod 3)."""
+    encoded = base64.b64encode(b"\0" * align + value)
+    return encoded[-(-8 * align // 6) : (8 * (align + len(value))) // 6]
+
+
+@pytest.mark.parametrize("name", [n for n in VALUES if n != "MULTILINE"])
+@pytest.mark.parametrize("width", [76, 64])
+def test_line_wrapped_base64_keeps_less_than_wrap_edge(redactor: Redactor, name: str, width: int) -> None:
+    """base64 wrapped every 76 (`base64`, MIME) or 64 (PEM, openssl) characters, with the value
+    at every column: at most WRAP_EDGE - 1 characters of its stable encoding stay visible."""
+    rng = random.Random(f"{name}-{width}")
+    value = VALUES[name]
+    for before in range(0, 3 * width // 4 + 3):
+        blob = rng.randbytes(before) + value + rng.randbytes(20)
+        flat = base64.b64encode(blob)
+        wrapped = b"\n".join(flat[i : i + width] for i in range(0, len(flat), width)) + b"\n"
+        out = redactor.redact(wrapped)
+        assert TOKEN[name] in out, f"{name}: wrapped base64 at offset {before} not redacted"
+        fragment = stable_fragment(value, before % 3)
+        visible = out.replace(b"\n", b"")
+        kept = [i for i in range(len(fragment) - WRAP_EDGE + 1) if fragment[i : i + WRAP_EDGE] in visible]
+        assert not kept, f"{name}: {WRAP_EDGE}+ characters of the encoding survive at offset {before}"

@@ -76,9 +76,10 @@ def encodings(value: bytes) -> list[bytes]:
 
 def pieces_for(secrets: dict[str, bytes]) -> st.SearchStrategy[bytes]:
     embedded = [form for value in secrets.values() for form in encodings(value)]
+    encoders = [base64.b64encode, base64.urlsafe_b64encode, base64.encodebytes]  # encodebytes wraps at 76
     aligned = st.tuples(
-        st.sampled_from(list(secrets.values())), st.binary(max_size=2), st.booleans()
-    ).map(lambda t: (base64.urlsafe_b64encode if t[2] else base64.b64encode)(t[1] + t[0] + b"xyz"))
+        st.sampled_from(list(secrets.values())), st.binary(max_size=80), st.sampled_from(encoders)
+    ).map(lambda t: t[2](t[1] + t[0] + b"xyz"))
     filler = st.binary(max_size=30) | st.text(max_size=30).map(str.encode)
     return st.one_of(filler, st.sampled_from(embedded), aligned)
 

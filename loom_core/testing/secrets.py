@@ -40,19 +40,18 @@ With capability ``auth`` (the provider needs credentials), also:
     ``resolve`` does.
 ``provider_with_bad_auth() -> SecretsProvider``
     Same with wrong credentials.
-``auth_material: list[bytes]`` (optional attribute)
+``auth_material: list[bytes]``
     The credential values (passwords, tokens) the store used; they must
-    never appear in errors, reprs, logs or output either.
-
-Capability ``binary``: ``put`` also accepts bytes that are not UTF-8, and
-they round-trip exactly.
-
-``auth_environ: dict[str, str]`` (required with ``auth``)
+    never appear in errors, reprs of providers, logs, output or a child
+    process's argv.
+``auth_environ: dict[str, str]``
     The environment variables that would unlock the vault in production
     (token, password and the variables naming them). The suite puts them in
     the *process* environment and proves ``provider_without_auth`` still
     fails: credentials come only from ``BackendContext.environ``.
-``auth_material`` is required with ``auth`` too (the suite checks reprs).
+
+Capability ``binary``: ``put`` also accepts bytes that are not UTF-8, and
+they round-trip exactly.
 
 Further optional members (files and scans)
 ------------------------------------------

@@ -6,10 +6,11 @@ the specification the conformance kit (:mod:`loom_core.testing`) checks.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 
 class Kind(StrEnum):

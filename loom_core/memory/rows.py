@@ -43,6 +43,7 @@ KEYSPACES: tuple[str, ...] = (
 )
 
 STREAM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")
+_SAFE = re.compile(r"^[A-Za-z0-9._:@-]+$")  # needs no JSON escaping
 _ACCESS = struct.Struct("<QQ")
 _HEADER_LEN = struct.Struct(">I")
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
@@ -103,17 +104,19 @@ class Routing:
     expires_at: int | None = None
 
     def to_bytes(self) -> bytes:
-        return _ENCODER.encode(
-            {
-                "id": self.id,
-                "stream": self.stream,
-                "level": self.level,
-                "created_at": self.created_at,
-                "updated_at": self.updated_at,
-                "supersedes": self.supersedes,
-                "superseded_by": self.superseded_by,
-                "expires_at": self.expires_at,
-            }
+        """Compact JSON. Formatted directly (a visible share of ingest time
+        otherwise): ids are ULIDs and stream names are checked against
+        :data:`STREAM_NAME`, so no field needs escaping; anything else falls
+        back to the JSON encoder."""
+        if not (_SAFE.match(self.stream) and _SAFE.match(self.id)) or not all(
+            ref is None or _SAFE.match(ref) for ref in (self.supersedes, self.superseded_by)
+        ):
+            return _ENCODER.encode(asdict(self)).encode()
+        return (
+            f'{{"id":"{self.id}","stream":"{self.stream}","level":{int(self.level)},'
+            f'"created_at":{int(self.created_at)},"updated_at":{int(self.updated_at)},'
+            f'"supersedes":{_ref(self.supersedes)},"superseded_by":{_ref(self.superseded_by)},'
+            f'"expires_at":{"null" if self.expires_at is None else int(self.expires_at)}}}'
         ).encode()
 
     @classmethod
@@ -122,6 +125,10 @@ class Routing:
 
     def expired(self, now: int) -> bool:
         return self.expires_at is not None and self.expires_at <= now
+
+
+def _ref(value: str | None) -> str:
+    return "null" if value is None else f'"{value}"'
 
 
 def encode_access(count: int, last: int) -> bytes:

@@ -23,6 +23,7 @@ import numpy as np
 from loom_core.contracts.storage import WriteBatch
 from loom_core.errors import ErrorCode, LoomError
 from loom_core.memory import rows
+from loom_core.memory.ids import is_id
 from loom_core.memory.models import Entity, Relation
 from loom_core.memory.rows import Routing, check_stream
 
@@ -115,6 +116,16 @@ def import_stream(engine: MemoryEngine, fp: IO[str], *, stream: str | None) -> d
                 raise LoomError(ErrorCode.VALIDATION_FAILED, f"import line {number}: unknown record type {kind!r}")
     except TypeError as exc:
         raise LoomError(ErrorCode.VALIDATION_FAILED, f"import record has wrong fields: {exc}") from None
+    for record_id in [c.get("id") for c in chunks] + [e.id for e in entities] + [r.id for r in relations]:
+        if not isinstance(record_id, str) or not is_id(record_id):
+            raise LoomError(ErrorCode.VALIDATION_FAILED, f"import record id {record_id!r} is not a ULID")
+    for c in chunks:
+        for field in ("supersedes", "superseded_by"):
+            if c.get(field) is not None and not is_id(str(c[field])):
+                raise LoomError(ErrorCode.VALIDATION_FAILED, f"chunk {c['id']}: {field} is not a ULID")
+        missing = [f for f in ("content", "level", "created_at", "updated_at") if f not in c]
+        if missing or not isinstance(c.get("content"), str):
+            raise LoomError(ErrorCode.VALIDATION_FAILED, f"chunk {c['id']}: missing or bad field(s) {missing}")
     clashes = [c["id"] for c in chunks if c.get("id") in engine._routing]
     clashes += [e.id for e in entities if engine._graph.exists(rows.entity_key(e.id))]
     clashes += [r.id for r in relations if engine._graph.exists(rows.relation_key(r.id))]

@@ -7,8 +7,9 @@ and writes ``--chunks`` chunks into one stream in batches of ``--batch``
 (one durable storage batch and one index commit per batch). Baselines in
 the same run, on the same texts: the embedder alone, and the embedder plus
 one raw storage batch per engine batch (content, routing and embedding rows
-through the same storage backend, no index) - the floor the engine adds its
-index, vectors and bookkeeping to. Wall and CPU (process) times are given;
+through the same storage backend), and that plus the index backend's upsert
+and commit of the same documents - the floor the engine adds its vectors,
+intents, validation and bookkeeping to. Wall and CPU (process) times are given;
 on a shared machine the CPU figure is the steadier one.
 """
 
@@ -27,6 +28,7 @@ import numpy as np
 
 from loom_core.config import LoomConfig
 from loom_core.contracts import BackendContext
+from loom_core.contracts.index import IndexDocument
 from loom_core.contracts.storage import WriteBatch
 from loom_core.memory.engine import MemoryEngine
 from loom_core.memory.models import ChunkInput
@@ -64,13 +66,15 @@ def run_engine(corpus: list[str], batch: int) -> tuple[float, float]:
         return result
 
 
-def run_baseline(corpus: list[str], batch: int, with_storage: bool) -> tuple[float, float]:
+def run_baseline(corpus: list[str], batch: int, with_storage: bool, with_index: bool = False) -> tuple[float, float]:
     host = PluginHost(environ={})
     llm = host.create("llm", "hash", BackendContext(options={"dimension": 384}))
     with tempfile.TemporaryDirectory() as tmp:
-        storage = None
+        storage = index = None
         if with_storage:
             storage = host.create("storage", "rocksdb", BackendContext(data_dir=Path(tmp) / "s", keyspaces=KEYSPACES))
+        if with_index:
+            index = host.create("index", "tantivy", BackendContext(data_dir=Path(tmp) / "i"))
 
         def ingest() -> None:
             for start in range(0, len(corpus), batch):
@@ -85,8 +89,17 @@ def run_baseline(corpus: list[str], batch: int, with_storage: bool) -> tuple[flo
                     wb.put("routing", key.encode(), json.dumps({"id": key, "stream": "bench"}).encode())
                     wb.put("embeddings", key.encode(), vector.tobytes())
                 storage.write(wb, durable=True)
+                if index is not None:
+                    docs = [
+                        IndexDocument(id=f"{start + o:026d}", stream="bench", level=0, text=t, created_at=0)
+                        for o, t in enumerate(part)
+                    ]
+                    index.upsert(docs)
+                    index.commit()
 
         result = timed(ingest)
+        if index is not None:
+            index.close()
         if storage is not None:
             storage.close()
         return result
@@ -99,10 +112,18 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=5_000)
     args = parser.parse_args()
     corpus = texts(args.chunks)
-    rows: dict[str, list[tuple[float, float]]] = {"embed only": [], "embed + raw storage batch": [], "engine": []}
+    rows: dict[str, list[tuple[float, float]]] = {
+        "embed only": [],
+        "embed + raw storage batch": [],
+        "embed + raw storage + index upsert/commit": [],
+        "engine": [],
+    }
     for _ in range(args.runs):
         rows["embed only"].append(run_baseline(corpus, args.batch, with_storage=False))
         rows["embed + raw storage batch"].append(run_baseline(corpus, args.batch, with_storage=True))
+        rows["embed + raw storage + index upsert/commit"].append(
+            run_baseline(corpus, args.batch, with_storage=True, with_index=True)
+        )
         rows["engine"].append(run_engine(corpus, args.batch))
     print(f"{args.chunks} chunks, batches of {args.batch}, median of {args.runs} runs")
     print("| path | wall s | chunks/s (wall) | CPU s | chunks/s (CPU) |")

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 
 from loom_core.client import LoomemClient
-from loom_core.errors import LoomError
+from loom_core.errors import ErrorCode, LoomError
 
 
 def test_defaults_add_search_restart_find_again(spawn: Callable[..., Any], tmp_path: Path) -> None:
@@ -64,30 +64,34 @@ def test_sigkill_during_batch_ingest_loses_no_acknowledged_chunk(
     batch_size = 40
     acknowledged: dict[str, list[str]] = {}  # batch tag -> chunk ids
     sent: list[str] = []
-    killed = threading.Event()
+    killed, writer_done = threading.Event(), threading.Event()
 
     def killer() -> None:
         while len(acknowledged) < 12:
-            if server.proc.poll() is not None:
+            if writer_done.is_set() or server.proc.poll() is not None:
                 return
-            threading.Event().wait(0.01)
+            writer_done.wait(0.01)
         server.kill()
         killed.set()
 
     thread = threading.Thread(target=killer)
     thread.start()
-    with LoomemClient(server.base_url, token=token, timeout=30) as client:
-        for n in range(10_000):
-            tag = f"batchtag{n:05d}"
-            items = [{"content": f"{tag} item {i} alpha bravo charlie", "metadata": {"n": i}}
-                     for i in range(batch_size)]
-            sent.append(tag)
-            try:
-                chunks = client.add_chunks("crash", items)
-            except LoomError:
-                break
-            acknowledged[tag] = [c["id"] for c in chunks]
-    thread.join()
+    try:
+        with LoomemClient(server.base_url, token=token, timeout=30) as client:
+            for n in range(10_000):
+                tag = f"batchtag{n:05d}"
+                items = [{"content": f"{tag} item {i} alpha bravo charlie", "metadata": {"n": i}}
+                         for i in range(batch_size)]
+                sent.append(tag)
+                try:
+                    chunks = client.add_chunks("crash", items)
+                except LoomError as exc:
+                    assert exc.code is ErrorCode.SERVER_UNAVAILABLE, exc  # only the kill may stop the writer
+                    break
+                acknowledged[tag] = [c["id"] for c in chunks]
+    finally:
+        writer_done.set()
+        thread.join()
     assert killed.is_set(), "the server was not killed during the ingest"
     assert len(acknowledged) >= 12
 

@@ -211,9 +211,10 @@ def _redact_chunk(matcher: PatternMatcher, data: bytes, skip: int, *, final: boo
         return data[:limit], data[limit:], 0
     out: list[bytes] = []
     covered = skip  # everything before ``covered`` is emitted (raw or as a token)
-    for start, end, token in matches:
+    for start, neg_length, token in matches:
         if start >= limit:
             break
+        end = start - neg_length
         if start < covered:  # overlaps the current run: extend it, no new token
             covered = max(covered, end)
             continue

@@ -22,7 +22,9 @@ import ahocorasick
 import numpy as np
 import numpy.typing as npt
 
-Match = tuple[int, int, bytes]  # (start, end, token), byte offsets into the buffer
+# (start, -length, token): byte offset into the buffer, negated length so that plain tuple
+# order is "leftmost first, longest first at the same start" without a key function.
+Match = tuple[int, int, bytes]
 
 _GRAM_MAX = 5  # bytes per sampled gram; five bytes make chance hits in log text rare
 _HASH_MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing
@@ -55,7 +57,7 @@ class PatternMatcher:
         self.shortest = min((len(p) for p in patterns), default=0)
         self._automaton = ahocorasick.Automaton()
         for pattern, token in patterns.items():
-            self._automaton.add_word(pattern.decode("latin-1"), (len(pattern), token))
+            self._automaton.add_word(pattern.decode("latin-1"), (-len(pattern), token))
         if patterns:
             self._automaton.make_automaton()
         self._chars = bytes(sorted({b for p in patterns for b in p}))
@@ -81,7 +83,7 @@ class PatternMatcher:
         return len(self._automaton)
 
     def find(self, data: bytes) -> list[Match]:
-        """Every occurrence fully inside ``data``, sorted by start then longest first."""
+        """Every occurrence fully inside ``data`` as ``(start, -length, token)``, sorted."""
         if not self._gram_keys or len(data) < self.shortest:
             return []
         matches: list[Match] = []
@@ -89,10 +91,12 @@ class PatternMatcher:
         windows = [(0, len(data))] if len(data) <= _SMALL else self._windows(data)
         for lo, hi in windows:
             text = data[lo:hi].decode("latin-1")
-            for end, (length, token) in self._automaton.iter(text):
-                start = lo + end + 1 - length
-                matches.append((start, start + length, token))
-        matches.sort(key=lambda m: (m[0], -m[1]))
+            base = lo + 1
+            matches.extend(
+                (base + end + neg_length, neg_length, token)
+                for end, (neg_length, token) in self._automaton.iter(text)
+            )
+        matches.sort()
         return matches
 
     def pending_start(self, data: bytes) -> int:

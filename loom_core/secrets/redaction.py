@@ -103,6 +103,11 @@ class Redactor:
         return self._names
 
     @property
+    def min_length(self) -> int:
+        """The minimum value length (bytes, surrounding whitespace not counted) enforced."""
+        return self._min_length
+
+    @property
     def pattern_count(self) -> int:
         """How many distinct byte patterns (values and forms) are matched."""
         return len(self._matcher)
@@ -131,9 +136,18 @@ class Redactor:
         return b"".join(parts)
 
     def redact_text(self, text: str) -> str:
-        """Redact a ``str``; undecodable bytes survive through ``surrogateescape``."""
-        raw = text.encode("utf-8", "surrogateescape")
-        return self.redact(raw).decode("utf-8", "surrogateescape")
+        """Redact a ``str``; undecodable bytes survive through ``surrogateescape``.
+
+        A lone surrogate that ``surrogateescape`` cannot encode (e.g. from
+        JSON ``"\\ud800"``) is carried with ``surrogatepass`` instead of
+        raising: error messages go through here and must not fail.
+        """
+        try:
+            raw = text.encode("utf-8", "surrogateescape")
+            errors = "surrogateescape"
+        except UnicodeEncodeError:
+            raw, errors = text.encode("utf-8", "surrogatepass"), "surrogatepass"
+        return self.redact(raw).decode("utf-8", errors)
 
     def stream(self) -> StreamRedactor:
         """A new, independent streaming state over this redactor's patterns."""

@@ -243,6 +243,8 @@ def test_redact_text_handles_unicode_and_surrogateescape() -> None:
     assert r.redact_text("a pässwörd-ß€ b") == "a [REDACTED:SECRET_UNI] b"
     odd = b"\xff\xfe raw ".decode("utf-8", "surrogateescape")
     assert r.redact_text(odd) == odd
+    lone = "json said \ud800 then pässwörd-ß€"
+    assert r.redact_text(lone) == "json said \ud800 then [REDACTED:SECRET_UNI]"
 
 
 def test_extra_forms_callable_adds_patterns_and_drops_unsafe_ones() -> None:

@@ -85,6 +85,7 @@ class ErrorCode(StrEnum):
     CONFLICT = "CONFLICT"
     BACKUP_FAILED = "BACKUP_FAILED"
     SERVER_UNAVAILABLE = "SERVER_UNAVAILABLE"
+    SERVER_BIND_FAILED = "SERVER_BIND_FAILED"
 
 
 _CATALOGUE_ROWS: dict[ErrorCode, tuple[str, str]] = {
@@ -321,6 +322,11 @@ _CATALOGUE_ROWS: dict[ErrorCode, tuple[str, str]] = {
     ErrorCode.SERVER_UNAVAILABLE: (
         "The client could not reach the Loomem server (refused, timed out, connection lost).",
         "Start it with `loom serve` and check the URL; retry once it answers `GET /health`.",
+    ),
+    ErrorCode.SERVER_BIND_FAILED: (
+        "`loom serve` could not listen on the configured address and port (in use, or not allowed).",
+        "Stop the process using the port or pick another with `--port` / `server.port`; "
+        "ports below 1024 need privileges.",
     ),
 }
 

@@ -257,7 +257,7 @@ _CATALOGUE_ROWS: dict[ErrorCode, tuple[str, str]] = {
     ErrorCode.SECRETS_VALUE_UNSAFE: (
         "A resolved value is blank or shorter than the minimum length that redaction "
         "can mask without destroying ordinary output.",
-        "Store a longer secret value; see docs/secrets.md for the minimum.",
+        "Store a longer secret value; docs/redaction.md explains the minimum (`secrets.min_length`).",
     ),
     ErrorCode.SECRETS_PROVIDER_FAILED: (
         "The provider failed for a reason it could not classify.",

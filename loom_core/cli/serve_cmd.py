@@ -1,13 +1,15 @@
 """``loom serve`` / ``loomem-server``: run the Loomem HTTP server with uvicorn.
 
-The key is resolved and the engine opened before uvicorn binds the port, so
-a locked data directory, a blank key or a bad configuration is reported as ``error[CODE]: message`` and
+The key is resolved, the port bound and the engine opened before uvicorn
+starts, so a busy port, a locked data directory, a blank key or a bad
+configuration is reported as ``error[CODE]: message`` and
 exit status 1 instead of a traceback from inside the server.
 """
 
 from __future__ import annotations
 
 import argparse
+import socket
 from pathlib import Path
 
 
@@ -39,14 +41,51 @@ def run(args: argparse.Namespace) -> int:
             "passthrough mode on %s: this unauthenticated server is reachable from the network; "
             "set the variable named by server.auth_token_env or bind 127.0.0.1", config.server.host
         )
-    engine = open_engine(config, host, environ=os.environ)
-    app.state.engine = engine
+    listener = bind_listener(config.server.host, config.server.port)
     try:
-        uvicorn.run(app, host=config.server.host, port=config.server.port, log_config=None,
-                    log_level=config.server.log_level, server_header=False, timeout_graceful_shutdown=10)
+        engine = open_engine(config, host, environ=os.environ)
+    except BaseException:
+        listener.close()
+        raise
+    app.state.engine = engine
+    server = uvicorn.Server(uvicorn.Config(
+        app, host=config.server.host, port=config.server.port, log_config=None,
+        log_level=config.server.log_level, server_header=False, timeout_graceful_shutdown=10,
+    ))
+    shown_host = f"[{config.server.host}]" if ":" in config.server.host else config.server.host
+    logging.getLogger("loom.server").info(
+        "loomem serving http://%s:%d (data directory %s)", shown_host, listener.getsockname()[1],
+        config.server.data_dir,
+    )
+    try:
+        server.run(sockets=[listener])
     finally:
         engine.close()
+        listener.close()
+    if not server.started:  # start-up failed (a loom_startup hook raised); uvicorn logged why
+        return 3
     return 0
+
+
+def bind_listener(host: str, port: int) -> socket.socket:
+    """Bind the listening socket first, so a busy port fails before the data directory is opened."""
+    from loom_core.errors import ErrorCode, LoomError
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family=family)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise LoomError(
+            ErrorCode.SERVER_BIND_FAILED,
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}; stop whatever uses the port "
+            f"or choose another with --port / server.port",
+            details={"host": host, "port": port},
+        ) from None
+    sock.set_inheritable(True)
+    return sock
 
 
 def _is_loopback(host: str) -> bool:

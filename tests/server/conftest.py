@@ -128,6 +128,12 @@ def make_server(
 
 
 @pytest.fixture
+def unused_port() -> int:
+    """A port nothing listens on right now."""
+    return free_port()
+
+
+@pytest.fixture
 def token() -> str:
     """The key the protected test servers are started with."""
     return TOKEN

@@ -125,11 +125,12 @@ def test_key_from_a_secret_reference(spawn: Callable[..., Any], tmp_path: Any) -
     assert httpx.get(f"{server.base_url}/v1/streams").status_code == 401
 
 
-def test_blank_key_refuses_to_start(tmp_path: Any) -> None:
+def test_blank_key_refuses_to_start(tmp_path: Any, unused_port: int) -> None:
     """LOOMEM_AUTH_TOKEN set but empty: `loom serve` exits 1 with CONFIG_INVALID instead of going open."""
     env = {"PATH": "/usr/bin:/bin", "LOOMEM_AUTH_TOKEN": ""}
     result = subprocess.run([sys.executable, "-m", "loom_core.cli.main", "serve", "--data-dir",
-                             str(tmp_path / "d"), "--port", "1"], env=env, capture_output=True, text=True,
+                             str(tmp_path / "d"), "--port", str(unused_port)], env=env, capture_output=True,
+                            text=True,
                             timeout=120)
     assert result.returncode == 1
     assert "error[CONFIG_INVALID]" in result.stderr and "LOOMEM_AUTH_TOKEN" in result.stderr

@@ -37,16 +37,18 @@ def test_defaults_add_search_restart_find_again(spawn: Callable[..., Any], tmp_p
             hits = client.search("heron lake", stream="notes", mode=mode)
             assert hits and hits[0]["chunk"]["id"] == chunk["id"], mode
     logs = server.logs()
-    assert "Uvicorn running on http://127.0.0.1" in logs
+    assert f"loomem serving http://127.0.0.1:{server.port} (data directory loom-data)" in logs
     assert "loomem server stopped" in logs  # the graceful shutdown ran on SIGTERM
 
 
-def test_second_server_on_the_same_data_dir_fails_with_a_code(spawn: Callable[..., Any], tmp_path: Path) -> None:
+def test_second_server_on_the_same_data_dir_fails_with_a_code(
+    spawn: Callable[..., Any], tmp_path: Path, unused_port: int
+) -> None:
     """Only one server per data directory: the second exits 1 with STORAGE_LOCKED naming the directory."""
     data = tmp_path / "shared-data"
     first = spawn(token=None, data_dir=data).start()
     second = subprocess.run(
-        [sys.executable, "-m", "loom_core.cli.main", "serve", "--data-dir", str(data), "--port", "1"],
+        [sys.executable, "-m", "loom_core.cli.main", "serve", "--data-dir", str(data), "--port", str(unused_port)],
         env=first.env, capture_output=True, text=True, timeout=120,
     )
     assert second.returncode == 1, second.stderr
@@ -111,11 +113,12 @@ def test_sigkill_during_batch_ingest_loses_no_acknowledged_chunk(
     assert report["storage"] == report["index"] == report["vectors"] == len(stored)
 
 
-def test_expected_encryption_without_a_master_key_refuses_to_start(tmp_path: Path) -> None:
+def test_expected_encryption_without_a_master_key_refuses_to_start(tmp_path: Path, unused_port: int) -> None:
     """LOOMEM_AT_REST_EXPECT_ENABLED=1 and no master key: `loom serve` exits 1 with ENCRYPTION_KEY_MISSING."""
     env = {"PATH": "/usr/bin:/bin", "LOOMEM_AT_REST_EXPECT_ENABLED": "1"}
     result = subprocess.run(
-        [sys.executable, "-m", "loom_core.cli.main", "serve", "--data-dir", str(tmp_path / "d"), "--port", "1"],
+        [sys.executable, "-m", "loom_core.cli.main", "serve", "--data-dir", str(tmp_path / "d"),
+         "--port", str(unused_port)],
         env=env, capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 1
@@ -141,3 +144,21 @@ def test_server_with_a_master_key_seals_rows_and_reads_them_back(spawn: Callable
     storage_bytes = b"".join(p.read_bytes() for p in (data / "storage").rglob("*") if p.is_file())
     assert (canary.encode() in storage_bytes) is False, "chunk content stored in plain form"
     assert (key in server.logs()) is False, "master key leaked into the log"
+
+
+def test_busy_port_fails_with_a_code_before_touching_data(tmp_path: Path, unused_port: int) -> None:
+    """A port already in use: exit 1 with SERVER_BIND_FAILED naming it, and no data directory created."""
+    import socket
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", unused_port))
+        holder.listen()
+        data = tmp_path / "never-created"
+        result = subprocess.run(
+            [sys.executable, "-m", "loom_core.cli.main", "serve", "--data-dir", str(data), "--port",
+             str(unused_port)],
+            env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True, timeout=120,
+        )
+    assert result.returncode == 1, result.stderr
+    assert "error[SERVER_BIND_FAILED]" in result.stderr and f"127.0.0.1:{unused_port}" in result.stderr
+    assert not data.exists()

@@ -11,6 +11,10 @@ from __future__ import annotations
 import argparse
 import socket
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from loom_core.memory.engine import MemoryEngine
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,7 +39,10 @@ def run(args: argparse.Namespace) -> int:
                             port=args.port)
     configure_logging(config.server.log_format, config.server.log_level)
     host = make_host(config, os.environ)
-    app = create_app(config, host=host, environ=os.environ)  # resolves the key: fails before opening data
+    opened: list[MemoryEngine] = []
+    # The key is resolved here, before any data is touched. The app owns the engine opened below, so its
+    # lifespan closes it on SIGTERM (uvicorn re-raises the signal after shutdown; code after run() may not run).
+    app = create_app(config, host=host, environ=os.environ, engine_factory=lambda: opened[0])
     if app.state.authenticator.passthrough and not _is_loopback(config.server.host):
         logging.getLogger("loom.server.auth").warning(
             "passthrough mode on %s: this unauthenticated server is reachable from the network; "
@@ -47,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     except BaseException:
         listener.close()
         raise
-    app.state.engine = engine
+    opened.append(engine)
     server = uvicorn.Server(uvicorn.Config(
         app, host=config.server.host, port=config.server.port, log_config=None,
         log_level=config.server.log_level, server_header=False, timeout_graceful_shutdown=10,
@@ -60,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         server.run(sockets=[listener])
     finally:
-        engine.close()
+        engine.close()  # idempotent; covers a start-up that failed before the lifespan took it
         listener.close()
     if not server.started:  # start-up failed (a loom_startup hook raised); uvicorn logged why
         return 3

@@ -106,6 +106,7 @@ def create_app(
                 app.state.engine = None
                 if owned and current is not None:
                     await run_in_threadpool(current.close)
+                    log.info("memory engine closed")
                 log.info("loomem server stopped")
 
     app = FastAPI(

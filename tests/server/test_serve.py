@@ -28,6 +28,7 @@ def test_defaults_add_search_restart_find_again(spawn: Callable[..., Any], tmp_p
         assert hits and hits[0]["chunk"]["id"] == chunk["id"]
     assert (workdir / "loom-data").is_dir()
     assert server.stop() in (0, -15)  # uvicorn re-raises SIGTERM after its graceful shutdown
+    assert "memory engine closed" in server.logs()  # the engine is closed although uvicorn re-raises SIGTERM
     assert "loomem server stopped" in server.logs()
     server.argv = [str(Path(sys.executable).with_name("loomem-server")), *server.argv[4:]]
     server.start()

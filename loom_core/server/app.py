@@ -31,6 +31,7 @@ from loom_core.server.auth import AuthDep, Authenticator, declare_bearer_securit
 from loom_core.server.errors import install_error_handlers
 from loom_core.server.limits import BodySizeLimit
 from loom_core.server.runtime import make_host, open_engine
+from loom_core.server.schemas import Health
 
 if TYPE_CHECKING:
     from loom_core.memory.engine import MemoryEngine
@@ -82,7 +83,7 @@ def create_app(
     plugin_host = host if host is not None else make_host(cfg, env)
     key = resolve_api_key(cfg.server.auth_token_env, cfg.server.auth_token_ref, env, plugin_host)
     authenticator = Authenticator(key, plugin_host.hook)
-    factory: EngineFactory = engine_factory or (lambda: open_engine(cfg, plugin_host, data_dir))
+    factory: EngineFactory = engine_factory or (lambda: open_engine(cfg, plugin_host, data_dir, env))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -126,7 +127,7 @@ def create_app(
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_body_bytes=cfg.server.max_body_bytes)
 
-    @app.get("/health", tags=["health"], summary="Liveness; never authenticated")
+    @app.get("/health", tags=["health"], response_model=Health, summary="Liveness; never authenticated")
     async def health(request: Request) -> dict[str, Any]:
         ready = request.app.state.engine is not None
         return {"status": "ok" if ready else "starting", "version": __version__,

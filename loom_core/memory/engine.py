@@ -108,6 +108,7 @@ class MemoryEngine:
         self._sweeper: threading.Thread | None = None
         self._sweeper_stop = threading.Event()
         self._closed = False
+        self._owns_llm = True  # False when the caller passed its own LLM backend to open()
         #: called with a FAULT_POINTS name during writes (crash tests)
         self.fault_hook: Callable[[str], None] | None = None
 
@@ -151,6 +152,7 @@ class MemoryEngine:
             storage.close()
             raise
         try:
+            owns_llm = llm is None
             if llm is None:
                 llm = host.create("llm", config.llm.backend, llm_context(config, env))
             engine = cls(
@@ -161,6 +163,7 @@ class MemoryEngine:
                 codec=codec or PlainRowCodec(),
                 data_dir=data_dir,
             )
+            engine._owns_llm = owns_llm
             engine._check_schema()
             engine._load()
             engine.recover()
@@ -184,7 +187,7 @@ class MemoryEngine:
                 self.index.close()
             finally:
                 try:
-                    close_llm = getattr(self.llm, "close", None)
+                    close_llm = getattr(self.llm, "close", None) if self._owns_llm else None
                     if close_llm is not None:
                         close_llm()
                 finally:

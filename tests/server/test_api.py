@@ -360,3 +360,10 @@ def test_concurrent_batches_from_several_clients_all_land(api_server: Any, token
         info = next(s for s in client.get("/v1/streams").json()["streams"] if s["name"] == stream)
     assert sorted(c["id"] for c in listed) == sorted(all_ids)
     assert info["chunk_count"] == 800
+
+
+def test_invalid_stream_name_is_a_validation_error(http: httpx.Client) -> None:
+    """A stream name outside the allowed characters is 422 VALIDATION_FAILED, not a 500."""
+    response = http.post("/v1/streams/bad%20name!/chunks", json={"content": "x"})
+    assert response.status_code == 422, response.text
+    assert error_code(response) == "VALIDATION_FAILED" and "stream name" in response.json()["error"]["message"]

@@ -86,3 +86,11 @@ def test_access_lines_have_structured_fields_in_json(restore_root_logging: None)
     assert line["fields"] == {"client": "127.0.0.1:5000", "method": "GET", "path": "/v1/streams",
                               "http_version": "1.1", "status": 200}
     assert line["message"] == '127.0.0.1:5000 - "GET /v1/streams HTTP/1.1" 200'
+
+
+def test_default_destination_is_stdout(restore_root_logging: None) -> None:
+    """Without an explicit stream, records go to stdout (12-factor), not stderr."""
+    import sys
+
+    handler = configure_logging("text", "info")
+    assert isinstance(handler, logging.StreamHandler) and handler.stream is sys.stdout

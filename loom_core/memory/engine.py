@@ -301,7 +301,7 @@ class MemoryEngine:
     # -- chunk rows -------------------------------------------------------------
     def _seal_chunk(self, record: Routing, content: str, metadata: Mapping[str, Any]) -> bytes:
         key = rows.chunk_key(record.level, record.id)
-        body = rows.encode_json({"content": content, "metadata": dict(metadata)})
+        body = rows.encode_body(content, metadata)
         return self.codec.seal(record.stream, key, body)
 
     def _read_body(self, record: Routing) -> dict[str, Any]:

@@ -26,7 +26,7 @@ class ChunkInput:
     expires_at: int | None = None  # ms since the Unix epoch; None keeps it forever
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Chunk:
     """A stored memory with its routing data, supersede chain and access statistics."""
 

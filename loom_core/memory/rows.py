@@ -25,7 +25,9 @@ from __future__ import annotations
 import json
 import re
 import struct
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from json.encoder import encode_basestring as _encode_string
 from typing import Any
 
 from loom_core.errors import ErrorCode, LoomError
@@ -108,9 +110,7 @@ class Routing:
         otherwise): ids are ULIDs and stream names are checked against
         :data:`STREAM_NAME`, so no field needs escaping; anything else falls
         back to the JSON encoder."""
-        if not (_SAFE.match(self.stream) and _SAFE.match(self.id)) or not all(
-            ref is None or _SAFE.match(ref) for ref in (self.supersedes, self.superseded_by)
-        ):
+        if not _SAFE.match(f"{self.id}{self.stream}{self.supersedes or ''}{self.superseded_by or ''}"):
             return _ENCODER.encode(asdict(self)).encode()
         return (
             f'{{"id":"{self.id}","stream":"{self.stream}","level":{int(self.level)},'
@@ -138,6 +138,12 @@ def encode_access(count: int, last: int) -> bytes:
 def decode_access(raw: bytes) -> tuple[int, int]:
     count, last = _ACCESS.unpack(raw)
     return int(count), int(last)
+
+
+def encode_body(content: str, metadata: Mapping[str, Any]) -> bytes:
+    """The chunk value before sealing: ``{"content": ..., "metadata": {...}}``."""
+    meta = _ENCODER.encode(dict(metadata)) if metadata else "{}"
+    return f'{{"content":{_encode_string(content)},"metadata":{meta}}}'.encode()
 
 
 def encode_json(value: Any) -> bytes:

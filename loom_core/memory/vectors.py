@@ -23,6 +23,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -176,20 +177,23 @@ class VectorStore:
         new_cap = max(need, cap * 2)
         n = self._n
 
-        def grown(arr: npt.NDArray[np.generic], fill: object) -> npt.NDArray[np.generic]:
+        def grown(arr: npt.NDArray[Any], fill: object | None = None) -> npt.NDArray[Any]:
+            # rows past _n are never read (except the alive flags), so most
+            # columns need no fill: filling would touch every new page
             out = np.empty((new_cap, *arr.shape[1:]), dtype=arr.dtype)
             out[:n] = arr[:n]
-            out[n:] = fill
+            if fill is not None:
+                out[n:] = fill
             return out
 
-        self._vecs = grown(self._vecs, 0.0)  # type: ignore[assignment]
-        sketch = np.zeros((self._words, new_cap), dtype=np.uint64)
-        sketch[:, :n] = self._sketch[:, :n]
+        self._vecs = grown(self._vecs)
+        sketch = np.empty((self._words, new_cap), dtype=np.uint64)
+        sketch[:, : self._sketched] = self._sketch[:, : self._sketched]
         self._sketch = sketch
-        self._level = grown(self._level, 0)  # type: ignore[assignment]
-        self._created = grown(self._created, 0)  # type: ignore[assignment]
-        self._expires = grown(self._expires, NO_EXPIRY)  # type: ignore[assignment]
-        self._superseded = grown(self._superseded, False)
+        self._level = grown(self._level)
+        self._created = grown(self._created)
+        self._expires = grown(self._expires)
+        self._superseded = grown(self._superseded)
         self._alive = grown(self._alive, False)
 
     def _ensure_sketches(self) -> None:

@@ -18,9 +18,9 @@ def run(args: argparse.Namespace) -> int:
     from loom_core.config import load_config
     from loom_core.errors import LoomError
     from loom_core.plugins.host import PluginHost
+    from loom_core.secrets.providers import ProviderPool
     from loom_core.workflow.check import Problem, check_document
     from loom_core.workflow.loader import load_file
-    from loom_core.workflow.providers import ProviderPool
 
     config = load_config(args.config, os.environ)
     host = PluginHost(disabled=config.plugins.disabled, environ=os.environ)

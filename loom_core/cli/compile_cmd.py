@@ -19,9 +19,9 @@ def run(args: argparse.Namespace) -> int:
 
     from loom_core.config import load_config
     from loom_core.plugins.host import PluginHost
+    from loom_core.secrets.providers import ProviderPool
     from loom_core.workflow.check import load_workflow
     from loom_core.workflow.graph import graph_ir
-    from loom_core.workflow.providers import ProviderPool
 
     config = load_config(args.config, os.environ)
     pool = ProviderPool(PluginHost(disabled=config.plugins.disabled, environ=os.environ), os.environ)

@@ -130,20 +130,12 @@ def load_master_key(
 
 
 def _resolve_ref(ref: str, environ: Mapping[str, str], host: Any | None) -> str:
-    """Resolve a secret reference through the secrets backend for its scheme."""
-    from loom_core.contracts import BackendContext
-    from loom_core.contracts.secrets import SecretRef
+    """Resolve ``encryption.master_key_ref`` through the secrets backend for its scheme."""
+    from loom_core.secrets.providers import resolve_reference
 
-    parsed = SecretRef.parse(ref)
     if host is None:
         from loom_core.plugins.host import PluginHost
 
         host = PluginHost(environ=environ)
-    provider = host.create("secrets", parsed.scheme, BackendContext(environ=environ))
-    try:
-        value = provider.resolve(parsed).reveal()
-    finally:
-        close = getattr(provider, "close", None)
-        if callable(close):
-            close()
-    return bytes(value).decode("ascii", "replace")
+    value = resolve_reference(ref, host, environ, setting="encryption.master_key_ref")
+    return value.reveal().decode("ascii", "replace")

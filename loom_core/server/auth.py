@@ -16,14 +16,14 @@ import logging
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
 from loom_core.audit import AuditEvent, emit
-from loom_core.contracts import BackendContext, Kind
-from loom_core.contracts.secrets import SecretRef, SecretValue
+from loom_core.contracts.secrets import SecretValue
 from loom_core.errors import ErrorCode, LoomError
+from loom_core.secrets.providers import SecretsHost, resolve_reference
 
 log = logging.getLogger("loom.server.auth")
 
@@ -42,10 +42,6 @@ BEARER_SCHEME = {
 OPEN_PATHS = frozenset({"/health"})
 
 
-class _SecretsHost(Protocol):
-    def create(self, kind: Kind | str, name: str, context: BackendContext | None = None) -> Any: ...
-
-
 @dataclass(frozen=True)
 class Principal:
     """Who a request acts as. One key means every authenticated caller is admin."""
@@ -58,7 +54,7 @@ def resolve_api_key(
     auth_token_env: str,
     auth_token_ref: str,
     environ: Mapping[str, str],
-    host: _SecretsHost | None = None,
+    host: SecretsHost | None = None,
 ) -> SecretValue | None:
     """The configured key, or ``None`` for passthrough mode. Fails closed on anything odd.
 
@@ -66,23 +62,12 @@ def resolve_api_key(
     is an error rather than a silent fall back to passthrough.
     """
     if auth_token_ref:
-        ref = SecretRef.parse(auth_token_ref)
         if host is None:
             raise LoomError(
                 ErrorCode.SECRETS_PROVIDER_UNAVAILABLE,
-                f"server.auth_token_ref {ref.scheme}://... needs a plugin host to resolve it",
+                "server.auth_token_ref needs a plugin host to resolve it",
             )
-        provider = host.create(Kind.SECRETS, ref.scheme, BackendContext(environ=environ))
-        try:
-            value = provider.resolve(ref)
-        finally:
-            provider.close()
-        if not isinstance(value, SecretValue) or not value.reveal().strip():
-            raise LoomError(
-                ErrorCode.CONFIG_INVALID,
-                f"server.auth_token_ref {ref.raw!r} resolved to an empty key; store a long random key there",
-            )
-        return value
+        return resolve_reference(auth_token_ref, host, environ, setting="server.auth_token_ref")
     raw = environ.get(auth_token_env)
     if raw is None:
         return None

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from loom_core.errors import ErrorCode, LoomError
+from loom_core.secrets.providers import ProviderPool
 from loom_core.workflow.graph import Workflow, build_workflow, topological_order
 from loom_core.workflow.loader import JsonPath, LoadedDocument, format_path, load_file
-from loom_core.workflow.providers import ProviderPool
 from loom_core.workflow.refs import check_syntax
 from loom_core.workflow.schema import schema_problems
 

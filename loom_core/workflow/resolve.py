@@ -11,8 +11,8 @@ from collections.abc import Callable
 
 from loom_core.contracts.secrets import SecretValue
 from loom_core.errors import ErrorCode, LoomError
+from loom_core.secrets.providers import ProviderPool
 from loom_core.workflow.graph import Job, SecretSpec
-from loom_core.workflow.providers import ProviderPool
 from loom_core.workflow.refs import check_syntax
 
 Scrub = Callable[[str], str]

@@ -23,13 +23,13 @@ from typing import Any, BinaryIO
 from loom_core.contracts.secrets import SecretValue
 from loom_core.errors import ErrorCode, LoomError
 from loom_core.plugins.host import PluginHost
+from loom_core.secrets.providers import ProviderPool
 from loom_core.workflow import docker as docker_mod
 from loom_core.workflow.check import load_workflow
 from loom_core.workflow.graph import Job, Workflow
 from loom_core.workflow.guard import check_debug_trace, trace_sources
 from loom_core.workflow.inject import SecretFiles, job_environment, scrubbed_environ
 from loom_core.workflow.process import SignalWatch, run_streaming
-from loom_core.workflow.providers import ProviderPool
 from loom_core.workflow.receipt import JobRecord, Receipt, Tail, utc_now, write_receipt
 from loom_core.workflow.redact import make_redactor, scrubber, stream_filter
 from loom_core.workflow.resolve import resolve_job

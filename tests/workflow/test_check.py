@@ -8,9 +8,9 @@ from pathlib import Path
 
 from loom_core.errors import ErrorCode
 from loom_core.plugins.host import PluginHost
+from loom_core.secrets.providers import ProviderPool
 from loom_core.workflow.check import check_document
 from loom_core.workflow.loader import load_file, parse_text
-from loom_core.workflow.providers import ProviderPool
 from loom_core.workflow.refs import check_syntax
 
 from .conftest import run_loom

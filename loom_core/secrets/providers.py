@@ -1,4 +1,4 @@
-"""One provider instance per scheme per run, built through the plugin host.
+"""Secrets providers by scheme, built through the plugin host: one per scheme per run.
 
 The scheme of a reference names the ``secrets`` backend that serves it; there
 is no fallback to another provider. Plugin-level failures (not installed,
@@ -9,13 +9,21 @@ resolution failure carries a ``SECRETS_*`` code.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from loom_core.contracts import BackendContext, Kind
+from loom_core.contracts.secrets import SecretRef, SecretValue
 from loom_core.errors import ErrorCode, LoomError
-from loom_core.plugins.host import PluginHost
 
 Scrub = Callable[[str], str]
+
+
+class SecretsHost(Protocol):
+    """What resolution needs of a :class:`~loom_core.plugins.host.PluginHost`."""
+
+    def backend(self, kind: Kind | str, name: str) -> Any: ...
+
+    def create(self, kind: Kind | str, name: str, context: BackendContext | None = None) -> Any: ...
 
 
 def _identity(text: str) -> str:
@@ -25,7 +33,7 @@ def _identity(text: str) -> str:
 class ProviderPool:
     """Builds each scheme's provider on first use and closes them all at the end."""
 
-    def __init__(self, host: PluginHost, environ: Mapping[str, str]) -> None:
+    def __init__(self, host: SecretsHost, environ: Mapping[str, str]) -> None:
         self.host = host
         self.environ = dict(environ)
         self._providers: dict[str, Any] = {}
@@ -88,3 +96,29 @@ class ProviderPool:
                 messages.append(scrub(f"secrets provider {scheme!r} failed to close: {detail}"))
         self._providers.clear()
         return messages
+
+
+def resolve_reference(raw: str, host: SecretsHost, environ: Mapping[str, str], *, setting: str) -> SecretValue:
+    """Resolve one reference held by a server setting (``setting`` names it in errors).
+
+    The same fail-closed path as a workflow run: the scheme picks the
+    provider, a missing or disabled provider is ``SECRETS_PROVIDER_UNAVAILABLE``,
+    and a blank value is refused rather than treated as "not configured".
+    """
+    try:
+        ref = SecretRef.parse(raw)
+    except LoomError as exc:
+        raise LoomError(exc.code, f"{setting}: {exc.message}") from None
+    pool = ProviderPool(host, environ)
+    try:
+        value = pool.get(ref.scheme).resolve(ref)
+    except LoomError as exc:
+        raise LoomError(exc.code, f"{setting}: {exc.message}", details=exc.details) from None
+    finally:
+        pool.close()
+    if not isinstance(value, SecretValue) or not value.reveal().strip():
+        raise LoomError(
+            ErrorCode.SECRETS_VALUE_UNSAFE,
+            f"{setting} = {ref.raw!r} resolved to an empty value; store the secret there",
+        )
+    return value

@@ -1,0 +1,45 @@
+"""Server settings that hold a secret reference resolve through one fail-closed path."""
+
+from __future__ import annotations
+
+import pytest
+
+from loom_core.errors import ErrorCode, LoomError
+from loom_core.plugins.host import PluginHost
+from loom_core.secrets.providers import resolve_reference
+
+
+def code_of(raw: str, environ: dict[str, str]) -> ErrorCode:
+    with pytest.raises(LoomError) as info:
+        resolve_reference(raw, PluginHost(environ=environ), environ, setting="server.auth_token_ref")
+    assert "server.auth_token_ref" in info.value.message
+    return info.value.code
+
+
+def test_resolves_an_env_reference() -> None:
+    """env://NAME gives the variable's exact bytes."""
+    env = {"API_KEY_FOR_TEST": "a-long-random-api-key"}
+    value = resolve_reference("env://API_KEY_FOR_TEST", PluginHost(environ=env), env, setting="x")
+    assert value.reveal() == b"a-long-random-api-key"
+
+
+def test_unknown_scheme_is_provider_unavailable_not_a_plugin_error() -> None:
+    """A scheme nobody provides is SECRETS_PROVIDER_UNAVAILABLE, as in workflow runs."""
+    assert code_of("vault9://x/y", {}) is ErrorCode.SECRETS_PROVIDER_UNAVAILABLE
+
+
+def test_disabled_provider_is_unavailable() -> None:
+    """A disabled provider is never used as if it were absent-and-optional."""
+    env = {"LOOM_DISABLE_PLUGINS": "secrets:env", "K": "a-long-random-api-key"}
+    assert code_of("env://K", env) is ErrorCode.SECRETS_PROVIDER_UNAVAILABLE
+
+
+def test_missing_and_blank_values_fail_closed() -> None:
+    """An unset variable is SECRETS_NOT_FOUND; a blank one is refused, never an empty key."""
+    assert code_of("env://NOT_SET_ANYWHERE", {}) is ErrorCode.SECRETS_NOT_FOUND
+    assert code_of("env://BLANK", {"BLANK": "     "}) is ErrorCode.SECRETS_VALUE_UNSAFE
+
+
+def test_malformed_reference_names_the_setting() -> None:
+    """A malformed reference is SECRETS_REF_INVALID and the message names the setting."""
+    assert code_of("not a reference", {}) is ErrorCode.SECRETS_REF_INVALID

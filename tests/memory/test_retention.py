@@ -34,7 +34,7 @@ def test_sweeper_thread_runs_and_stops(engine: MemoryEngine) -> None:
         return count
 
     engine.sweep_expired = observed  # type: ignore[method-assign]
-    engine.add_chunk("s", ChunkInput("brief", expires_at=now_ms() + 50))
+    engine.add_chunk("s", ChunkInput("brief", expires_at=now_ms() + 1000))
     engine.start_sweeper(0.05)
     assert swept.wait(30), "the sweeper never removed the expired chunk"
     engine.stop_sweeper()

@@ -724,7 +724,17 @@ class MemoryEngine:
                 check_stream(s) for s in ([request.stream] if request.stream else []) + list(request.streams or [])
             ]
             streams = sorted(set(streams))
-        levels = None if request.levels is None else sorted({int(x) for x in request.levels})
+        levels: list[int] | None = None
+        if request.levels is not None:
+            if isinstance(request.levels, (str, bytes)) or not all(
+                isinstance(x, int) and not isinstance(x, bool) and 0 <= x <= MAX_LEVEL for x in request.levels
+            ):
+                raise _invalid("levels", f"must be a list of integers from 0 to {MAX_LEVEL}")
+            levels = sorted(set(request.levels))
+        for field in ("since", "until"):
+            value = getattr(request, field)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                raise _invalid(field, "must be a time in ms since the Unix epoch")
         if request.since is not None and request.until is not None and request.until <= request.since:
             raise _invalid("until", "must be later than since")
         now = now_ms()

@@ -77,6 +77,9 @@ def test_bad_requests_are_validation_failures(engine: MemoryEngine) -> None:
         SearchRequest("x", k=0),
         SearchRequest("x", stream="bad name"),
         SearchRequest("x", since=10, until=10),
+        SearchRequest("x", levels=[-1]),
+        SearchRequest("x", levels=["a"]),  # type: ignore[list-item]
+        SearchRequest("x", since="yesterday"),  # type: ignore[arg-type]
     ):
         with pytest.raises(LoomError) as err:
             engine.search(request)

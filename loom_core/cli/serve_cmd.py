@@ -79,7 +79,10 @@ def bind_listener(host: str, port: int) -> socket.socket:
     from loom_core.errors import ErrorCode, LoomError
 
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family=family)
+    # proto must say TCP: asyncio sets TCP_NODELAY only on accepted sockets whose
+    # proto is IPPROTO_TCP. With proto 0, Nagle holds each response's second
+    # segment for the client's delayed ACK: ~40 ms on every keep-alive request.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))

@@ -35,6 +35,24 @@ def good_plugin(name: str, marker: str) -> str:
     return GOOD_PLUGIN.format(name=name, marker=marker)
 
 
+def install_fake(site: Path) -> None:
+    """Install ``loom-fake 1.2.3`` offering secrets backend ``fake``; importing it leaves a marker."""
+    make_dist(
+        site, "loom-fake", "1.2.3", {"loom.secrets": {"fake": "fakeplug"}}, {"fakeplug": good_plugin("fake", "fake")}
+    )
+
+
+def host_error(call: str, site: Path, tmp_path: Path) -> list[str]:
+    """Run ``PluginHost().<call>`` in a subprocess; return [code, message] of the LoomError (or output)."""
+    code = (
+        "from loom_core.plugins.host import PluginHost\n"
+        "from loom_core.errors import LoomError\n"
+        f"try:\n    PluginHost().{call}\n    print('NO ERROR')\n"
+        "except LoomError as e:\n    print(e.code.value); print(e.message)\n"
+    )
+    return run_python(code, site, tmp_path).stdout.splitlines()
+
+
 @pytest.fixture
 def site(tmp_path: Path) -> Path:
     path = tmp_path / "site"
@@ -56,13 +74,7 @@ def test_listing_shows_builtins_with_distribution_and_version(tmp_path: Path) ->
 
 def test_listing_does_not_import_unselected_plugins(site: Path, tmp_path: Path) -> None:
     """A plugin nobody selected is listed from metadata and never imported."""
-    make_dist(
-        site,
-        "loom-fake",
-        "1.2.3",
-        {"loom.secrets": {"fake": "fakeplug"}},
-        {"fakeplug": good_plugin("fake", "fake")},
-    )
+    install_fake(site)
     result = run_loom(["plugins", "--format", "json"], site, tmp_path)
     rows = {(r["kind"], r["name"]): r for r in json.loads(result.stdout)}
     assert rows[("secrets", "fake")]["status"] == "available"
@@ -72,13 +84,7 @@ def test_listing_does_not_import_unselected_plugins(site: Path, tmp_path: Path) 
 
 def test_selected_plugin_is_imported_and_loaded(site: Path, tmp_path: Path) -> None:
     """``--load`` imports exactly the named plugin and reports it loaded."""
-    make_dist(
-        site,
-        "loom-fake",
-        "1.2.3",
-        {"loom.secrets": {"fake": "fakeplug"}},
-        {"fakeplug": good_plugin("fake", "fake")},
-    )
+    install_fake(site)
     result = run_loom(["plugins", "--load", "secrets:fake", "--format", "json"], site, tmp_path)
     rows = {(r["kind"], r["name"]): r for r in json.loads(result.stdout)}
     assert rows[("secrets", "fake")]["status"] == "loaded"
@@ -87,23 +93,13 @@ def test_selected_plugin_is_imported_and_loaded(site: Path, tmp_path: Path) -> N
 
 def test_two_distributions_claiming_one_name_is_a_conflict(site: Path, tmp_path: Path) -> None:
     """Two plugins with the same kind and name: PLUGIN_CONFLICT naming both distributions."""
-    make_dist(
-        site, "loom-dup-a", "1.0", {"loom.secrets": {"dup": "dup_a"}}, {"dup_a": good_plugin("dup", "a")}
-    )
-    make_dist(
-        site, "loom-dup-b", "2.0", {"loom.secrets": {"dup": "dup_b"}}, {"dup_b": good_plugin("dup", "b")}
-    )
+    make_dist(site, "loom-dup-a", "1.0", {"loom.secrets": {"dup": "dup_a"}}, {"dup_a": good_plugin("dup", "a")})
+    make_dist(site, "loom-dup-b", "2.0", {"loom.secrets": {"dup": "dup_b"}}, {"dup_b": good_plugin("dup", "b")})
     listing = run_loom(["plugins", "--format", "json"], site, tmp_path)
     rows = [r for r in json.loads(listing.stdout) if r["name"] == "dup"]
     assert {r["status"] for r in rows} == {"conflict"}
     assert listing.returncode == 1
-    code = (
-        "from loom_core.plugins.host import PluginHost\n"
-        "from loom_core.errors import LoomError\n"
-        "try:\n    PluginHost().backend('secrets', 'dup')\n"
-        "except LoomError as e:\n    print(e.code.value); print(e.message)\n"
-    )
-    out = run_python(code, site, tmp_path).stdout.splitlines()
+    out = host_error("backend('secrets', 'dup')", site, tmp_path)
     assert out[0] == "PLUGIN_CONFLICT"
     assert "loom-dup-a 1.0" in out[1] and "loom-dup-b 2.0" in out[1]
     assert not (tmp_path / "imported-a").exists() and not (tmp_path / "imported-b").exists()
@@ -118,13 +114,7 @@ def test_import_failure_names_entry_point_distribution_version_and_cause(site: P
         {"loom.secrets": {"broken": "brokenplug"}},
         {"brokenplug": "import definitely_not_installed_module_xyz\n"},
     )
-    code = (
-        "from loom_core.plugins.host import PluginHost\n"
-        "from loom_core.errors import LoomError\n"
-        "try:\n    PluginHost().create('secrets', 'broken')\n    print('NO ERROR')\n"
-        "except LoomError as e:\n    print(e.code.value); print(e.message)\n"
-    )
-    out = run_python(code, site, tmp_path).stdout.splitlines()
+    out = host_error("create('secrets', 'broken')", site, tmp_path)
     assert out[0] == "PLUGIN_LOAD_FAILED"
     for fragment in [
         "loom.secrets:broken",
@@ -148,27 +138,13 @@ def test_plugin_registering_the_wrong_name_is_invalid(site: Path, tmp_path: Path
         {"loom.secrets": {"liar": "liarplug"}},
         {"liarplug": good_plugin("other", "liar")},
     )
-    code = (
-        "from loom_core.plugins.host import PluginHost\n"
-        "from loom_core.errors import LoomError\n"
-        "try:\n    PluginHost().backend('secrets', 'liar')\n"
-        "except LoomError as e:\n    print(e.code.value)\n"
-    )
-    assert run_python(code, site, tmp_path).stdout.strip() == "PLUGIN_INVALID"
+    assert host_error("backend('secrets', 'liar')", site, tmp_path)[0] == "PLUGIN_INVALID"
 
 
 def test_disabled_by_env_and_by_config(site: Path, tmp_path: Path) -> None:
     """LOOM_DISABLE_PLUGINS and plugins.disabled disable without uninstalling."""
-    make_dist(
-        site,
-        "loom-fake",
-        "1.2.3",
-        {"loom.secrets": {"fake": "fakeplug"}},
-        {"fakeplug": good_plugin("fake", "fake")},
-    )
-    by_env = run_loom(
-        ["plugins", "--format", "json"], site, tmp_path, {"LOOM_DISABLE_PLUGINS": "secrets:fake"}
-    )
+    install_fake(site)
+    by_env = run_loom(["plugins", "--format", "json"], site, tmp_path, {"LOOM_DISABLE_PLUGINS": "secrets:fake"})
     row = next(r for r in json.loads(by_env.stdout) if r["name"] == "fake")
     assert row["status"] == "disabled"
     config = tmp_path / "c.toml"

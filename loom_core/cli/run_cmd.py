@@ -19,7 +19,10 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from loom_core.config import load_config
+    from loom_core.workflow.process import tune_allocator
     from loom_core.workflow.runner import RunOptions, run_workflow
+
+    tune_allocator()
 
     config = load_config(args.config, os.environ)
     result = run_workflow(

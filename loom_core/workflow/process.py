@@ -81,6 +81,33 @@ class SignalWatch:
         os.close(self.write_fd)
 
 
+_M_TRIM_THRESHOLD = -1  # glibc mallopt parameters
+_M_MMAP_THRESHOLD = -3
+MMAP_THRESHOLD = 4 << 20  # well above CHUNK and the buffers derived from one read
+TRIM_THRESHOLD = 32 << 20
+
+
+def tune_allocator() -> bool:
+    """Keep the stream's chunk-sized buffers on the heap instead of fresh pages per read.
+
+    Each read allocates a few buffers of up to ``CHUNK`` bytes and frees them right
+    after. glibc serves blocks that size with ``mmap`` or trims them off the heap
+    top when freed, so every chunk paid page faults and kernel zeroing again: about
+    5x the CPU of the redaction itself on 256 KiB chunks. Fixed thresholds keep them
+    on the heap. Process-wide, so only ``loom run`` (its own process) calls this;
+    best effort, a no-op where glibc is absent. Returns whether it applied.
+    """
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError, ImportError):
+        return False
+    ok = bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD))
+    return bool(mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)) and ok
+
+
 def _grow_pipe(fd: int) -> None:
     try:
         import fcntl

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections import deque
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,28 +22,35 @@ def utc_now() -> str:
 class Tail:
     """The last ``limit`` bytes of an already-redacted stream, with the total seen.
 
-    Appending is amortised O(chunk): the buffer is trimmed only when it has
-    grown to twice the limit, which keeps the runner's hot path cheap.
+    Chunks are kept by reference (``bytes`` are immutable), never copied on the
+    hot path: a chunk is dropped once the newer ones alone cover the limit, so
+    at most ``limit`` bytes plus one chunk are held.
     """
 
-    __slots__ = ("_buf", "limit", "total")
+    __slots__ = ("_chunks", "_kept", "limit", "total")
 
     def __init__(self, limit: int = TAIL_BYTES) -> None:
         self.limit = limit
         self.total = 0
-        self._buf = bytearray()
+        self._chunks: deque[bytes] = deque()
+        self._kept = 0
 
     def add(self, data: bytes) -> None:
-        self.total += len(data)
-        if len(data) >= self.limit:
-            self._buf[:] = data[-self.limit :]
+        size = len(data)
+        if not size:
             return
-        self._buf += data
-        if len(self._buf) > 2 * self.limit:
-            del self._buf[: -self.limit]
+        self.total += size
+        if size >= self.limit:
+            self._chunks.clear()
+            self._kept = 0
+        self._chunks.append(data if type(data) is bytes else bytes(data))
+        self._kept += size
+        chunks = self._chunks
+        while chunks and self._kept - len(chunks[0]) >= self.limit:
+            self._kept -= len(chunks.popleft())
 
     def to_dict(self) -> dict[str, Any]:
-        kept = bytes(self._buf[-self.limit :])
+        kept = b"".join(self._chunks)[-self.limit :] if self.limit else b""
         return {
             "bytes": self.total,
             "truncated": self.total > len(kept),

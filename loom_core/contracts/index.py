@@ -6,6 +6,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+#: Capability name of the optional ``add_new`` method (see :class:`Index`).
+ADD_NEW = "add_new"
+
 
 @dataclass(frozen=True)
 class IndexDocument:
@@ -52,6 +55,15 @@ class Index(Protocol):
     * A malformed query raises ``INDEX_QUERY_INVALID``, never an empty result
       that hides the error. Plain user text with quotes or operators is safe.
     * :meth:`rebuild` replaces the whole content with the given documents.
+
+    Optional capability ``add_new`` (declared in ``capabilities``; not part of
+    the protocol, so callers check for it and fall back to :meth:`upsert`):
+    ``add_new(docs: Sequence[IndexDocument]) -> None`` queues documents whose
+    ids the caller guarantees are in neither the index nor the uncommitted
+    queue (freshly minted ids), so the backend may skip the replace-by-id
+    step. Everything else is as for :meth:`upsert`: visible after
+    :meth:`commit`, removable by :meth:`delete` (also before the commit),
+    replaceable by a later :meth:`upsert`.
     """
 
     capabilities: frozenset[str]

@@ -25,7 +25,7 @@ import numpy as np
 from ulid import ULID
 
 from loom_core.contracts import BackendContext
-from loom_core.contracts.index import IndexDocument, IndexQuery
+from loom_core.contracts.index import ADD_NEW, IndexDocument, IndexQuery
 from loom_core.contracts.storage import WriteBatch
 from loom_core.errors import ErrorCode, LoomError
 from loom_core.memory import rows, scoring
@@ -56,6 +56,8 @@ MAX_LEVEL = 16
 MAX_BATCH = 10_000
 #: hook points a test may stop the process at (see ``fault_hook``)
 FAULT_POINTS = ("after_storage_write", "after_index_commit")
+#: batches at least this large write storage on a second thread while the index queues them
+OVERLAP_MIN_CHUNKS = 64
 
 
 def now_ms() -> int:
@@ -442,7 +444,7 @@ class MemoryEngine:
                 for chunk_id, item in zip(fresh, items)
             ]
             bodies = [{"content": item.content, "metadata": dict(item.metadata)} for item in items]
-            return self._write_new(stream, created, bodies, np.asarray(vectors, dtype=np.float32), now)
+            return self._write_new(stream, created, bodies, np.asarray(vectors, dtype=np.float32), now, fresh=True)
 
     def _write_new(
         self,
@@ -453,8 +455,10 @@ class MemoryEngine:
         now: int,
         *,
         link_old: bool = True,
+        fresh: bool = False,
     ) -> list[Chunk]:
-        """Persist new chunks (and the supersede links they make) and index them."""
+        """Persist new chunks (and the supersede links they make) and index them.
+        ``fresh``: the ids were just minted, so the index may skip its replace-by-id."""
         superseded: list[Routing] = []
         if link_old:
             for record in created:
@@ -465,23 +469,21 @@ class MemoryEngine:
                     )
         batch = WriteBatch()
         intent = self._intent(batch, "upsert", ids=[r.id for r in created] + [o.id for o in superseded])
-        for record, body, vector in zip(created, bodies, vectors):
-            batch.put(
-                "chunks",
-                rows.chunk_key(record.level, record.id),
-                self._seal_chunk(record, body["content"], body["metadata"]),
-            )
-            batch.put("routing", rows.id_key(record.id), record.to_bytes())
-            batch.put("embeddings", rows.id_key(record.id), np.asarray(vector, dtype="<f4").tobytes())
+        put, seal, encode_body = batch.put, self.codec.seal, rows.encode_body
+        raw = np.ascontiguousarray(vectors, dtype="<f4").reshape(len(created), -1)
+        for record, body, vector in zip(created, bodies, raw):
+            key = rows.chunk_key(record.level, record.id)
+            put("chunks", key, seal(record.stream, key, encode_body(body["content"], body["metadata"])))
+            put("routing", rows.id_key(record.id), record.to_bytes())
+            put("embeddings", rows.id_key(record.id), vector.tobytes())
         for old in superseded:
             batch.put("routing", rows.id_key(old.id), old.to_bytes())
-
-        def index_update() -> None:
-            docs = [self._index_doc(r, str(b["content"])) for r, b in zip(created, bodies)]
-            docs += [self._index_doc(o) for o in superseded]
-            self.index.upsert(docs)
-
-        self.storage.write(batch, durable=True)
+        docs = [
+            IndexDocument(r.id, r.stream, r.level, str(b["content"]), r.created_at, r.superseded_by is not None)
+            for r, b in zip(created, bodies)
+        ]
+        queue = self.index.add_new if fresh and ADD_NEW in self.index.capabilities else self.index.upsert
+        index_error = self._write_and_queue(batch, lambda: queue(docs), [r.id for r in created])
         # memory follows storage at once so a crash before the index commit
         # leaves only the index behind (repaired by the intent)
         for record in created:
@@ -501,11 +503,63 @@ class MemoryEngine:
             store.set_superseded(old.id, True)
         self._sorted_ids.pop(stream, None)
         self._fault("after_storage_write")
-        index_update()
+        if index_error is not None:
+            raise index_error
+        if superseded:
+            self.index.upsert([self._index_doc(o) for o in superseded])
         self.index.commit()
         self._fault("after_index_commit")
         self.storage.delete("intents", intent)
-        return [self._chunk(r, b) for r, b in zip(created, bodies)]
+        access = self._access
+        return [
+            Chunk(
+                r.id, r.stream, r.level, b["content"], dict(b["metadata"] or {}), r.created_at, r.updated_at,
+                r.supersedes, r.superseded_by, r.expires_at, *access.get(r.id, (0, 0)),
+            )
+            for r, b in zip(created, bodies)
+        ]
+
+    def _write_and_queue(self, batch: WriteBatch, queue: Callable[[], None], ids: Sequence[str]) -> Exception | None:
+        """Write ``batch`` durably while ``queue`` hands the new documents to the index.
+
+        For large batches the write runs on a second thread: RocksDB's write
+        and sync and tantivy's indexing both run outside the GIL, so they
+        overlap. Nothing is committed to the index here, so crash safety is
+        unchanged; if the write fails, the queued documents are deleted again
+        before anything can commit them and the storage error is raised. An
+        index error is returned, to be raised once memory matches storage.
+        """
+        index_error: Exception | None = None
+        if len(ids) < OVERLAP_MIN_CHUNKS:
+            self.storage.write(batch, durable=True)
+            try:
+                queue()
+            except Exception as exc:
+                index_error = exc
+            return index_error
+        failed: list[BaseException] = []
+
+        def write() -> None:
+            try:
+                self.storage.write(batch, durable=True)
+            except BaseException as exc:
+                failed.append(exc)
+
+        writer = threading.Thread(target=write, name="loom-ingest-write", daemon=True)
+        writer.start()
+        try:
+            queue()
+        except Exception as exc:
+            index_error = exc
+        finally:
+            writer.join()
+        if failed:
+            try:
+                self.index.delete(ids)  # never let a later commit publish documents storage lacks
+            except Exception:
+                _log.exception("could not withdraw %d queued index documents after a failed write", len(ids))
+            raise failed[0]
+        return index_error
 
     def add_chunk(self, stream: str, item: ChunkInput) -> Chunk:
         """One chunk; see :meth:`add_chunks`."""

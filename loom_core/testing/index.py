@@ -210,6 +210,30 @@ class IndexSuite(ConformanceSuite):
         assert index.ids() == {"d1", "d2", "d3"}
 
     @core
+    @requires("add_new")
+    def test_add_new_queues_fresh_documents(self, index: Index) -> None:
+        """Proves ``add_new`` (capability ``add_new``) adds documents visible after commit, that
+        ``delete`` before the commit cancels them, and that a later ``upsert`` of the same id
+        still replaces the document without a duplicate.
+
+        Fix: queue the documents like ``upsert`` but without the delete-by-id; keep ``delete``
+        and ``upsert`` applying to documents queued earlier in the same writer.
+        """
+        add_new = getattr(index, "add_new", None)
+        assert callable(add_new), "the backend declares add_new but has no add_new method"
+        add_new([doc("n1", "fresh alpha"), doc("n2", "fresh beta"), doc("n3", "fresh gamma")])
+        assert index.search(IndexQuery("fresh")) == [], "add_new is visible before commit"
+        index.delete(["n3"])
+        index.commit()
+        assert sorted(hit_ids(index.search(IndexQuery("fresh")))) == ["n1", "n2"]
+        assert index.ids() == {"n1", "n2"}, "a document deleted before the commit survived it"
+        index.upsert([doc("n1", "replaced delta", superseded=True)])
+        index.commit()
+        assert index.search(IndexQuery("alpha", include_superseded=True)) == [], "upsert left the old version"
+        assert hit_ids(index.search(IndexQuery("delta", include_superseded=True))) == ["n1"]
+        assert index.count() == 2
+
+    @core
     def test_upsert_can_change_filters(self, index: Index) -> None:
         """Proves an upsert that marks a document superseded (or moves its level) updates the
         filters too, as the engine does when a chunk is superseded.

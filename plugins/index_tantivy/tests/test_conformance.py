@@ -13,7 +13,7 @@ from loom_core.testing.index import IndexSuite, MakeIndex
 
 
 class TestTantivyIndex(IndexSuite):
-    capabilities = frozenset({"multiprocess_lock"})
+    capabilities = frozenset({"add_new", "multiprocess_lock"})
     backend_name = "tantivy"
 
     @pytest.fixture

@@ -16,6 +16,7 @@ import hashlib
 import hmac
 import os
 from collections import deque
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 from cryptography.exceptions import InvalidTag
@@ -113,6 +114,20 @@ class KeyContext:
                     "authentication failed: wrong key, modified bytes, or a value moved to another record",
                 ) from None
         Aes256Gcm._malformed(ciphertext)
+
+    def split_decrypt(self) -> tuple[bytes, int, Callable[[bytes, bytes, bytes], bytes]]:
+        """``(prefix, nonce_size, decrypt)`` for callers that parse the output themselves.
+
+        The output is ``prefix | nonce | ciphertext+tag``; ``decrypt(nonce,
+        ciphertext+tag, aad)`` verifies the tag and raises (never returns) on any
+        failure, with an exception that is not a ``LoomError``: the caller must
+        check the prefix and that ``nonce`` has ``nonce_size`` bytes, pass a non-empty
+        ``aad``, and report a failure through :meth:`decrypt`, which names the
+        reason. It lets a row codec open a row in one Python frame (the per-row
+        read hot path); ``decrypt`` is the bound method of the AES context, whose
+        repr names no key.
+        """
+        return _PREFIX, NONCE_SIZE, self._aead.decrypt
 
 
 class Aes256Gcm:

@@ -92,6 +92,12 @@ class VectorStore:
         self._n = 0
         self._dead = 0
         self._sketched = 0  # rows [0, _sketched) have sketches (computed lazily)
+        # per-search work areas, reused (searches hold the lock): fresh
+        # 100k-row temporaries cost page faults on every query
+        self._xor = np.empty(0, dtype=np.uint64)
+        self._ones = np.empty(0, dtype=np.uint8)
+        self._dist = np.empty(0, dtype=np.uint16)
+        self._picked: F32 = np.empty((0, dim), dtype=np.float32)
 
     # -- size ---------------------------------------------------------------
     def __len__(self) -> int:
@@ -264,7 +270,15 @@ class VectorStore:
                 rows = np.flatnonzero(mask)
                 return self._top(rows, _dot_rows(self._vecs[rows], q), k)
             rows = self._sketch_candidates(q, mask, max(self.candidates, 20 * k))
-            return self._top(rows, _dot_rows(self._vecs[rows], q), k)
+            return self._top(rows, _dot_rows(self._gather(rows), q), k)
+
+    def _gather(self, rows: npt.NDArray[np.intp]) -> F32:
+        """``self._vecs[rows]`` copied into a reused buffer."""
+        if self._picked.shape[0] < len(rows):
+            self._picked = np.empty((max(len(rows), 2 * self._picked.shape[0]), self.dim), dtype=np.float32)
+        out = self._picked[: len(rows)]
+        np.take(self._vecs, rows, axis=0, out=out)
+        return out
 
     def _sketch_candidates(self, q: F32, mask: npt.NDArray[np.bool_] | None, want: int) -> npt.NDArray[np.intp]:
         """Rows whose sketches are nearest to the query's (at least ``want``
@@ -273,9 +287,19 @@ class VectorStore:
         n = self._n
         signs = np.einsum("j,jk->k", q, self._planes) > 0
         qs = np.packbits(signs).view(np.uint64)
-        dist = np.bitwise_count(self._sketch[0, :n] ^ qs[0]).astype(np.uint16)
-        for w in range(1, self._words):
-            dist += np.bitwise_count(self._sketch[w, :n] ^ qs[w])
+        if self._dist.shape[0] < n:
+            size = self._sketch.shape[1]
+            self._xor = np.empty(size, dtype=np.uint64)
+            self._ones = np.empty(size, dtype=np.uint8)
+            self._dist = np.empty(size, dtype=np.uint16)
+        xor, ones, dist = self._xor[:n], self._ones[:n], self._dist[:n]
+        for w in range(self._words):
+            np.bitwise_xor(self._sketch[w, :n], qs[w], out=xor)
+            np.bitwise_count(xor, out=ones)
+            if w == 0:
+                dist[:] = ones
+            else:
+                np.add(dist, ones, out=dist)
         if mask is not None:
             dist[~mask] = self.bits + 1
         counts = np.bincount(dist, minlength=self.bits + 2)
@@ -292,7 +316,10 @@ class VectorStore:
         k = min(k, len(rows))
         part = np.argpartition(-scores, k - 1)[:k] if k < len(rows) else np.arange(len(rows))
         part = part[np.argsort(-scores[part], kind="stable")]
-        return [(self._ids[int(rows[i])], float(scores[i])) for i in part if np.isfinite(scores[i])]
+        best = scores[part]
+        finite = np.isfinite(best)
+        ids = self._ids
+        return [(ids[r], s) for r, s in zip(rows[part][finite].tolist(), best[finite].tolist())]
 
 
 __all__ = ["EXACT_FILTER_ROWS", "SKETCH_MIN_ROWS", "VectorFilter", "VectorStore"]

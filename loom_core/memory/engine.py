@@ -57,8 +57,6 @@ MAX_LEVEL = 16
 MAX_BATCH = 10_000
 #: hook points a test may stop the process at (see ``fault_hook``)
 FAULT_POINTS = ("after_storage_write", "after_index_commit")
-#: batches at least this large write storage on a second thread while the index queues them
-OVERLAP_MIN_CHUNKS = 64
 
 
 def now_ms() -> int:
@@ -481,23 +479,35 @@ class MemoryEngine:
                     superseded.append(
                         Routing(**{**rows.asdict_routing(old), "superseded_by": record.id, "updated_at": now})
                     )
-        batch = WriteBatch()
-        intent = self._intent(batch, "upsert", ids=[r.id for r in created] + [o.id for o in superseded])
-        put, seal, encode_body = batch.put, self.codec.seal, rows.encode_body
-        raw = np.ascontiguousarray(vectors, dtype="<f4").reshape(len(created), -1)
-        for record, body, vector in zip(created, bodies, raw):
-            key = rows.chunk_key(record.level, record.id)
-            put("chunks", key, seal(record.stream, key, encode_body(body["content"], body["metadata"])))
-            put("routing", rows.id_key(record.id), record.to_bytes())
-            put("embeddings", rows.id_key(record.id), vector.tobytes())
-        for old in superseded:
-            batch.put("routing", rows.id_key(old.id), old.to_bytes())
+        # The new documents go to the index first: it indexes them on its own
+        # threads while the rows are encoded and written here. Nothing is
+        # committed before the storage write returns, so crash safety is as
+        # before; if encoding or the write fails they are withdrawn again.
         docs = [
             IndexDocument(r.id, r.stream, r.level, str(b["content"]), r.created_at, r.superseded_by is not None)
             for r, b in zip(created, bodies)
         ]
-        queue = self.index.add_new if fresh and ADD_NEW in self.index.capabilities else self.index.upsert
-        index_error = self._write_and_queue(batch, lambda: queue(docs), [r.id for r in created])
+        index_error: Exception | None = None
+        try:
+            (self.index.add_new if fresh and ADD_NEW in self.index.capabilities else self.index.upsert)(docs)
+        except Exception as exc:  # raised once memory matches storage, as when the index fails later
+            index_error = exc
+        try:
+            batch = WriteBatch()
+            intent = self._intent(batch, "upsert", ids=[r.id for r in created] + [o.id for o in superseded])
+            put, seal, encode_body = batch.put, self.codec.seal, rows.encode_body
+            raw = np.ascontiguousarray(vectors, dtype="<f4").reshape(len(created), -1)
+            for record, body, vector in zip(created, bodies, raw):
+                key = rows.chunk_key(record.level, record.id)
+                put("chunks", key, seal(record.stream, key, encode_body(body["content"], body["metadata"])))
+                put("routing", rows.id_key(record.id), record.to_bytes())
+                put("embeddings", rows.id_key(record.id), vector.tobytes())
+            for old in superseded:
+                batch.put("routing", rows.id_key(old.id), old.to_bytes())
+            self.storage.write(batch, durable=True)
+        except BaseException:
+            self._withdraw([r.id for r in created])
+            raise
         # memory follows storage at once so a crash before the index commit
         # leaves only the index behind (repaired by the intent)
         for record in created:
@@ -533,47 +543,13 @@ class MemoryEngine:
             for r, b in zip(created, bodies)
         ]
 
-    def _write_and_queue(self, batch: WriteBatch, queue: Callable[[], None], ids: Sequence[str]) -> Exception | None:
-        """Write ``batch`` durably while ``queue`` hands the new documents to the index.
-
-        For large batches the write runs on a second thread: RocksDB's write
-        and sync and tantivy's indexing both run outside the GIL, so they
-        overlap. Nothing is committed to the index here, so crash safety is
-        unchanged; if the write fails, the queued documents are deleted again
-        before anything can commit them and the storage error is raised. An
-        index error is returned, to be raised once memory matches storage.
-        """
-        index_error: Exception | None = None
-        if len(ids) < OVERLAP_MIN_CHUNKS:
-            self.storage.write(batch, durable=True)
-            try:
-                queue()
-            except Exception as exc:
-                index_error = exc
-            return index_error
-        failed: list[BaseException] = []
-
-        def write() -> None:
-            try:
-                self.storage.write(batch, durable=True)
-            except BaseException as exc:
-                failed.append(exc)
-
-        writer = threading.Thread(target=write, name="loom-ingest-write", daemon=True)
-        writer.start()
+    def _withdraw(self, ids: Sequence[str]) -> None:
+        """Drop queued, uncommitted index documents whose rows were not written,
+        so no later commit publishes documents storage lacks."""
         try:
-            queue()
-        except Exception as exc:
-            index_error = exc
-        finally:
-            writer.join()
-        if failed:
-            try:
-                self.index.delete(ids)  # never let a later commit publish documents storage lacks
-            except Exception:
-                _log.exception("could not withdraw %d queued index documents after a failed write", len(ids))
-            raise failed[0]
-        return index_error
+            self.index.delete(ids)
+        except Exception:
+            _log.exception("could not withdraw %d queued index documents after a failed write", len(ids))
 
     def add_chunk(self, stream: str, item: ChunkInput) -> Chunk:
         """One chunk; see :meth:`add_chunks`."""

@@ -210,17 +210,20 @@ class RocksStorage:
     def write(self, batch: WriteBatch, *, durable: bool = False) -> None:
         db = self._live_db()
         raw = RawBatch(raw_mode=True)
-        handles = self._handles
+        handles, put, delete = self._handles, raw.put, raw.delete
         for op in batch.ops:  # validate everything first: a bad op must apply nothing
+            key, value = op.key, op.value
             handle = handles.get(op.keyspace)
             if handle is None:
                 self._missing(op.keyspace)
-            _check_bytes("key", op.key)
-            if op.value is None:
-                raw.delete(op.key, handle)
+            if type(key) is not bytes:  # exact-type test first: this loop runs per row on ingest
+                _check_bytes("key", key)
+            if value is None:
+                delete(key, handle)
             else:
-                _check_bytes("value", op.value)
-                raw.put(op.key, op.value, handle)
+                if type(value) is not bytes:
+                    _check_bytes("value", value)
+                put(key, value, handle)
         try:
             if len(raw):
                 db.write(raw, self._sync if durable else None)

@@ -10,6 +10,8 @@ Three timings per round, interleaved so machine load hits all of them alike:
 * ``bare, drained``: the same, its stdout a 1 MiB pipe that a minimal Python loop
   drains with ``os.read`` and discards (the same pipe hop ``loom run`` has, with none of
   its work: this is the "/dev/null-equivalent consumption" baseline the goal uses);
+* ``bare, drained into one buffer``: the same drain with ``os.readv`` into one reused
+  buffer (no allocation per read): the least CPU any consumer of the pipe can spend;
 * ``loom``: ``loom run`` of a one-job workflow with the same script, whose job has a
   file secret (so its output really goes through the stream redactor), console on
   /dev/null, receipt written;
@@ -17,7 +19,10 @@ Three timings per round, interleaved so machine load hits all of them alike:
 
 Prints medians and ratios; goal: ``loom`` <= 1.05 x ``bare, drained``.
 The job's own duration from the receipt is reported too, to separate streaming
-cost from the CLI's start-up (interpreter, YAML, schema, config, plugins).
+cost from the CLI's start-up (interpreter, YAML, schema, config, plugins), and
+the CPU time (user + system) of each variant's whole process tree (``wait4``:
+the job's ``bash``, ``yes`` and ``head`` included): on 2 cores a CPU-bound tree
+cannot finish in less wall time than half its CPU time.
 """
 
 from __future__ import annotations
@@ -58,11 +63,22 @@ while os.read(fd, 1 << 18):
 sys.exit(p.wait())
 """
 
+DRAIN_BUFFER = DRAIN.replace(
+    "while os.read(fd, 1 << 18):", "buf = bytearray(1 << 18)\nwhile os.readv(fd, [buf]):"
+)
 
-def _time(argv: list[str], env: dict[str, str], cwd: Path) -> float:
+
+def _time(argv: list[str], env: dict[str, str], cwd: Path, cpu: list[float]) -> float:
+    """Wall seconds; appends the tree's CPU seconds (user + system, waited-for descendants too)."""
     start = time.perf_counter()
-    subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=cwd, check=True)
-    return time.perf_counter() - start
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=cwd)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"{argv[:3]} exited with {proc.returncode}")
+    cpu.append(usage.ru_utime + usage.ru_stime)
+    return wall
 
 
 def main() -> int:
@@ -77,34 +93,44 @@ def main() -> int:
         "bare": [],
         "bare, piped to cat": [],
         "bare, drained": [],
+        "bare, drained into one buffer": [],
         "loom": [],
         "loom, no secret": [],
     }
+    cpu: dict[str, list[float]] = {name: [] for name in times}
     job_seconds: list[float] = []
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         (work / "secret.yml").write_text(_workflow(script, True))
         (work / "plain.yml").write_text(_workflow(script, False))
         loom = [PYTHON, "-m", "loom_core.cli.main", "run"]
         for _ in range(args.runs):
-            times["bare"].append(_time(["bash", "-c", "set -e\n" + script + "\n"], env, work))
+            job = "set -e\n" + script + "\n"
             piped = "set -e\n( " + script + " ) | cat > /dev/null\n"
-            times["bare, piped to cat"].append(_time(["bash", "-c", piped], env, work))
-            drained = [PYTHON, "-c", DRAIN, "set -e\n" + script + "\n"]
-            times["bare, drained"].append(_time(drained, env, work))
-            times["loom"].append(_time([*loom, "secret.yml", "--receipt", "r.json"], env, work))
-            job_seconds.append(json.loads((work / "r.json").read_text())["jobs"][0]["duration_seconds"])
-            times["loom, no secret"].append(_time([*loom, "plain.yml", "--receipt", "p.json"], env, work))
+            argvs = {
+                "bare": ["bash", "-c", job],
+                "bare, piped to cat": ["bash", "-c", piped],
+                "bare, drained": [PYTHON, "-c", DRAIN, job],
+                "bare, drained into one buffer": [PYTHON, "-c", DRAIN_BUFFER, job],
+                "loom": [*loom, "secret.yml", "--receipt", "r.json"],
+                "loom, no secret": [*loom, "plain.yml", "--receipt", "p.json"],
+            }
+            for name, argv in argvs.items():
+                times[name].append(_time(argv, env, work, cpu[name]))
+                if name == "loom":
+                    job_seconds.append(json.loads((work / "r.json").read_text())["jobs"][0]["duration_seconds"])
     base = statistics.median(times["bare"])
     print(f"job: {script!r} ({args.size_mib} MiB), {args.runs} rounds, Python {sys.version.split()[0]}")
     drained_base = statistics.median(times["bare, drained"])
-    print("| variant | median s | ratio to bare | ratio to bare, drained |")
-    print("| --- | --- | --- | --- |")
+    print(f"load average before: {load_before}, after: {os.getloadavg()}")
+    print("| variant | median wall s | ratio to bare | ratio to bare, drained | median tree CPU s |")
+    print("| --- | --- | --- | --- | --- |")
     for name, values in times.items():
-        med = statistics.median(values)
-        print(f"| {name} | {med:.3f} | {med / base:.3f} | {med / drained_base:.3f} |")
+        med, tree = statistics.median(values), statistics.median(cpu[name])
+        print(f"| {name} | {med:.3f} | {med / base:.3f} | {med / drained_base:.3f} | {tree:.3f} |")
     job = statistics.median(job_seconds)
-    print(f"| loom, job duration only (receipt) | {job:.3f} | {job / base:.3f} | {job / drained_base:.3f} |")
+    print(f"| loom, job duration only (receipt) | {job:.3f} | {job / base:.3f} | {job / drained_base:.3f} | |")
     return 0
 
 

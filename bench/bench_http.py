@@ -11,7 +11,13 @@ load on a shared machine:
 * ``GET /health``: the HTTP round-trip floor;
 * 1000-chunk batches over HTTP against ``add_chunks`` in process.
 
+With ``--baseline-src DIR`` (a source tree of an older commit, e.g. from ``git archive``), a
+second server runs that code on another copy of the data, and its hybrid searches are
+interleaved with the others: a before/after comparison under the same load.
+
     .venv/bin/python bench/bench_http.py --chunks 100000 --runs 5
+    git archive <commit> | tar -x -C /tmp/loom-old
+    .venv/bin/python bench/bench_http.py --chunks 100000 --runs 5 --baseline-src /tmp/loom-old
 
 Prints a Markdown table; figures go to docs/benchmarks.md.
 """
@@ -55,14 +61,22 @@ def free_port() -> int:
         return port
 
 
-def start_server(data_dir: Path, port: int, log_level: str) -> subprocess.Popen[bytes]:
-    config = data_dir.parent / "bench.toml"
+def source_path(src: Path) -> str:
+    """PYTHONPATH that makes a server import ``loom_core`` and the plugins from ``src``."""
+    plugins = sorted(str(p) for p in (src / "plugins").iterdir() if p.is_dir())
+    return os.pathsep.join([str(src), *plugins])
+
+
+def start_server(data_dir: Path, port: int, log_level: str, src: Path | None = None) -> subprocess.Popen[bytes]:
+    config = data_dir.parent / f"bench-{port}.toml"
     config.write_text(f'[server]\nlog_level = "{log_level}"\n', encoding="utf-8")
     env = {**os.environ, "LOOMEM_AUTH_TOKEN": TOKEN, "PYTHONUNBUFFERED": "1"}
+    if src is not None:
+        env["PYTHONPATH"] = source_path(src.resolve())
     proc = subprocess.Popen(
         [sys.executable, "-m", "loom_core.cli.main", "serve", "--config", str(config), "--data-dir",
          str(data_dir), "--port", str(port)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=data_dir.parent,
     )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -118,6 +132,8 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=400, help="searches per run")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--log-level", default="info", help="server.log_level (info logs every request)")
+    parser.add_argument("--baseline-src", type=Path, default=None,
+                        help="source tree of older code to serve a second copy of the data, interleaved")
     args = parser.parse_args()
     rng = random.Random(7)
 
@@ -139,6 +155,14 @@ def main() -> None:
             proc.wait(timeout=60)
         shutil.copytree(original, copy)
         proc = start_server(copy, port, args.log_level)
+        base_proc: subprocess.Popen[bytes] | None = None
+        base_client: httpx.Client | None = None
+        if args.baseline_src is not None:
+            shutil.copytree(original, Path(tmp) / "baseline")
+            base_port = free_port()
+            base_proc = start_server(Path(tmp) / "baseline", base_port, args.log_level, args.baseline_src)
+            base_client = httpx.Client(base_url=f"http://127.0.0.1:{base_port}", timeout=120,
+                                       headers={"Authorization": f"Bearer {TOKEN}"})
         engine = open_engine(LoomConfig(), PluginHost(environ={}), original, {})
         try:
             with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120,
@@ -147,9 +171,9 @@ def main() -> None:
                 def query() -> str:
                     return " ".join(rng.choice(WORDS) for _ in range(rng.randint(2, 4)))
 
-                def over_http(q: str) -> object:
-                    response = client.post("/v1/search", json={"query": q, "stream": "bench", "k": 10,
-                                                               "mode": "hybrid"})
+                def over_http(q: str, via: httpx.Client = client) -> object:
+                    response = via.post("/v1/search", json={"query": q, "stream": "bench", "k": 10,
+                                                            "mode": "hybrid"})
                     response.raise_for_status()
                     return response
 
@@ -160,17 +184,25 @@ def main() -> None:
                     q = query()
                     over_http(q)
                     in_process(q)
+                    if base_client is not None:
+                        over_http(q, base_client)
                 rows = []
+                base_rows = []
                 for _ in range(args.runs):
                     health: list[float] = []
                     http_search: list[float] = []
                     engine_search: list[float] = []
+                    base_search: list[float] = []
                     for _ in range(args.queries):
                         q = query()
                         health.append(timed(lambda: client.get("/health").raise_for_status()))
                         http_search.append(timed(lambda q=q: over_http(q)))  # type: ignore[misc]
                         engine_search.append(timed(lambda q=q: in_process(q)))  # type: ignore[misc]
+                        if base_client is not None:
+                            base_search.append(timed(lambda q=q, c=base_client: over_http(q, c)))  # type: ignore[misc]
                     rows.append((*summary(health), *summary(http_search), *summary(engine_search)))
+                    if base_search:
+                        base_rows.append((*summary(base_search), *summary(http_search)))
                 batch_rows = []
                 for r in range(args.runs):
                     items = [{"content": sentence(rng, 10**9 + 2 * r * args.batch + i)} for i in range(args.batch)]
@@ -184,6 +216,10 @@ def main() -> None:
             engine.close()
             proc.terminate()
             proc.wait(timeout=60)
+            if base_proc is not None and base_client is not None:
+                base_client.close()
+                base_proc.terminate()
+                base_proc.wait(timeout=60)
 
     print(f"machine: {platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}, "
           f"{platform.system()}; chunks={args.chunks} batch={args.batch} searches/run={args.queries} "
@@ -202,6 +238,14 @@ def main() -> None:
     med = [statistics.median(col) for col in zip(*rows)]
     print("| median | " + " | ".join(f"{v:.2f}" for v in med) + f" | {med[2] - med[4]:.2f} |")
     print("(all times in ms)")
+    if base_rows:
+        print(f"\ninterleaved HTTP hybrid search, baseline code from {args.baseline_src} vs this tree:")
+        print("| run | baseline p50 | baseline p95 | this p50 | this p95 |")
+        print("| --- | --- | --- | --- | --- |")
+        for i, pair in enumerate(base_rows, 1):
+            print(f"| {i} | " + " | ".join(f"{v:.2f}" for v in pair) + " |")
+        base_med = [statistics.median(col) for col in zip(*base_rows)]
+        print("| median | " + " | ".join(f"{v:.2f}" for v in base_med) + " |")
 
 
 if __name__ == "__main__":

@@ -97,7 +97,6 @@ class VectorStore:
         self._xor = np.empty(0, dtype=np.uint64)
         self._ones = np.empty(0, dtype=np.uint8)
         self._dist = np.empty(0, dtype=np.uint16)
-        self._picked: F32 = np.empty((0, dim), dtype=np.float32)
 
     # -- size ---------------------------------------------------------------
     def __len__(self) -> int:
@@ -270,15 +269,7 @@ class VectorStore:
                 rows = np.flatnonzero(mask)
                 return self._top(rows, _dot_rows(self._vecs[rows], q), k)
             rows = self._sketch_candidates(q, mask, max(self.candidates, 20 * k))
-            return self._top(rows, _dot_rows(self._gather(rows), q), k)
-
-    def _gather(self, rows: npt.NDArray[np.intp]) -> F32:
-        """``self._vecs[rows]`` copied into a reused buffer."""
-        if self._picked.shape[0] < len(rows):
-            self._picked = np.empty((max(len(rows), 2 * self._picked.shape[0]), self.dim), dtype=np.float32)
-        out = self._picked[: len(rows)]
-        np.take(self._vecs, rows, axis=0, out=out)
-        return out
+            return self._top(rows, _dot_rows(self._vecs[rows], q), k)
 
     def _sketch_candidates(self, q: F32, mask: npt.NDArray[np.bool_] | None, want: int) -> npt.NDArray[np.intp]:
         """Rows whose sketches are nearest to the query's (at least ``want``

@@ -19,7 +19,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -99,19 +98,6 @@ def llm_context(config: LoomConfig, environ: Mapping[str, str]) -> BackendContex
     if config.llm.backend == "hash":  # the built-in embedder takes its size from llm.embedding_dimension
         options.setdefault("dimension", config.llm.embedding_dimension)
     return BackendContext(options=options, environ=dict(environ))
-
-
-_helpers: ThreadPoolExecutor | None = None
-_helpers_lock = threading.Lock()
-
-
-def _search_helpers() -> ThreadPoolExecutor:
-    """Threads that run the index half of hybrid searches (shared, made on first use)."""
-    global _helpers
-    with _helpers_lock:
-        if _helpers is None:
-            _helpers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="loom-search")
-        return _helpers
 
 
 class MemoryEngine:
@@ -842,14 +828,11 @@ class MemoryEngine:
 
         # Both signals run without the engine lock (the index and each vector
         # store are safe for concurrent readers), so searches do not queue
-        # behind each other or behind writes. In hybrid mode the index half
-        # runs on a helper thread while this one scans the vectors: tantivy
-        # and the numpy kernels both release the GIL, so on an idle second
-        # core the two overlap.
-        pending: Future[list[tuple[str, float]]] | None = None
-        if mode == "hybrid":
-            pending = _search_helpers().submit(lexical)
-        elif mode == "bm25":
+        # behind each other or behind writes; a helper thread for the index
+        # half of hybrid searches was measured twice and gained nothing on 2
+        # cores (tantivy and the numpy kernels do release the GIL, but the
+        # second core was never idle enough for the two halves to overlap).
+        if mode in ("hybrid", "bm25"):
             bm25 = lexical()
         if mode in ("hybrid", "vector"):
             flt = VectorFilter(
@@ -866,8 +849,6 @@ class MemoryEngine:
                 vector.extend(hit for hit in stores[name].search(q, pool, flt) if hit[1] > 0.0)
             vector.sort(key=lambda pair: -pair[1])
             vector = vector[:pool]
-        if pending is not None:
-            bm25 = pending.result()
         with self._lock:
             self._ensure_open()
             # a chunk deleted meanwhile drops out here

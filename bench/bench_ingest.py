@@ -8,9 +8,12 @@ and writes ``--chunks`` chunks into one stream in batches of ``--batch``
 the same run, on the same texts: the embedder alone, and the embedder plus
 one raw storage batch per engine batch (content, routing and embedding rows
 through the same storage backend), and that plus the index backend's upsert
-and commit of the same documents - the floor the engine adds its vectors,
-intents, validation and bookkeeping to. Wall and CPU (process) times are given;
-on a shared machine the CPU figure is the steadier one.
+and commit of the same documents. The engine adds vectors, intents,
+validation and bookkeeping to that, but hands its freshly minted ids to the
+index without the replace-by-id of ``upsert`` (capability ``add_new``) and
+lets the index work while it writes storage, so it can beat this "floor".
+Wall and CPU (process, all threads) times are given; on a shared machine the
+CPU figure is the steadier one.
 """
 
 from __future__ import annotations

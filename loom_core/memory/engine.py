@@ -71,7 +71,7 @@ def _collection_paused() -> Iterator[None]:
     A batch allocates several container objects per chunk (rows, documents,
     results) that live until it ends and are freed by reference counting.
     Meanwhile the collector's full passes rescan the whole, growing heap: they
-    took about a sixth of ingest CPU. Collection resumes when the batch ends;
+    took about a tenth of ingest time. Collection resumes when the batch ends;
     it is left alone when something else already disabled it.
     """
     if not gc.isenabled():

@@ -16,14 +16,12 @@ from pydantic import ValidationError
 
 from loom_core.config.model import LoomConfig, SecretLiteralError
 from loom_core.errors import ErrorCode, LoomError
+from loom_core.flags import parse_flag
 
 #: Keys whose value is a secret; they may never appear as literals.
 LITERAL_SECRET_KEYS = frozenset(
     {"auth_token", "token", "api_key", "master_key", "password", "secret", "bot_token", "chat_id"}
 )
-
-TRUTHY = frozenset({"1", "true", "t", "yes", "y", "on"})
-FALSY = frozenset({"0", "false", "f", "no", "n", "off", ""})
 
 
 def _env_overrides(environ: Mapping[str, str]) -> list[tuple[tuple[str, str], Any, str]]:
@@ -32,13 +30,8 @@ def _env_overrides(environ: Mapping[str, str]) -> list[tuple[tuple[str, str], An
     if "LOOMEM_LOG_FORMAT" in environ:
         out.append((("server", "log_format"), environ["LOOMEM_LOG_FORMAT"].strip().lower(), "LOOMEM_LOG_FORMAT"))
     if "LOOMEM_AT_REST_EXPECT_ENABLED" in environ:
-        raw = environ["LOOMEM_AT_REST_EXPECT_ENABLED"].strip().lower()
-        if raw not in TRUTHY | FALSY:
-            raise LoomError(
-                ErrorCode.CONFIG_INVALID,
-                "LOOMEM_AT_REST_EXPECT_ENABLED must be 1/0, true/false, yes/no or on/off",
-            )
-        out.append((("encryption", "expect_enabled"), raw in TRUTHY, "LOOMEM_AT_REST_EXPECT_ENABLED"))
+        flag = parse_flag("LOOMEM_AT_REST_EXPECT_ENABLED", environ["LOOMEM_AT_REST_EXPECT_ENABLED"])
+        out.append((("encryption", "expect_enabled"), flag, "LOOMEM_AT_REST_EXPECT_ENABLED"))
     if environ.get("LOOM_DATA_DIR"):
         out.append((("server", "data_dir"), environ["LOOM_DATA_DIR"], "LOOM_DATA_DIR"))
     return out

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from loom_core.errors import ErrorCode, LoomError
+from loom_core.flags import parse_flag
 
 if TYPE_CHECKING:
     from loom_core.contracts.cipher import Cipher
@@ -21,7 +22,6 @@ if TYPE_CHECKING:
 MASTER_KEY_SIZE = 32
 DEFAULT_MASTER_KEY_ENV = "LOOMEM_AT_REST_MASTER_KEY"
 EXPECT_ENABLED_ENV = "LOOMEM_AT_REST_EXPECT_ENABLED"
-_TRUE = {"1", "true", "yes", "on"}
 
 
 class MasterKey:
@@ -91,7 +91,7 @@ def expect_enabled(settings: Any, environ: Mapping[str, str]) -> bool:
     """Whether encryption is required: ``encryption.expect_enabled`` or the env flag."""
     if bool(getattr(settings, "expect_enabled", False)):
         return True
-    return environ.get(EXPECT_ENABLED_ENV, "").strip().lower() in _TRUE
+    return parse_flag(EXPECT_ENABLED_ENV, environ.get(EXPECT_ENABLED_ENV, ""))
 
 
 def load_master_key(

@@ -11,17 +11,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from loom_core.errors import ErrorCode, LoomError
+from loom_core.flags import is_truthy
 from loom_core.workflow.graph import Workflow
 
 TRACE_VARIABLE = "CI_DEBUG_TRACE"
-TRUTHY = frozenset({"true", "1", "t", "yes", "y", "on"})
-
-
-def is_truthy(value: str | None) -> bool:
-    """Any truthy spelling, case-insensitive: true, 1, t, yes, y, on."""
-    return value is not None and value.strip().lower() in TRUTHY
-
-
 def trace_sources(workflow: Workflow, jobs: Iterable[str], environ: Mapping[str, str]) -> list[str]:
     """Where ``CI_DEBUG_TRACE`` is on, e.g. ``["environment", "jobs.build.variables"]``."""
     sources: list[str] = []

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from loom_core.errors import ErrorCode
-from loom_core.workflow.guard import is_truthy
+from loom_core.flags import is_truthy
 
 from .conftest import run_inprocess, run_loom
 

@@ -19,6 +19,7 @@ import json
 import re
 import shlex
 from collections.abc import Iterable
+from typing import Literal
 from urllib.parse import quote, quote_plus
 
 #: Shortest derived form that is ever used for matching (bytes).
@@ -172,3 +173,14 @@ def usable_forms(forms: Iterable[bytes], *, min_length: int = MIN_FORM_LENGTH) -
 
 def _encode(text: str) -> bytes:
     return text.encode("utf-8", "surrogateescape")
+
+
+def value_problem(value: bytes, min_length: int) -> Literal["blank", "short"] | None:
+    """Why redaction could not mask ``value`` safely, or ``None``: the one rule
+    for blank and short values, whatever reports it."""
+    stripped = value.strip()
+    if not stripped:
+        return "blank"
+    if len(stripped) < min_length:
+        return "short"
+    return None

@@ -23,7 +23,7 @@ from typing import Any, NoReturn
 
 from loom_core.contracts.secrets import SecretValue
 from loom_core.errors import ErrorCode, LoomError
-from loom_core.secrets.forms import derived_forms, usable_forms
+from loom_core.secrets.forms import derived_forms, usable_forms, value_problem
 from loom_core.secrets.redaction_matcher import PatternMatcher
 
 #: Default minimum length of a secret value (bytes, after stripping whitespace).
@@ -270,13 +270,14 @@ def _checked_value(name: str, value: object, min_length: int) -> bytes:
             details={"secret": name},
         )
     raw = bytes(value)
-    if not raw.strip():
+    problem = value_problem(raw, min_length)
+    if problem == "blank":
         raise LoomError(
             ErrorCode.SECRETS_VALUE_UNSAFE,
             f"secret {name}: the value is blank; redaction cannot mask it, store a real value",
             details={"secret": name},
         )
-    if len(raw.strip()) < min_length:
+    if problem == "short":
         raise LoomError(
             ErrorCode.SECRETS_VALUE_UNSAFE,
             f"secret {name}: the value is shorter than the minimum of {min_length} bytes "

@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from loom_core.contracts.secrets import SecretValue
 from loom_core.errors import ErrorCode, LoomError
+from loom_core.secrets.forms import value_problem
 from loom_core.secrets.providers import ProviderPool
 from loom_core.workflow.graph import Job, SecretSpec
 from loom_core.workflow.refs import check_syntax
@@ -28,10 +29,10 @@ def _fail(job: Job, spec: SecretSpec, code: ErrorCode, reason: str) -> LoomError
 
 def check_value(job: Job, spec: SecretSpec, value: SecretValue, min_length: int) -> None:
     """Refuse blank or short values: redaction could not mask them safely."""
-    raw = value.reveal()
-    if not raw.strip():
+    problem = value_problem(value.reveal(), min_length)
+    if problem == "blank":
         raise _fail(job, spec, ErrorCode.SECRETS_VALUE_UNSAFE, "the resolved value is blank")
-    if len(raw.strip()) < min_length:
+    if problem == "short":
         raise _fail(
             job,
             spec,

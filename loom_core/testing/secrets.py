@@ -91,7 +91,7 @@ from __future__ import annotations
 import os
 import random
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from pathlib import Path
@@ -143,6 +143,22 @@ def _validated(provider: SecretsProvider, ref: SecretRef) -> bool:
 def _close(provider: object) -> None:
     with suppress(Exception):
         provider.close()  # type: ignore[attr-defined]
+
+
+def _life_cycle(secret_store: Any, refs: Sequence[SecretRef], *, validate: bool = False, repeat: int = 1) -> None:
+    """One provider's whole life: resolve ``refs`` (validating first if asked),
+    a missing reference, then close; the tests inspect what it left behind."""
+    provider = secret_store.provider()
+    try:
+        for ref in refs:
+            if validate:
+                provider.validate(ref)
+            for _ in range(repeat):
+                provider.resolve(ref)
+        with suppress(LoomError):
+            provider.resolve(SecretRef.parse(secret_store.missing_ref()))
+    finally:
+        _close(provider)
 
 
 def _hook(secret_store: Any, name: str) -> Callable[..., Any]:
@@ -685,16 +701,7 @@ class SecretsProviderSuite(ConformanceSuite):
         monkeypatch.setattr(tempfile, "tempdir", str(scratch / "tmp"))
         root = tmp_path_factory.getbasetemp()
         before = snapshot_tree(root)
-        provider = secret_store.provider()
-        try:
-            for ref in refs:
-                provider.validate(ref)
-                provider.resolve(ref)
-                provider.resolve(ref)
-            with suppress(LoomError):
-                provider.resolve(SecretRef.parse(secret_store.missing_ref()))
-        finally:
-            _close(provider)
+        _life_cycle(secret_store, refs, validate=True, repeat=2)
         declared = [
             Path(d) for d in [*getattr(secret_store, "allowed_dirs", []), *getattr(secret_store, "artifact_dirs", [])]
         ]
@@ -717,13 +724,7 @@ class SecretsProviderSuite(ConformanceSuite):
         value = f"environ-probe-value-{_probe_tag()}".encode()
         ref = SecretRef.parse(secret_store.put("loom_kit_environ", value))
         before = dict(os.environ)
-        provider = secret_store.provider()
-        try:
-            provider.resolve(ref)
-            with suppress(LoomError):
-                provider.resolve(SecretRef.parse(secret_store.missing_ref()))
-        finally:
-            _close(provider)
+        _life_cycle(secret_store, [ref])
         after = dict(os.environ)
         changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
         for key in changed:  # leave the process as the test found it
@@ -748,13 +749,7 @@ class SecretsProviderSuite(ConformanceSuite):
         process_log = _hook(secret_store, "process_log")
         value = f"child-probe \"value\" {_probe_tag()}\nline-two-of-child-probe\n".encode()
         ref = SecretRef.parse(secret_store.put("loom_kit_child", value))
-        provider = secret_store.provider()
-        try:
-            provider.resolve(ref)
-            with suppress(LoomError):
-                provider.resolve(SecretRef.parse(secret_store.missing_ref()))
-        finally:
-            _close(provider)
+        _life_cycle(secret_store, [ref])
         calls = list(process_log())
         assert calls, "process_log() recorded no child process; return (argv, environ) of each one the provider ran"
         value_forms = _forms([value], "value")

@@ -18,6 +18,7 @@ from loom_core.flags import parse_flag
 
 if TYPE_CHECKING:
     from loom_core.contracts.cipher import Cipher
+    from loom_core.secrets.providers import SecretsHost
 
 MASTER_KEY_SIZE = 32
 DEFAULT_MASTER_KEY_ENV = "LOOMEM_AT_REST_MASTER_KEY"
@@ -97,7 +98,7 @@ def expect_enabled(settings: Any, environ: Mapping[str, str]) -> bool:
 def load_master_key(
     settings: Any,
     environ: Mapping[str, str],
-    host: Any | None = None,
+    host: SecretsHost,
 ) -> MasterKey | None:
     """The configured master key, or ``None`` when encryption is off.
 
@@ -105,7 +106,8 @@ def load_master_key(
     (``master_key_ref``) wins over the environment variable
     (``master_key_env``). With ``expect_enabled`` and no key, raises
     ``ENCRYPTION_KEY_MISSING``; a present but malformed key raises
-    ``ENCRYPTION_KEY_INVALID``.
+    ``ENCRYPTION_KEY_INVALID``. ``host`` is the configured plugin host, so a
+    reference resolves only through providers the configuration allows.
     """
     ref = str(getattr(settings, "master_key_ref", "") or "")
     env_name = str(getattr(settings, "master_key_env", "") or DEFAULT_MASTER_KEY_ENV)
@@ -129,13 +131,9 @@ def load_master_key(
     return None
 
 
-def _resolve_ref(ref: str, environ: Mapping[str, str], host: Any | None) -> str:
+def _resolve_ref(ref: str, environ: Mapping[str, str], host: SecretsHost) -> str:
     """Resolve ``encryption.master_key_ref`` through the secrets backend for its scheme."""
     from loom_core.secrets.providers import resolve_reference
 
-    if host is None:
-        from loom_core.plugins.host import PluginHost
-
-        host = PluginHost(environ=environ)
     value = resolve_reference(ref, host, environ, setting="encryption.master_key_ref")
     return value.reveal().decode("ascii", "replace")

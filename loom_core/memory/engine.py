@@ -45,6 +45,7 @@ from loom_core.memory.models import (
     SignalScores,
     StreamInfo,
 )
+from loom_core.memory.overlap import Overlap
 from loom_core.memory.rowcodec import PlainRowCodec, RowCodec
 from loom_core.memory.rows import KEYSPACES, Routing, check_stream
 from loom_core.memory.vectors import VectorFilter, VectorStore
@@ -127,6 +128,7 @@ class MemoryEngine:
         self._access_dirty: set[str] = set()
         self._sorted_ids: dict[str, list[str]] = {}
         self._graph = GraphStore(storage, codec)
+        self._overlap = Overlap(config.search.helper_threads)
         self._sweeper: threading.Thread | None = None
         self._sweeper_stop = threading.Event()
         self._closed = False
@@ -202,6 +204,7 @@ class MemoryEngine:
         if self._closed:
             return
         self.stop_sweeper()
+        self._overlap.close()
         with self._lock:
             self._flush_access()
             self._closed = True
@@ -828,11 +831,12 @@ class MemoryEngine:
 
         # Both signals run without the engine lock (the index and each vector
         # store are safe for concurrent readers), so searches do not queue
-        # behind each other or behind writes; a helper thread for the index
-        # half of hybrid searches was measured twice and gained nothing on 2
-        # cores (tantivy and the numpy kernels do release the GIL, but the
-        # second core was never idle enough for the two halves to overlap).
-        if mode in ("hybrid", "bm25"):
+        # behind each other or behind writes. In hybrid mode the index half
+        # runs on a free helper thread while this thread scans the vectors.
+        lexical_result: Callable[[], list[tuple[str, float]]] | None = None
+        if mode == "hybrid":
+            lexical_result = self._overlap.start(lexical)
+        elif mode == "bm25":
             bm25 = lexical()
         if mode in ("hybrid", "vector"):
             flt = VectorFilter(
@@ -846,9 +850,11 @@ class MemoryEngine:
             names = list(stores) if streams is None else [s for s in streams if s in stores]
             for name in names:
                 # a cosine of 0 or less means nothing in common: not a match
-                vector.extend(hit for hit in stores[name].search(q, pool, flt) if hit[1] > 0.0)
+                vector.extend(hit for hit in stores[name].search(q, pool, flt, overlap=self._overlap) if hit[1] > 0.0)
             vector.sort(key=lambda pair: -pair[1])
             vector = vector[:pool]
+        if lexical_result is not None:
+            bm25 = lexical_result()
         with self._lock:
             self._ensure_open()
             # a chunk deleted meanwhile drops out here

@@ -28,6 +28,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from loom_core.memory.overlap import Overlap
+
 F32 = npt.NDArray[np.float32]
 NO_EXPIRY = np.iinfo(np.int64).max
 
@@ -35,6 +37,8 @@ NO_EXPIRY = np.iinfo(np.int64).max
 SKETCH_MIN_ROWS = 4_096
 #: a filter that keeps at most this many rows gets an exact scan of them
 EXACT_FILTER_ROWS = 4_096
+#: streams with at least this many rows have their sketch scan split in two
+SPLIT_MIN_ROWS = 32_768
 #: default sketch width and re-rank pool
 DEFAULT_BITS = 768
 DEFAULT_CANDIDATES = 1_000
@@ -248,9 +252,12 @@ class VectorStore:
             both(self._expires[:n] > flt.now)
         return mask
 
-    def search(self, query: F32, k: int, flt: VectorFilter, *, exact: bool = False) -> list[tuple[str, float]]:
+    def search(
+        self, query: F32, k: int, flt: VectorFilter, *, exact: bool = False, overlap: Overlap | None = None
+    ) -> list[tuple[str, float]]:
         """The ``k`` rows with the highest cosine (vectors are unit length)
-        that pass ``flt``; ``exact=True`` forces a full scan (the baseline)."""
+        that pass ``flt``; ``exact=True`` forces a full scan (the baseline).
+        With ``overlap``, a free helper thread scans half of the sketches."""
         with self._lock:
             n = self._n
             if n == 0 or k <= 0:
@@ -268,12 +275,15 @@ class VectorStore:
             if mask is not None and passing <= EXACT_FILTER_ROWS:
                 rows = np.flatnonzero(mask)
                 return self._top(rows, _dot_rows(self._vecs[rows], q), k)
-            rows = self._sketch_candidates(q, mask, max(self.candidates, 20 * k))
+            rows = self._sketch_candidates(q, mask, max(self.candidates, 20 * k), overlap)
             return self._top(rows, _dot_rows(self._vecs[rows], q), k)
 
-    def _sketch_candidates(self, q: F32, mask: npt.NDArray[np.bool_] | None, want: int) -> npt.NDArray[np.intp]:
+    def _sketch_candidates(
+        self, q: F32, mask: npt.NDArray[np.bool_] | None, want: int, overlap: Overlap | None = None
+    ) -> npt.NDArray[np.intp]:
         """Rows whose sketches are nearest to the query's (at least ``want``
-        passing rows when that many exist)."""
+        passing rows when that many exist); half the scan goes to a free
+        ``overlap`` helper."""
         self._ensure_sketches()
         n = self._n
         signs = np.einsum("j,jk->k", q, self._planes) > 0
@@ -283,14 +293,15 @@ class VectorStore:
             self._xor = np.empty(size, dtype=np.uint64)
             self._ones = np.empty(size, dtype=np.uint8)
             self._dist = np.empty(size, dtype=np.uint16)
-        xor, ones, dist = self._xor[:n], self._ones[:n], self._dist[:n]
-        for w in range(self._words):
-            np.bitwise_xor(self._sketch[w, :n], qs[w], out=xor)
-            np.bitwise_count(xor, out=ones)
-            if w == 0:
-                dist[:] = ones
-            else:
-                np.add(dist, ones, out=dist)
+        dist = self._dist[:n]
+        # the two halves write disjoint slices of the work areas
+        middle = n // 2 if n >= SPLIT_MIN_ROWS else n
+        other_half = overlap.start(lambda: self._hamming(qs, middle, n)) if overlap and middle < n else None
+        self._hamming(qs, 0, middle)
+        if other_half is not None:
+            other_half()
+        elif middle < n:
+            self._hamming(qs, middle, n)
         if mask is not None:
             dist[~mask] = self.bits + 1
         counts = np.bincount(dist, minlength=self.bits + 2)
@@ -300,6 +311,17 @@ class VectorStore:
         if len(rows) > 4 * want:  # many ties at the threshold: keep the nearest
             rows = rows[np.argpartition(dist[rows], want - 1)[:want]]
         return rows
+
+    def _hamming(self, qs: npt.NDArray[np.uint64], lo: int, hi: int) -> None:
+        """Hamming distances of rows ``[lo, hi)`` to the query sketch, into ``_dist``."""
+        xor, ones, dist = self._xor[lo:hi], self._ones[lo:hi], self._dist[lo:hi]
+        for w in range(self._words):
+            np.bitwise_xor(self._sketch[w, lo:hi], qs[w], out=xor)
+            np.bitwise_count(xor, out=ones)
+            if w == 0:
+                dist[:] = ones
+            else:
+                np.add(dist, ones, out=dist)
 
     def _top(self, rows: npt.NDArray[np.intp], scores: F32, k: int) -> list[tuple[str, float]]:
         if len(rows) == 0:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -67,6 +68,31 @@ def test_superseded_chunks_only_when_asked(engine: MemoryEngine, mode: str) -> N
         for r in engine.search(SearchRequest("meeting", stream="s", mode=mode, include_superseded=True))  # type: ignore[arg-type]
     }
     assert plain == {new.id} and both == {old.id, new.id}
+
+
+def test_hybrid_search_is_the_same_with_and_without_a_helper_thread(open_engine: Callable[..., MemoryEngine],
+                                                                      tmp_path: Path) -> None:
+    """``search.helper_threads`` only changes where the index half runs: results, order and every
+    BM25 and vector score are identical with 0 and 1 helpers, and an index failure still surfaces with its code."""
+    words = "tea coffee garden meeting budget travel invoice river mountain".split()
+    items = [ChunkInput(" ".join(words[(i * j) % len(words)] for j in range(1, 6)) + f" note{i}") for i in range(300)]
+    inline = open_engine(tmp_path / "inline", helper_threads=0)
+    helped = open_engine(tmp_path / "helped", helper_threads=1)
+    for eng in (inline, helped):
+        eng.add_chunks("s", items)
+
+    def view(eng: MemoryEngine, query: str) -> list[tuple[str, float | None, float | None]]:
+        hits = eng.search(SearchRequest(query, stream="s", k=20, mode="hybrid"))
+        return [(r.chunk.content, r.scores.bm25, r.scores.vector) for r in hits]
+
+    for query in ("tea garden", "budget meeting travel", "note17", "river"):
+        # the fused score also holds recency, which moves with the clock between the two calls
+        assert view(helped, query) == view(inline, query)
+        assert view(helped, query)
+    helped.index.close()
+    with pytest.raises(LoomError) as err:
+        helped.search(SearchRequest("tea", stream="s", mode="hybrid"))
+    assert err.value.code is ErrorCode.INDEX_CLOSED
 
 
 def test_bad_requests_are_validation_failures(engine: MemoryEngine) -> None:

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from loom_core.memory.ids import new_ids
-from loom_core.memory.vectors import SKETCH_MIN_ROWS, VectorFilter, VectorStore
+from loom_core.memory.overlap import Overlap
+from loom_core.memory.vectors import SKETCH_MIN_ROWS, SPLIT_MIN_ROWS, VectorFilter, VectorStore
 
 
 def _clustered(n: int, dim: int, seed: int) -> np.ndarray:
@@ -122,3 +123,22 @@ def test_new_ids_are_unique_sorted_ulids() -> None:
     batch = new_ids(5000)
     assert batch == sorted(batch) and len(set(batch + new_ids(5000))) == 10000
     assert all(str(ULID.from_str(i)) == i for i in batch[:50])
+
+
+def test_a_split_sketch_scan_returns_what_one_thread_returns() -> None:
+    """With a helper free, a stream past SPLIT_MIN_ROWS has half its sketches scanned on the
+    helper; results (ids and scores, with a filter) equal the single-thread scan's exactly."""
+    n, dim = SPLIT_MIN_ROWS + 5_000, 32
+    data = _clustered(n, dim, 3)
+    store = VectorStore(dim)
+    store.add([f"r{i}" for i in range(n)], data, levels=[i % 2 for i in range(n)], created=list(range(n)),
+              expires=[None] * n, superseded=[False] * n)
+    helper = Overlap(1)
+    try:
+        for row, flt in [(11, VectorFilter()), (n - 3, VectorFilter(levels=[1])), (n // 2, VectorFilter(since=n // 3))]:
+            alone = store.search(data[row], 25, flt)
+            split = store.search(data[row], 25, flt, overlap=helper)
+            assert split == alone
+            assert alone[0][0] == f"r{row}" or flt.levels is not None
+    finally:
+        helper.close()

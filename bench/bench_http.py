@@ -3,28 +3,34 @@
 Starts the server as a subprocess on 127.0.0.1 (RocksDB, Tantivy, 384-dim hash embeddings, a key
 configured) and ingests ``--chunks`` chunks into one stream through ``POST .../chunks/batch``. The
 server is then restarted on a copy of that data directory while the original is opened in this
-process, and each measurement alternates between the two, request by request, so both see the same
-load on a shared machine:
+process. Each run measures, in phases over the same queries (a phase has the machine to itself, as a
+deployed server has: interleaving two 100k-chunk engines request by request makes each evict the
+other's sketches from the shared CPU cache, which measured ~1.4 ms slower for both):
 
-* ``POST /v1/search`` (hybrid, k=10, one stream, persistent httpx client) against the same query on
-  ``MemoryEngine.search`` in process: what HTTP adds;
-* ``GET /health``: the HTTP round-trip floor;
+* ``GET /health`` through a persistent httpx client: the HTTP round-trip floor;
+* ``POST /v1/search`` (hybrid, k=10, one stream) through the same client (the client library's stack);
+* the same searches through ``http.client`` on one keep-alive connection (a lean client: what the
+  server itself costs);
+* the same queries on ``MemoryEngine.search`` in process: what HTTP adds;
 * 1000-chunk batches over HTTP against ``add_chunks`` in process.
 
 With ``--baseline-src DIR`` (a source tree of an older commit, e.g. from ``git archive``), a
-second server runs that code on another copy of the data, and its hybrid searches are
-interleaved with the others: a before/after comparison under the same load.
+second server runs that code on another copy of the data, and each run adds a phase of the same
+searches against it (httpx), before or after this tree's httpx phase in alternate runs: a
+before/after comparison on the same queries under the same conditions.
 
     .venv/bin/python bench/bench_http.py --chunks 100000 --runs 5
     git archive <commit> | tar -x -C /tmp/loom-old
     .venv/bin/python bench/bench_http.py --chunks 100000 --runs 5 --baseline-src /tmp/loom-old
 
-Prints a Markdown table; figures go to docs/benchmarks.md.
+Prints Markdown tables; figures go to docs/benchmarks.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import http.client
+import json
 import os
 import platform
 import random
@@ -40,6 +46,8 @@ from pathlib import Path
 
 import httpx
 
+#: searches per phase that are run but not timed
+WARM_UP = 20
 TOKEN = "bench-" + "ab" * 32
 WORDS = (
     "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november oscar papa "
@@ -177,30 +185,42 @@ def main() -> None:
                     response.raise_for_status()
                     return response
 
+                raw = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+                raw_headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+
                 def in_process(q: str) -> object:
                     return engine.search(SearchRequest(query=q, stream="bench", k=10, mode="hybrid"))
 
-                for _ in range(50):  # warm-up: caches, the connection, lazily loaded vectors
-                    q = query()
-                    over_http(q)
-                    in_process(q)
-                    if base_client is not None:
-                        over_http(q, base_client)
+                def lean(q: str) -> object:
+                    raw.request("POST", "/v1/search", json.dumps({"query": q, "stream": "bench", "k": 10,
+                                                                   "mode": "hybrid"}), raw_headers)
+                    response = raw.getresponse()
+                    response.read()
+                    if response.status != 200:
+                        raise SystemExit(f"search failed with {response.status}")
+                    return response
+
+                def phase(call: Callable[[str], object], qs: list[str]) -> list[float]:
+                    for q in qs[:WARM_UP]:  # caches, connections, lazily loaded vectors
+                        call(q)
+                    return [timed(lambda q=q: call(q)) for q in qs]  # type: ignore[misc]
+
                 rows = []
                 base_rows = []
-                for _ in range(args.runs):
-                    health: list[float] = []
-                    http_search: list[float] = []
-                    engine_search: list[float] = []
+                for r in range(args.runs):
+                    qs = [query() for _ in range(args.queries)]
+                    health = phase(lambda _q: client.get("/health").raise_for_status(), qs)
                     base_search: list[float] = []
-                    for _ in range(args.queries):
-                        q = query()
-                        health.append(timed(lambda: client.get("/health").raise_for_status()))
-                        http_search.append(timed(lambda q=q: over_http(q)))  # type: ignore[misc]
-                        engine_search.append(timed(lambda q=q: in_process(q)))  # type: ignore[misc]
-                        if base_client is not None:
-                            base_search.append(timed(lambda q=q, c=base_client: over_http(q, c)))  # type: ignore[misc]
-                    rows.append((*summary(health), *summary(http_search), *summary(engine_search)))
+                    if base_client is not None and r % 2:  # the baseline goes first in every other run
+                        base_search = phase(lambda q, c=base_client: over_http(q, c), qs)
+                    http_search = phase(over_http, qs)
+                    if base_client is not None and not r % 2:
+                        base_search = phase(lambda q, c=base_client: over_http(q, c), qs)
+                    raw.close()  # the server drops idle keep-alive connections: reconnect in the warm-up
+                    lean_search = phase(lean, qs)
+                    engine_search = phase(in_process, qs)
+                    rows.append((*summary(health), *summary(http_search), *summary(lean_search),
+                                 *summary(engine_search)))
                     if base_search:
                         base_rows.append((*summary(base_search), *summary(http_search)))
                 batch_rows = []
@@ -230,16 +250,16 @@ def main() -> None:
     engine_rate = statistics.median(r[1] for r in batch_rows)
     print(f"alternating {args.batch}-chunk batches at {args.chunks} chunks: HTTP {http_rate:,.0f} chunks/s, "
           f"in-process {engine_rate:,.0f} chunks/s, ratio {http_rate / engine_rate:.2f}")
-    print("| run | /health p50 | /health p95 | HTTP hybrid p50 | HTTP hybrid p95 | engine p50 | engine p95 "
-          "| HTTP - engine p50 |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| run | /health p50 | /health p95 | HTTP hybrid p50 (httpx) | p95 | HTTP hybrid p50 (http.client) | p95 "
+          "| engine p50 | engine p95 | http.client - engine p50 |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for i, row in enumerate(rows, 1):
-        print(f"| {i} | " + " | ".join(f"{v:.2f}" for v in row) + f" | {row[2] - row[4]:.2f} |")
+        print(f"| {i} | " + " | ".join(f"{v:.2f}" for v in row) + f" | {row[4] - row[6]:.2f} |")
     med = [statistics.median(col) for col in zip(*rows)]
-    print("| median | " + " | ".join(f"{v:.2f}" for v in med) + f" | {med[2] - med[4]:.2f} |")
+    print("| median | " + " | ".join(f"{v:.2f}" for v in med) + f" | {med[4] - med[6]:.2f} |")
     print("(all times in ms)")
     if base_rows:
-        print(f"\ninterleaved HTTP hybrid search, baseline code from {args.baseline_src} vs this tree:")
+        print(f"\nHTTP hybrid search (httpx), baseline code from {args.baseline_src} vs this tree:")
         print("| run | baseline p50 | baseline p95 | this p50 | this p95 |")
         print("| --- | --- | --- | --- | --- |")
         for i, pair in enumerate(base_rows, 1):

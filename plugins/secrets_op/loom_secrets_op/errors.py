@@ -60,6 +60,11 @@ CATEGORIES: tuple[Category, ...] = (
         ),
     ),
     Category(
+        ErrorCode.SECRETS_AMBIGUOUS,
+        "more than one item in the vault has this name; rename one or name the item by its ID",
+        ("more than one item matches",),
+    ),
+    Category(
         ErrorCode.SECRETS_NOT_FOUND,
         "the vault does not exist or is not visible to the service account",
         ("isn't a vault",),

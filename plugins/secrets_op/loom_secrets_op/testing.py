@@ -5,7 +5,7 @@ value (plus a newline unless ``--no-newline``) on stdout and exits 0, or
 prints ``[ERROR] YYYY/MM/DD HH:MM:SS <message>`` on stderr and exits 1 with
 the wording ``op`` uses for: not signed in (no token), a malformed or
 unknown token, a vault or item or field that does not exist, a vault the
-token may not read (403), and malformed references. Every call appends its
+token may not read (403), two items with one title, and malformed references. Every call appends its
 argv and environment to a JSON-lines log so tests can check what the child
 was given. State lives in files whose paths are written into the script,
 because the provider deliberately gives the child almost no environment.
@@ -95,6 +95,11 @@ items = vaults[vault]
 if item not in items:
     fail(prefix + "could not get item " + vault + "/" + item + ": \"" + item + "\" isn't an item in the \""
          + vault + "\" vault. Specify the item with its UUID, name, or domain.")
+if item in state.get("duplicates", {{}}).get(vault, {{}}):
+    fail(prefix + "could not resolve item UUID for item " + item + ": More than one item matches \"" + item
+         + "\". Try again and specify the item by its ID:\n\t* for the item \"" + item + "\" in vault " + vault
+         + ": " + state["duplicates"][vault][item][0] + "\n\t* for the item \"" + item + "\" in vault " + vault
+         + ": " + state["duplicates"][vault][item][1])
 fields = items[item]
 key = (section + "/" if section else "") + field
 if key not in fields:
@@ -135,6 +140,14 @@ class FakeOp:
         self.state["vaults"].setdefault(vault, {}).setdefault(item, {})[key] = base64.b64encode(value).decode()
         self._save()
         return f"op://{vault}/{item}/{key}"
+
+    def put_duplicate(self, vault: str, item: str, field: str, value: bytes) -> str:
+        """Store two items titled ``item`` (both with ``value``); ``op`` then refuses the name."""
+        ref = self.put(vault, item, field, value)
+        ids = [base64.b32encode(os.urandom(15)).decode().lower()[:26] for _ in range(2)]
+        self.state.setdefault("duplicates", {}).setdefault(vault, {})[item] = ids
+        self._save()
+        return ref
 
     def set_delay(self, seconds: float) -> None:
         self.state["delay"] = seconds

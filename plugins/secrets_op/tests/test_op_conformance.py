@@ -19,9 +19,7 @@ KIT_TOKEN = "ops_kit-service-account-token-5e1b"
 class OpStore:
     """``secret_store``: vault ``kit`` of a stand-in op; only the stand-in's directory is written.
 
-    Optional hooks: ``put_empty``, ``missing_field_ref`` and ``process_log``.
-    No ``put_duplicate``: the stand-in keeps items in a name-keyed map, so it
-    cannot hold two items with one name.
+    Optional hooks: ``put_duplicate``, ``put_empty``, ``missing_field_ref`` and ``process_log``.
     """
 
     def __init__(self, tmp_path: Path) -> None:
@@ -34,6 +32,9 @@ class OpStore:
 
     def put(self, name: str, value: bytes) -> str:
         return self.op.put("kit", name, "password", value)
+
+    def put_duplicate(self, name: str, value: bytes) -> str:
+        return self.op.put_duplicate("kit", name, "password", value)
 
     def put_empty(self, name: str) -> str:
         return self.op.put("kit", name, "password", b"")

@@ -51,6 +51,18 @@ TS = "[ERROR] 2026/11/24 10:00:00 "
             "could not read secret 'op://v/i/f': item 'v/i' does not have a field 'f'",
             ErrorCode.SECRETS_FIELD_NOT_FOUND,
         ),
+        (  # op 2.30's wording (its item-ID list follows on the next lines)
+            "op://Shared/AWS/secret key",
+            "could not resolve item UUID for item AWS: More than one item matches \"AWS\". Try again and "
+            "specify the item by its ID:\n\t* for the item \"AWS\" in vault Shared: abc\n",
+            ErrorCode.SECRETS_AMBIGUOUS,
+        ),
+        (  # an item *named* like that wording, missing, stays "not found"
+            "op://v/More than one item matches/f",
+            "could not read secret 'op://v/More than one item matches/f': could not get item v/More than one "
+            "item matches: \"More than one item matches\" isn't an item in the \"v\" vault.",
+            ErrorCode.SECRETS_NOT_FOUND,
+        ),
         ("op://v/i/f", "(429) Too Many Requests", ErrorCode.SECRETS_PROVIDER_FAILED),
         ("op://v/i/f", "something new in a later op", ErrorCode.SECRETS_PROVIDER_FAILED),
         (

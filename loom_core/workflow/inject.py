@@ -2,7 +2,10 @@
 
 The environment variable then holds the file's path, so the value never sits
 in an environment block, a command line or a shell trace. The directory and
-its files are removed when the job ends, whatever way it ends.
+its files are removed when the job ends, whatever way it ends; a ``loom run``
+killed outright (SIGKILL, power loss) cannot do that, so each directory's name
+carries the owning process id and the next run removes directories whose owner
+is gone (:func:`sweep_stale_dirs`).
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from loom_core.workflow.graph import Job
 #: Environment variables that carry vault credentials; a job never inherits them.
 CREDENTIAL_VARIABLES = ("OP_SERVICE_ACCOUNT_TOKEN", "OP_CONNECT_TOKEN")
 CREDENTIAL_PREFIXES = ("LOOM_KEEPASS_DB_",)
+#: ``<prefix><owner pid>-<job>-<random>``: a run's private secrets directory
+DIR_PREFIX = "loom-secrets-"
 
 
 def write_secret_file(directory: Path, name: str, value: SecretValue) -> Path:
@@ -52,7 +57,8 @@ class SecretFiles:
         file_secrets = [s for s in self.job.secrets.values() if s.file]
         if file_secrets:
             # mkdtemp creates the directory with mode 0700, owned by this user.
-            self.directory = Path(tempfile.mkdtemp(prefix=f"loom-{self.job.name}-", dir=self.base_dir))
+            prefix = f"{DIR_PREFIX}{os.getpid()}-{self.job.name}-"
+            self.directory = Path(tempfile.mkdtemp(prefix=prefix, dir=self.base_dir))
             try:
                 for spec in file_secrets:
                     self.paths[spec.name] = write_secret_file(self.directory, spec.name, self.values[spec.name])
@@ -71,6 +77,52 @@ class SecretFiles:
         if self.directory is not None:
             shutil.rmtree(self.directory, ignore_errors=True)
             self.directory = None
+
+
+def _owner_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's live process
+    return True
+
+
+def sweep_stale_dirs(base_dir: str | None = None) -> list[Path]:
+    """Remove secrets directories (in ``base_dir``, default the temp dir) left by runs that died.
+
+    Only directories this user owns, named ``DIR_PREFIX<pid>-...``, not symlinks,
+    whose owner process no longer exists. A reused pid keeps a directory until a
+    later run: the check errs on the side of leaving files, never of removing a
+    live run's. Returns what was removed.
+    """
+    base = Path(base_dir or tempfile.gettempdir())
+    removed: list[Path] = []
+    uid = os.getuid() if hasattr(os, "getuid") else None
+    try:
+        entries = list(os.scandir(base))
+    except OSError:
+        return removed
+    for entry in entries:
+        if not entry.name.startswith(DIR_PREFIX):
+            continue
+        owner = entry.name[len(DIR_PREFIX) :].split("-", 1)[0]
+        if not owner.isdigit() or int(owner) == os.getpid():
+            continue
+        try:
+            if not entry.is_dir(follow_symlinks=False):
+                continue
+            if uid is not None and entry.stat(follow_symlinks=False).st_uid != uid:
+                continue
+        except OSError:
+            continue
+        if _owner_alive(int(owner)):
+            continue
+        shutil.rmtree(entry.path, ignore_errors=True)
+        if not os.path.lexists(entry.path):
+            removed.append(Path(entry.path))
+    return removed
 
 
 def scrubbed_environ(

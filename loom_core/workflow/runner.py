@@ -28,7 +28,7 @@ from loom_core.workflow import docker as docker_mod
 from loom_core.workflow.check import load_workflow
 from loom_core.workflow.graph import Job, Workflow
 from loom_core.workflow.guard import check_debug_trace, trace_sources
-from loom_core.workflow.inject import SecretFiles, job_environment, scrubbed_environ
+from loom_core.workflow.inject import SecretFiles, job_environment, scrubbed_environ, sweep_stale_dirs
 from loom_core.workflow.process import SignalWatch, run_streaming
 from loom_core.workflow.receipt import JobRecord, Receipt, Tail, utc_now, write_receipt
 from loom_core.workflow.redact import make_redactor, scrubber, stream_filter
@@ -107,6 +107,10 @@ class Run:
 
     # -- the run ------------------------------------------------------------
     def execute(self) -> RunResult:
+        stale = sweep_stale_dirs(self.opts.secrets_dir)
+        if stale:
+            self.say(f"removed {len(stale)} secrets director{'y' if len(stale) == 1 else 'ies'} left by "
+                     "runs that were killed: " + ", ".join(p.name for p in stale))
         workflow = load_workflow(self.opts.workflow, self.pool)
         order = workflow.closure(self.opts.job) if self.opts.job else workflow.order()
         digest = hashlib.sha256(self.opts.workflow.read_bytes()).hexdigest()

@@ -30,7 +30,7 @@ from loom_core.contracts import BackendContext
 from loom_core.contracts.index import ADD_NEW, IndexDocument, IndexQuery
 from loom_core.contracts.storage import WriteBatch
 from loom_core.errors import ErrorCode, LoomError
-from loom_core.memory import rows, scoring
+from loom_core.memory import overlap, rows, scoring
 from loom_core.memory.graph import GraphStore
 from loom_core.memory.ids import new_ids
 from loom_core.memory.models import (
@@ -831,12 +831,16 @@ class MemoryEngine:
 
         # Both signals run without the engine lock (the index and each vector
         # store are safe for concurrent readers), so searches do not queue
-        # behind each other or behind writes. In hybrid mode the index half
-        # runs on a free helper thread while this thread scans the vectors.
+        # behind each other or behind writes. In hybrid mode over many vectors
+        # the index half runs on a free helper thread while this thread scans
+        # the vectors; over fewer, handing the GIL back and forth between the
+        # two threads costs more than the overlap saves (see overlap.MIN_ROWS).
+        stores = dict(self._vectors)
+        names = list(stores) if streams is None else [s for s in streams if s in stores]
         lexical_result: Callable[[], list[tuple[str, float]]] | None = None
-        if mode == "hybrid":
+        if mode == "hybrid" and sum(len(stores[name]) for name in names) >= overlap.MIN_ROWS:
             lexical_result = self._overlap.start(lexical)
-        elif mode == "bm25":
+        elif mode in ("hybrid", "bm25"):
             bm25 = lexical()
         if mode in ("hybrid", "vector"):
             flt = VectorFilter(
@@ -846,8 +850,6 @@ class MemoryEngine:
                 include_superseded=request.include_superseded,
                 now=now,
             )
-            stores = dict(self._vectors)
-            names = list(stores) if streams is None else [s for s in streams if s in stores]
             for name in names:
                 # a cosine of 0 or less means nothing in common: not a match
                 vector.extend(hit for hit in stores[name].search(q, pool, flt, overlap=self._overlap) if hit[1] > 0.0)

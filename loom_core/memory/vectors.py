@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from loom_core.memory import overlap
 from loom_core.memory.overlap import Overlap
 
 F32 = npt.NDArray[np.float32]
@@ -38,7 +39,7 @@ SKETCH_MIN_ROWS = 4_096
 #: a filter that keeps at most this many rows gets an exact scan of them
 EXACT_FILTER_ROWS = 4_096
 #: streams with at least this many rows have their sketch scan split in two
-SPLIT_MIN_ROWS = 32_768
+SPLIT_MIN_ROWS = overlap.MIN_ROWS
 #: default sketch width and re-rank pool
 DEFAULT_BITS = 768
 DEFAULT_CANDIDATES = 1_000

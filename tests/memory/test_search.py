@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from loom_core.errors import ErrorCode, LoomError
+from loom_core.memory import overlap
 from loom_core.memory.engine import MemoryEngine, now_ms
 from loom_core.memory.models import ChunkInput, SearchRequest
 from loom_core.memory.scoring import DAY_MS, recency, rrf
@@ -70,10 +71,13 @@ def test_superseded_chunks_only_when_asked(engine: MemoryEngine, mode: str) -> N
     assert plain == {new.id} and both == {old.id, new.id}
 
 
-def test_hybrid_search_is_the_same_with_and_without_a_helper_thread(open_engine: Callable[..., MemoryEngine],
-                                                                      tmp_path: Path) -> None:
+def test_hybrid_search_is_the_same_with_and_without_a_helper_thread(
+    open_engine: Callable[..., MemoryEngine], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """``search.helper_threads`` only changes where the index half runs: results, order and every
-    BM25 and vector score are identical with 0 and 1 helpers, and an index failure still surfaces with its code."""
+    BM25 and vector score are identical with 0 and 1 helpers, and an index failure still surfaces
+    with its code. (The size from which a helper is used is lowered so a small corpus takes that path.)"""
+    monkeypatch.setattr(overlap, "MIN_ROWS", 1)
     words = "tea coffee garden meeting budget travel invoice river mountain".split()
     items = [ChunkInput(" ".join(words[(i * j) % len(words)] for j in range(1, 6)) + f" note{i}") for i in range(300)]
     inline = open_engine(tmp_path / "inline", helper_threads=0)
@@ -89,6 +93,8 @@ def test_hybrid_search_is_the_same_with_and_without_a_helper_thread(open_engine:
         # the fused score also holds recency, which moves with the clock between the two calls
         assert view(helped, query) == view(inline, query)
         assert view(helped, query)
+    assert helped._overlap._pool is not None, "the helper thread was never used"
+    assert inline._overlap._pool is None
     helped.index.close()
     with pytest.raises(LoomError) as err:
         helped.search(SearchRequest("tea", stream="s", mode="hybrid"))

@@ -28,8 +28,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from loom_core.memory import overlap
-from loom_core.memory.overlap import Overlap
+from loom_core.memory.overlap import MIN_ROWS, Overlap
 
 F32 = npt.NDArray[np.float32]
 NO_EXPIRY = np.iinfo(np.int64).max
@@ -39,7 +38,7 @@ SKETCH_MIN_ROWS = 4_096
 #: a filter that keeps at most this many rows gets an exact scan of them
 EXACT_FILTER_ROWS = 4_096
 #: streams with at least this many rows have their sketch scan split in two
-SPLIT_MIN_ROWS = overlap.MIN_ROWS
+SPLIT_MIN_ROWS = MIN_ROWS
 #: default sketch width and re-rank pool
 DEFAULT_BITS = 768
 DEFAULT_CANDIDATES = 1_000
@@ -297,11 +296,15 @@ class VectorStore:
         dist = self._dist[:n]
         # the two halves write disjoint slices of the work areas
         middle = n // 2 if n >= SPLIT_MIN_ROWS else n
-        other_half = overlap.start(lambda: self._hamming(qs, middle, n)) if overlap and middle < n else None
-        self._hamming(qs, 0, middle)
-        if other_half is not None:
-            other_half()
-        elif middle < n:
+        other_half = None
+        if overlap is not None and middle < n:
+            other_half = overlap.start(lambda: self._hamming(qs, middle, n))
+        try:
+            self._hamming(qs, 0, middle)
+        finally:  # never leave a helper writing the work areas after the lock is released
+            if other_half is not None:
+                other_half()
+        if other_half is None and middle < n:
             self._hamming(qs, middle, n)
         if mask is not None:
             dist[~mask] = self.bits + 1

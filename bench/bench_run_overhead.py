@@ -1,6 +1,11 @@
 """Wall time of `loom run` on a job printing 1 GiB, against the same command run bare.
 
-    .venv/bin/python bench/bench_run_overhead.py [--size-mib 1024] [--runs 5]
+    .venv/bin/python bench/bench_run_overhead.py [--size-mib 1024] [--runs 5] [--job yes|lines]
+
+``--job yes`` (default): ``yes '<line>' | head -c SIZE``, the fastest producer a shell
+has (~4 GB/s here), so the pipe and the reader set the pace. ``--job lines``: a Python
+program writing the same kind of line one ``write`` at a time, like a build or test
+runner logging (~0.3 GB/s here), so the job sets the pace.
 
 Three timings per round, interleaved so machine load hits all of them alike:
 
@@ -41,8 +46,16 @@ ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 
 
-def _script(size_mib: int) -> str:
-    return f"yes 'build step 42: compiling module loom_core.workflow ok' | head -c {size_mib * 1024 * 1024}"
+LINE = "build step 42: compiling module loom_core.workflow ok"
+
+
+def _script(size_mib: int, job: str = "yes") -> str:
+    size = size_mib * 1024 * 1024
+    if job == "yes":
+        return f"yes '{LINE}' | head -c {size}"
+    program = (f"import sys; w = sys.stdout.write; line = '{LINE} %09d' + chr(10); "
+               f"[w(line % i) for i in range({size} // 65)]")
+    return f"{sys.executable} -c \"{program}\""
 
 
 def _workflow(script: str, secret: bool) -> str:
@@ -85,8 +98,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mib", type=int, default=1024)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--job", choices=["yes", "lines"], default="yes")
     args = parser.parse_args()
-    script = _script(args.size_mib)
+    script = _script(args.size_mib, args.job)
     env = dict(os.environ, BENCH_TOKEN="bench-token-value-9a7c")  # noqa: S106 - a made-up bench value
     env.pop("CI_DEBUG_TRACE", None)
     times: dict[str, list[float]] = {

@@ -3,13 +3,14 @@
 The environment variable then holds the file's path, so the value never sits
 in an environment block, a command line or a shell trace. The directory and
 its files are removed when the job ends, whatever way it ends; a ``loom run``
-killed outright (SIGKILL, power loss) cannot do that, so each directory's name
-carries the owning process id and the next run removes directories whose owner
-is gone (:func:`sweep_stale_dirs`).
+killed outright (SIGKILL, power loss) cannot do that, so each directory holds
+a lock file that ``loom run`` and the job keep locked while either lives, and
+the next run removes directories whose lock nobody holds (:func:`sweep_stale_dirs`).
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import tempfile
@@ -24,8 +25,10 @@ from loom_core.workflow.graph import Job
 #: Environment variables that carry vault credentials; a job never inherits them.
 CREDENTIAL_VARIABLES = ("OP_SERVICE_ACCOUNT_TOKEN", "OP_CONNECT_TOKEN")
 CREDENTIAL_PREFIXES = ("LOOM_KEEPASS_DB_",)
-#: ``<prefix><owner pid>-<job>-<random>``: a run's private secrets directory
+#: ``<prefix><job>-<random>``: a run's private secrets directory
 DIR_PREFIX = "loom-secrets-"
+#: held (``flock``) by ``loom run`` and inherited by the job while the directory is in use
+LOCK_NAME = ".lock"
 
 
 def write_secret_file(directory: Path, name: str, value: SecretValue) -> Path:
@@ -43,6 +46,20 @@ def write_secret_file(directory: Path, name: str, value: SecretValue) -> Path:
     return path
 
 
+def _hold_lock(directory: Path) -> int:
+    """Create ``directory/LOCK_NAME`` already locked: it gets its name only once locked,
+    so a concurrent sweep never finds it unlocked. Returns the descriptor holding it."""
+    staging = directory / (LOCK_NAME + ".new")
+    fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.rename(staging, directory / LOCK_NAME)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 class SecretFiles:
     """Context manager owning a job's private secrets directory."""
 
@@ -52,14 +69,16 @@ class SecretFiles:
         self.base_dir = base_dir
         self.directory: Path | None = None
         self.paths: dict[str, Path] = {}
+        #: the lock's descriptor; pass it to the job (``pass_fds``) so the lock outlives a killed run
+        self.lock_fd: int | None = None
 
     def __enter__(self) -> SecretFiles:
         file_secrets = [s for s in self.job.secrets.values() if s.file]
         if file_secrets:
             # mkdtemp creates the directory with mode 0700, owned by this user.
-            prefix = f"{DIR_PREFIX}{os.getpid()}-{self.job.name}-"
-            self.directory = Path(tempfile.mkdtemp(prefix=prefix, dir=self.base_dir))
+            self.directory = Path(tempfile.mkdtemp(prefix=f"{DIR_PREFIX}{self.job.name}-", dir=self.base_dir))
             try:
+                self.lock_fd = _hold_lock(self.directory)
                 for spec in file_secrets:
                     self.paths[spec.name] = write_secret_file(self.directory, spec.name, self.values[spec.name])
             except BaseException:
@@ -77,29 +96,38 @@ class SecretFiles:
         if self.directory is not None:
             shutil.rmtree(self.directory, ignore_errors=True)
             self.directory = None
+        if self.lock_fd is not None:
+            os.close(self.lock_fd)
+            self.lock_fd = None
 
 
-def _owner_alive(pid: int) -> bool:
+def _unlocked(directory: str) -> bool:
+    """Whether nobody holds ``directory``'s lock (its run and job are gone). A directory
+    without a lock file is left alone: it may be one being created this instant."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        fd = os.open(os.path.join(directory, LOCK_NAME), os.O_RDONLY | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
         return False
-    except PermissionError:
-        return True  # another user's live process
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False  # held: a live run, or the job a killed run left behind
+    finally:
+        os.close(fd)
     return True
 
 
 def sweep_stale_dirs(base_dir: str | None = None) -> list[Path]:
-    """Remove secrets directories (in ``base_dir``, default the temp dir) left by runs that died.
+    """Remove secrets directories (in ``base_dir``, default the temp dir) whose run and job are gone.
 
-    Only directories this user owns, named ``DIR_PREFIX<pid>-...``, not symlinks,
-    whose owner process no longer exists. A reused pid keeps a directory until a
-    later run: the check errs on the side of leaving files, never of removing a
-    live run's. Returns what was removed.
+    Only directories named ``DIR_PREFIX...``, owned by this user, not symlinks,
+    whose lock file nobody holds. The lock is an ``flock`` on an open file, so it
+    is released by the kernel when the last process holding it exits, whatever
+    the process id namespace or host; it never depends on process ids. Returns
+    what was removed.
     """
     base = Path(base_dir or tempfile.gettempdir())
     removed: list[Path] = []
-    uid = os.getuid() if hasattr(os, "getuid") else None
     try:
         entries = list(os.scandir(base))
     except OSError:
@@ -107,21 +135,15 @@ def sweep_stale_dirs(base_dir: str | None = None) -> list[Path]:
     for entry in entries:
         if not entry.name.startswith(DIR_PREFIX):
             continue
-        owner = entry.name[len(DIR_PREFIX) :].split("-", 1)[0]
-        if not owner.isdigit() or int(owner) == os.getpid():
-            continue
         try:
-            if not entry.is_dir(follow_symlinks=False):
-                continue
-            if uid is not None and entry.stat(follow_symlinks=False).st_uid != uid:
+            if not entry.is_dir(follow_symlinks=False) or entry.stat(follow_symlinks=False).st_uid != os.getuid():
                 continue
         except OSError:
             continue
-        if _owner_alive(int(owner)):
-            continue
-        shutil.rmtree(entry.path, ignore_errors=True)
-        if not os.path.lexists(entry.path):
-            removed.append(Path(entry.path))
+        if _unlocked(entry.path):
+            shutil.rmtree(entry.path, ignore_errors=True)
+            if not os.path.lexists(entry.path):
+                removed.append(Path(entry.path))
     return removed
 
 

@@ -143,8 +143,10 @@ def run_streaming(
     watch: SignalWatch | None = None,
     on_start: Callable[[int], None] | None = None,
     on_kill: Callable[[], None] | None = None,
+    pass_fds: Sequence[int] = (),
 ) -> Outcome:
     """Run ``argv`` in its own process group, streaming redacted output until it ends.
+    ``pass_fds`` stay open in the job (the secrets directory's lock).
 
     The job ends when its pipes close; if its main process exits while a background
     child keeps them open, that leftover group is killed after a short grace period.
@@ -160,6 +162,7 @@ def run_streaming(
         cwd=cwd,
         start_new_session=True,
         bufsize=0,
+        pass_fds=tuple(pass_fds),
     )
     assert proc.stdout is not None and proc.stderr is not None
     if on_start is not None:

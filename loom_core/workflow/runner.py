@@ -107,7 +107,11 @@ class Run:
 
     # -- the run ------------------------------------------------------------
     def execute(self) -> RunResult:
-        stale = sweep_stale_dirs(self.opts.secrets_dir)
+        try:
+            stale = sweep_stale_dirs(self.opts.secrets_dir)
+        except Exception as exc:  # housekeeping; this run's own files do not depend on it
+            stale = []
+            self.say(f"could not look for secrets directories left by killed runs: {type(exc).__name__}")
         if stale:
             self.say(f"removed {len(stale)} secrets director{'y' if len(stale) == 1 else 'ies'} left by "
                      "runs that were killed: " + ", ".join(p.name for p in stale))
@@ -221,6 +225,7 @@ class Run:
                     tails=tails,
                     watch=self.watch,
                     on_kill=on_kill,
+                    pass_fds=() if files.lock_fd is None else (files.lock_fd,),
                 )
         except LoomError as exc:
             record.status = "error"

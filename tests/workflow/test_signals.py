@@ -76,38 +76,48 @@ def test_signal_kills_job_removes_files_and_records(
     assert (VALUE.encode() in out + err) is False, "value on console"
 
 
-def test_files_left_by_a_killed_run_are_removed_by_the_next_run(
+def test_files_left_by_a_killed_run_are_removed_once_its_job_is_gone(
     tmp_path: Path, write_workflow: Callable[..., Path]
 ) -> None:
-    """SIGKILL leaves `loom run` no chance to clean up: its 0600 secret file stays behind. The
-    next run (same temp dir) removes that directory, says so, and leaves a live run's alone."""
+    """SIGKILL leaves `loom run` no chance to clean up: its 0600 secret file stays behind, and its job
+    keeps running. A later run leaves the directory while that job lives (the job holds the directory's
+    lock), and removes it, saying so, once the job is gone too."""
     write_workflow(WORKFLOW)
     temp = tmp_path / "tmp"
     temp.mkdir()
     env = clean_env({"DB_PW": VALUE, "TMPDIR": str(temp)})
     killed = subprocess.Popen([*LOOM, "run", "workflow.yml", "--receipt", "r.json"], cwd=tmp_path, env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    job_pid = None
     try:
         secret = Path(_wait_for(tmp_path / "secret.path"))
         job_pid = int(_wait_for(tmp_path / "job.pid"))
         killed.kill()
         killed.wait(timeout=30)
+        assert secret.parent.parent == temp and secret.read_bytes() == VALUE.encode()
+        assert secret.parent.name.startswith("loom-secrets-long-")
+        write_workflow('jobs:\n  quick: {script: ["true"]}\n', name="next.yml")
+
+        def next_run() -> subprocess.CompletedProcess[bytes]:
+            done = subprocess.run([*LOOM, "run", "next.yml", "--receipt", "n.json"], cwd=tmp_path, env=env,
+                                  capture_output=True, timeout=60, check=False)
+            assert done.returncode == 0, done.stderr
+            assert VALUE.encode() not in done.stdout + done.stderr
+            return done
+
+        first = next_run()
+        assert secret.exists(), "the orphaned job still runs and may still read its secret file"
+        assert b"removed" not in first.stderr
+        os.killpg(job_pid, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while not _gone(job_pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        second = next_run()
+        assert not secret.parent.exists()
+        assert b"removed 1 secrets directory left by runs that were killed" in second.stderr
     finally:
         if killed.poll() is None:
             killed.kill()
-    try:
-        assert secret.parent.parent == temp and secret.read_bytes() == VALUE.encode()
-        assert secret.parent.name.startswith(f"loom-secrets-{killed.pid}-long-")
-        alive = temp / f"loom-secrets-{job_pid}-live-x1"  # a live owner: the orphaned job itself
-        alive.mkdir(mode=0o700)
-        write_workflow('jobs:\n  quick: {script: ["true"]}\n', name="next.yml")
-        done = subprocess.run([*LOOM, "run", "next.yml", "--receipt", "n.json"], cwd=tmp_path, env=env,
-                              capture_output=True, timeout=60, check=False)
-        assert done.returncode == 0, done.stderr
-        assert not secret.parent.exists()
-        assert alive.is_dir()
-        assert b"removed 1 secrets directory left by runs that were killed" in done.stderr
-        assert VALUE.encode() not in done.stdout + done.stderr
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(job_pid, signal.SIGKILL)
+        if job_pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(job_pid, signal.SIGKILL)

@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -53,9 +54,17 @@ def _script(size_mib: int, job: str = "yes") -> str:
     size = size_mib * 1024 * 1024
     if job == "yes":
         return f"yes '{LINE}' | head -c {size}"
-    program = (f"import sys; w = sys.stdout.write; line = '{LINE} %09d' + chr(10); "
-               f"[w(line % i) for i in range({size} // 65)]")
-    return f"{sys.executable} -c \"{program}\""
+    # one write per line of LINE + " %09d\n"; the last line is cut so the total is exactly ``size``
+    width = len(LINE) + 11
+    program = (
+        "import sys\n"
+        "w = sys.stdout.write\n"
+        f"line = '{LINE} %09d' + chr(10)\n"
+        f"for i in range({size // width}):\n"
+        "    w(line % i)\n"
+        f"w((line % 0)[:{size % width}])\n"
+    )
+    return f"{shlex.quote(sys.executable)} -c {shlex.quote(program)}"
 
 
 def _workflow(script: str, secret: bool) -> str:

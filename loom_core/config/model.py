@@ -107,7 +107,7 @@ class SearchSettings(Section):
     rrf_k: int = Field(default=60, ge=1)
     recency_weight: float = Field(default=0.1, ge=0.0, le=1.0)
     decay_half_life_days: float = Field(default=30.0, gt=0)
-    #: threads that run a hybrid search's index half beside its vector half (0: one thread)
+    #: helper threads for one search's halves (0: off, every search on the caller's thread)
     helper_threads: int = Field(default=1, ge=0, le=64)
 
 

@@ -13,6 +13,7 @@ All public methods are thread-safe.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import gc
 import json
 import logging
@@ -842,19 +843,26 @@ class MemoryEngine:
             lexical_result = self._overlap.start(lexical)
         elif mode in ("hybrid", "bm25"):
             bm25 = lexical()
-        if mode in ("hybrid", "vector"):
-            flt = VectorFilter(
-                levels=levels,
-                since=request.since,
-                until=request.until,
-                include_superseded=request.include_superseded,
-                now=now,
-            )
-            for name in names:
-                # a cosine of 0 or less means nothing in common: not a match
-                vector.extend(hit for hit in stores[name].search(q, pool, flt, overlap=self._overlap) if hit[1] > 0.0)
-            vector.sort(key=lambda pair: -pair[1])
-            vector = vector[:pool]
+        try:
+            if mode in ("hybrid", "vector"):
+                flt = VectorFilter(
+                    levels=levels,
+                    since=request.since,
+                    until=request.until,
+                    include_superseded=request.include_superseded,
+                    now=now,
+                )
+                for name in names:
+                    # a cosine of 0 or less means nothing in common: not a match
+                    hits = stores[name].search(q, pool, flt, overlap=self._overlap)
+                    vector.extend(hit for hit in hits if hit[1] > 0.0)
+                vector.sort(key=lambda pair: -pair[1])
+                vector = vector[:pool]
+        except BaseException:
+            if lexical_result is not None:  # never leave the index half running unobserved
+                with contextlib.suppress(Exception):
+                    lexical_result()
+            raise
         if lexical_result is not None:
             bm25 = lexical_result()
         with self._lock:

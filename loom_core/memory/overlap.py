@@ -49,12 +49,18 @@ class Overlap:
         if self._slots is None or not self._slots.acquire(blocking=False):
             return _inline(fn)
         slots = self._slots
+
+        def run() -> T:
+            try:
+                return fn()
+            finally:  # free before the result is published, so the waiter's next start finds it
+                slots.release()
+
         try:
-            future: Future[T] = self._executor().submit(fn)
+            future: Future[T] = self._executor().submit(run)
         except RuntimeError:  # closed meanwhile: do the work inline
             slots.release()
             return _inline(fn)
-        future.add_done_callback(lambda _done: slots.release())
         return future.result
 
     def _executor(self) -> ThreadPoolExecutor:
@@ -66,7 +72,8 @@ class Overlap:
             return self._pool
 
     def close(self) -> None:
-        """Wait for running work, then stop the helpers; later calls run inline."""
+        """Wait for work running on the helpers (not for work callers run inline), then stop
+        them; later calls run inline."""
         with self._guard:
             self._closed = True
             pool, self._pool = self._pool, None

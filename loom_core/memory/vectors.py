@@ -28,7 +28,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from loom_core.memory.overlap import MIN_ROWS, Overlap
+from loom_core.memory import overlap as helper_pool
+from loom_core.memory.overlap import Overlap
 
 F32 = npt.NDArray[np.float32]
 NO_EXPIRY = np.iinfo(np.int64).max
@@ -37,8 +38,6 @@ NO_EXPIRY = np.iinfo(np.int64).max
 SKETCH_MIN_ROWS = 4_096
 #: a filter that keeps at most this many rows gets an exact scan of them
 EXACT_FILTER_ROWS = 4_096
-#: streams with at least this many rows have their sketch scan split in two
-SPLIT_MIN_ROWS = MIN_ROWS
 #: default sketch width and re-rank pool
 DEFAULT_BITS = 768
 DEFAULT_CANDIDATES = 1_000
@@ -295,7 +294,7 @@ class VectorStore:
             self._dist = np.empty(size, dtype=np.uint16)
         dist = self._dist[:n]
         # the two halves write disjoint slices of the work areas
-        middle = n // 2 if n >= SPLIT_MIN_ROWS else n
+        middle = n // 2 if n >= helper_pool.MIN_ROWS else n
         other_half = None
         if overlap is not None and middle < n:
             other_half = overlap.start(lambda: self._hamming(qs, middle, n))

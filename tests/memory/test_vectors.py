@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 
+from loom_core.memory import overlap
 from loom_core.memory.ids import new_ids
 from loom_core.memory.overlap import Overlap
-from loom_core.memory.vectors import SKETCH_MIN_ROWS, SPLIT_MIN_ROWS, VectorFilter, VectorStore
+from loom_core.memory.vectors import SKETCH_MIN_ROWS, VectorFilter, VectorStore
 
 
 def _clustered(n: int, dim: int, seed: int) -> np.ndarray:
@@ -125,19 +128,32 @@ def test_new_ids_are_unique_sorted_ulids() -> None:
     assert all(str(ULID.from_str(i)) == i for i in batch[:50])
 
 
-def test_a_split_sketch_scan_returns_what_one_thread_returns() -> None:
-    """With a helper free, a stream past SPLIT_MIN_ROWS has half its sketches scanned on the
-    helper; results (ids and scores, with a filter) equal the single-thread scan's exactly."""
-    n, dim = SPLIT_MIN_ROWS + 5_000, 32
+def test_a_split_sketch_scan_returns_what_one_thread_returns(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a helper free, a stream of ``overlap.MIN_ROWS`` rows or more has half its sketches scanned
+    on the helper thread; results (ids and scores, with a filter) equal the single-thread scan's."""
+    n, dim = SKETCH_MIN_ROWS * 3, 32
+    monkeypatch.setattr(overlap, "MIN_ROWS", n // 2)  # small enough to keep the test fast
     data = _clustered(n, dim, 3)
     store = VectorStore(dim)
     store.add([f"r{i}" for i in range(n)], data, levels=[i % 2 for i in range(n)], created=list(range(n)),
               expires=[None] * n, superseded=[False] * n)
+    scanned_by: list[int] = []
+    hamming = store._hamming
+
+    def recording(*args: object) -> None:
+        scanned_by.append(threading.get_ident())
+        hamming(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store, "_hamming", recording)
     helper = Overlap(1)
     try:
         for row, flt in [(11, VectorFilter()), (n - 3, VectorFilter(levels=[1])), (n // 2, VectorFilter(since=n // 3))]:
+            scanned_by.clear()
             alone = store.search(data[row], 25, flt)
+            assert set(scanned_by) == {threading.get_ident()}
+            scanned_by.clear()
             split = store.search(data[row], 25, flt, overlap=helper)
+            assert len(scanned_by) == 2 and len(set(scanned_by)) == 2, "one half must run on the helper"
             assert split == alone
             assert alone[0][0] == f"r{row}" or flt.levels is not None
     finally:

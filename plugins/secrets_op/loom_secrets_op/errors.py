@@ -5,7 +5,8 @@ with exit status 1. Only the *category* is taken from that text; the text
 itself never reaches an error message (it may quote names, and a future CLI
 version might quote more), and stdout is never looked at on failure.
 Categories are matched in order, so "403 ... aren't authorized" is access
-denied and not mistaken for a token problem.
+denied and not mistaken for a token problem, and an ambiguous item called
+"Forbidden" is ambiguous, not a permission problem.
 """
 
 from __future__ import annotations
@@ -24,6 +25,13 @@ class Category:
 
 
 CATEGORIES: tuple[Category, ...] = (
+    # first: this wording names the item and vault unquoted ("for item <name>: ... in vault <name>:"),
+    # which the quoted-name blanking below cannot catch, so a name must not pick another category
+    Category(
+        ErrorCode.SECRETS_AMBIGUOUS,
+        "more than one item in the vault has this name; rename one or name the item by its ID",
+        ("more than one item matches",),
+    ),
     Category(
         ErrorCode.SECRETS_REF_INVALID,
         "op refused the reference syntax",
@@ -58,11 +66,6 @@ CATEGORIES: tuple[Category, ...] = (
             "service account is deleted",
             "token has expired",
         ),
-    ),
-    Category(
-        ErrorCode.SECRETS_AMBIGUOUS,
-        "more than one item in the vault has this name; rename one or name the item by its ID",
-        ("more than one item matches",),
     ),
     Category(
         ErrorCode.SECRETS_NOT_FOUND,

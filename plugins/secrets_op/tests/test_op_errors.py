@@ -57,6 +57,12 @@ TS = "[ERROR] 2026/11/24 10:00:00 "
             "specify the item by its ID:\n\t* for the item \"AWS\" in vault Shared: abc\n",
             ErrorCode.SECRETS_AMBIGUOUS,
         ),
+        (  # op names an ambiguous item and its vault unquoted: the names must not pick the category
+            "op://Unauthorized/Forbidden/password",
+            "could not resolve item UUID for item Forbidden: More than one item matches \"Forbidden\". Try "
+            "again and specify the item by its ID:\n\t* for the item \"Forbidden\" in vault Unauthorized: a1\n",
+            ErrorCode.SECRETS_AMBIGUOUS,
+        ),
         (  # an item *named* like that wording, missing, stays "not found"
             "op://v/More than one item matches/f",
             "could not read secret 'op://v/More than one item matches/f': could not get item v/More than one "

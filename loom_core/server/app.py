@@ -14,6 +14,7 @@ import importlib
 import logging
 import os
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,6 +37,8 @@ from loom_core.server.schemas import Health
 if TYPE_CHECKING:
     from loom_core.memory.engine import MemoryEngine
 
+#: threads for searches in flight at once (more wait for a free one)
+SEARCH_THREADS = min(32, (os.cpu_count() or 1) + 4)
 log = logging.getLogger("loom.server")
 
 #: Modules whose ``router`` is mounted, in order. Add a feature's router module here.
@@ -91,6 +94,8 @@ def create_app(
         preset: MemoryEngine | None = app.state.engine  # passed in, or set by the caller before serving
         owned = preset is None
         app.state.engine = preset if preset is not None else await run_in_threadpool(factory)
+        # searches run here, off the event loop; threads start on demand
+        app.state.search_pool = ThreadPoolExecutor(SEARCH_THREADS, thread_name_prefix="loom-search")
         stop_sweeper: Callable[[], None] | None = None
         try:
             plugin_host.hook.loom_startup(component="server", config=cfg)
@@ -98,6 +103,9 @@ def create_app(
             log.info("loomem server ready", extra={"fields": {"auth": _auth_mode(authenticator)}})
             yield
         finally:
+            # searches in flight finish before the engine closes
+            pool, app.state.search_pool = app.state.search_pool, None
+            await run_in_threadpool(pool.shutdown)
             if stop_sweeper is not None:
                 await run_in_threadpool(stop_sweeper)
             try:
@@ -124,6 +132,7 @@ def create_app(
     app.state.hook = plugin_host.hook
     app.state.authenticator = authenticator
     app.state.engine = engine
+    app.state.search_pool = None  # set while the app runs (lifespan)
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_body_bytes=cfg.server.max_body_bytes)
 

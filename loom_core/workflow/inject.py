@@ -52,7 +52,12 @@ def _hold_lock(directory: Path) -> int:
     staging = directory / (LOCK_NAME + ".new")
     fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0), 0o600)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:
+            # a file system without locks (some NFS set-ups): the sweep cannot lock it
+            # either, so it keeps the directory; the job's own clean-up still removes it
+            pass
         os.rename(staging, directory / LOCK_NAME)
     except BaseException:
         os.close(fd)

@@ -12,24 +12,34 @@ with ``g + k - 1 <= m`` puts at least one sample inside every occurrence, at
 an offset below ``k`` within the pattern. A sample whose gram is not among the
 patterns' grams at those offsets rules out every occurrence around it, so
 only windows around the rare surviving samples go through the automaton.
+
+The prefilter is built, and numpy imported, only once a matcher has scanned
+``LAZY_BYTES`` without it: most jobs print less than that, and for them the
+automaton alone (~160 MB/s) is cheaper than importing numpy (~60 ms, a fifth
+of ``loom run``'s start-up).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import ahocorasick
-import numpy as np
-import numpy.typing as npt
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
 
 # (start, -length, token): byte offset into the buffer, negated length so that plain tuple
 # order is "leftmost first, longest first at the same start" without a key function.
 Match = tuple[int, int, bytes]
 
 _GRAM_MAX = 5  # bytes per sampled gram; five bytes make chance hits in log text rare
-_HASH_MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing
+_HASH_MULTIPLIER = 0x9E3779B97F4A7C15  # Fibonacci hashing
 _SMALL = 256  # buffers up to this size skip the vectorised prefilter and go to the automaton
 _TINY_TAIL = 48  # hold-back candidates are checked one by one below this many bytes
+#: bytes a matcher scans with the automaton alone before it builds the numpy prefilter
+LAZY_BYTES = 1 << 20
 
 
 class PatternMatcher:
@@ -38,15 +48,13 @@ class PatternMatcher:
     __slots__ = (
         "_automaton",
         "_chars",
-        "_drop",
         "_gram",
         "_gram_keys",
         "_head_keys",
-        "_mask",
-        "_shift",
+        "_prefilter",
+        "_scanned",
         "_short_prefixes",
         "_step",
-        "_table",
         "longest",
         "shortest",
     )
@@ -63,21 +71,22 @@ class PatternMatcher:
         self._chars = bytes(sorted({b for p in patterns for b in p}))
         self._gram = min(_GRAM_MAX, self.shortest) if patterns else 1
         self._step = max(1, self.shortest - self._gram + 1)
-        self._mask = np.uint64((1 << (8 * self._gram)) - 1)
-        keys = {
-            int.from_bytes(p[offset : offset + self._gram], "little")
-            for p in patterns
-            for offset in range(self._step)
-        }
-        self._gram_keys = frozenset(keys)
+        self._gram_keys = frozenset(
+            int.from_bytes(p[offset : offset + self._gram], "little") for p in patterns for offset in range(self._step)
+        )
         self._head_keys = frozenset(int.from_bytes(p[: self._gram], "little") for p in patterns)
         self._short_prefixes = frozenset(p[:k] for p in patterns for k in range(1, self._gram))
-        table_bits = min(24, max(12, (len(keys) * 256).bit_length()))
-        self._shift = np.uint64(64 - table_bits)
-        self._table: npt.NDArray[np.bool_] = np.zeros(1 << table_bits, dtype=np.bool_)
-        self._drop = np.uint64(64 - 8 * self._gram)
-        if keys:
-            self._table[self._slots(np.fromiter(keys, dtype=np.uint64, count=len(keys)))] = True
+        self._prefilter: _Prefilter | None = None
+        self._scanned = 0  # bytes scanned without the prefilter (a race only builds it twice)
+
+    def _vectorised(self, size: int) -> _Prefilter | None:
+        """The prefilter for a ``size``-byte scan, built on first need; None: use the automaton alone."""
+        if self._prefilter is None:
+            if self._scanned < LAZY_BYTES:
+                self._scanned += size
+                return None
+            self._prefilter = _Prefilter(self._gram_keys, self._gram)
+        return self._prefilter
 
     def __len__(self) -> int:
         return len(self._automaton)
@@ -88,7 +97,8 @@ class PatternMatcher:
             return []
         matches: list[Match] = []
         # Below a few hundred bytes numpy's per-call cost exceeds scanning it all.
-        windows = [(0, len(data))] if len(data) <= _SMALL else self._windows(data)
+        prefilter = None if len(data) <= _SMALL else self._vectorised(len(data))
+        windows = [(0, len(data))] if prefilter is None else self._windows(prefilter, data)
         for lo, hi in windows:
             text = data[lo:hi].decode("latin-1")
             base = lo + 1
@@ -132,15 +142,12 @@ class PatternMatcher:
         """
         size, gram = len(tail), self._gram
         offsets: list[int] = []
-        # Offsets with 8 readable bytes go through one vectorised pass, unless the tail is tiny.
-        full = size - 7 if size > _TINY_TAIL else 0
-        if full > 0:
-            words = np.ndarray(shape=(full,), dtype="<u8", buffer=tail, strides=(1,))
-            candidates = np.flatnonzero(np.take(self._table, self._slots(words)))
-            if candidates.size:
-                heads = self._head_keys
-                values = (words[candidates] & self._mask).tolist()
-                offsets = [i for i, v in zip(candidates.tolist(), values) if v in heads]
+        # Offsets with 8 readable bytes go through one vectorised pass, unless the tail is tiny
+        # or numpy is not loaded yet.
+        prefilter = self._prefilter
+        full = size - 7 if size > _TINY_TAIL and prefilter is not None else 0
+        if prefilter is not None and full > 0:
+            offsets = prefilter.hits(tail, full, 1, self._head_keys)
         for offset in range(full, size):
             piece = tail[offset : offset + gram]
             if (int.from_bytes(piece, "little") in self._head_keys) if len(piece) == gram else (
@@ -149,21 +156,9 @@ class PatternMatcher:
                 offsets.append(offset)
         return offsets
 
-    def _slots(self, words: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
-        """Table slot of the low ``gram`` bytes of each word.
-
-        Shifting left drops the bytes beyond the gram (cheaper than a mask);
-        the top bits of the product with an odd constant then mix only gram
-        bits (Fibonacci hashing).
-        """
-        slots = words << self._drop
-        slots *= _HASH_MULTIPLIER
-        slots >>= self._shift
-        return slots
-
-    def _windows(self, data: bytes) -> list[tuple[int, int]]:
+    def _windows(self, prefilter: _Prefilter, data: bytes) -> list[tuple[int, int]]:
         """Disjoint ``[lo, hi)`` ranges that together contain every occurrence."""
-        hits = self._sample_hits(data)
+        hits = self._sample_hits(prefilter, data)
         if not hits:
             return []
         reach_back = self._step - 1
@@ -178,7 +173,7 @@ class PatternMatcher:
                 windows.append((lo, hi))
         return windows
 
-    def _sample_hits(self, data: bytes) -> list[int]:
+    def _sample_hits(self, prefilter: _Prefilter, data: bytes) -> list[int]:
         """Sample positions (ascending) whose gram occurs in some pattern near its start."""
         size, step, gram = len(data), self._step, self._gram
         keys = self._gram_keys
@@ -186,12 +181,48 @@ class PatternMatcher:
         # Samples with 8 readable bytes are read as little-endian uint64 in one vectorised pass.
         full = (size - 8) // step + 1 if size >= 8 else 0
         if full > 0:
-            words = np.ndarray(shape=(full,), dtype="<u8", buffer=data, strides=(step,))
-            candidates = np.flatnonzero(np.take(self._table, self._slots(words)))
-            if candidates.size:
-                values = (words[candidates] & self._mask).tolist()
-                hits = [int(i) * step for i, v in zip(candidates.tolist(), values) if v in keys]
+            hits = [i * step for i in prefilter.hits(data, full, step, keys)]
         for pos in range(full * step, size - gram + 1, step):
             if int.from_bytes(data[pos : pos + gram], "little") in keys:
                 hits.append(pos)
         return hits
+
+
+class _Prefilter:
+    """The vectorised part: a bit table of hashed grams, probed for many positions at once."""
+
+    __slots__ = ("_drop", "_mask", "_np", "_shift", "_table")
+
+    def __init__(self, keys: frozenset[int], gram: int) -> None:
+        import numpy as np  # deferred: see the module docstring
+
+        self._np = np
+        self._mask = np.uint64((1 << (8 * gram)) - 1)
+        table_bits = min(24, max(12, (len(keys) * 256).bit_length()))
+        self._shift = np.uint64(64 - table_bits)
+        self._drop = np.uint64(64 - 8 * gram)
+        self._table: npt.NDArray[np.bool_] = np.zeros(1 << table_bits, dtype=np.bool_)
+        if keys:
+            self._table[self._slots(np.fromiter(keys, dtype=np.uint64, count=len(keys)))] = True
+
+    def _slots(self, words: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
+        """Table slot of the low ``gram`` bytes of each word.
+
+        Shifting left drops the bytes beyond the gram (cheaper than a mask);
+        the top bits of the product with an odd constant then mix only gram
+        bits (Fibonacci hashing).
+        """
+        slots = words << self._drop
+        slots *= self._np.uint64(_HASH_MULTIPLIER)
+        slots >>= self._shift
+        return slots
+
+    def hits(self, data: bytes, count: int, stride: int, keys: frozenset[int]) -> list[int]:
+        """Indices ``i < count`` whose gram at byte ``i * stride`` is in ``keys`` (ascending)."""
+        np = self._np
+        words = np.ndarray(shape=(count,), dtype="<u8", buffer=data, strides=(stride,))
+        candidates = np.flatnonzero(np.take(self._table, self._slots(words)))
+        if not candidates.size:
+            return []
+        values = (words[candidates] & self._mask).tolist()
+        return [i for i, v in zip(candidates.tolist(), values) if v in keys]

@@ -13,6 +13,8 @@ from loom_core.hookspecs import hookimpl
 from loom_core.plugins.host import PluginHost
 from loom_core.secrets import Redactor, StreamRedactor, forms_from_hook
 
+pytestmark = pytest.mark.usefixtures("matcher_mode")
+
 DB = b"pg-Secret-4711!"
 API = b"tok_9f8e7d6c5b4a"
 
@@ -30,7 +32,7 @@ def run_stream(stream: StreamRedactor, chunks: Iterable[bytes]) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def redactor() -> Redactor:
+def redactor(matcher_mode: str) -> Redactor:
     return Redactor({"DATABASE_PASSWORD": DB, "API_TOKEN": API})
 
 
@@ -307,3 +309,10 @@ def test_empty_redactor_passes_everything_through() -> None:
     r = Redactor({})
     assert r.redact(b"anything at all") == b"anything at all"
     assert run_stream(r.stream(), [b"a", b"", b"bc"]) == b"abc"
+
+
+def test_each_run_of_this_module_uses_the_matcher_it_names(matcher_mode: str, redactor: Redactor) -> None:
+    """Guards the two-mode fixture: a buffer past the small-buffer cut-off goes through the numpy
+    prefilter exactly when the mode says so."""
+    redactor.redact(b"x" * 4096)
+    assert (redactor._matcher._prefilter is not None) == (matcher_mode == "numpy prefilter")

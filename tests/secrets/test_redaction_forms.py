@@ -15,6 +15,8 @@ import pytest
 from loom_core.secrets import Redactor
 from loom_core.secrets.forms import MIN_FORM_LENGTH, WRAP_EDGE, derived_forms
 
+pytestmark = pytest.mark.usefixtures("matcher_mode")
+
 VALUES = {
     "ASCII_PUNCT": b"p@ss w0rd/with+plus&amp=eq?",
     "QUOTES": b"it's a \"quoted\" $HOME `tick` \\back",
@@ -26,7 +28,7 @@ TOKEN = {name: f"[REDACTED:SECRET_{name}]".encode() for name in VALUES}
 
 
 @pytest.fixture(scope="module")
-def redactor() -> Redactor:
+def redactor(matcher_mode: str) -> Redactor:
     return Redactor(VALUES)
 
 

@@ -11,12 +11,15 @@ from functools import lru_cache
 from itertools import pairwise
 from urllib.parse import quote, quote_plus
 
+import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from loom_core.errors import LoomError
 from loom_core.secrets import Redactor
 from loom_core.secrets.forms import MIN_FORM_LENGTH, derived_forms
+
+pytestmark = pytest.mark.usefixtures("matcher_mode")
 
 SETTINGS = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

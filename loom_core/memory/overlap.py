@@ -25,10 +25,6 @@ T = TypeVar("T")
 MIN_ROWS = 65_536
 
 
-def _inline(fn: Callable[[], T]) -> Callable[[], T]:
-    return fn
-
-
 class Overlap:
     """A small pool of helper threads that never makes a caller wait for a free one."""
 
@@ -47,7 +43,7 @@ class Overlap:
         result (re-raising its exception). Without a free helper, the returned
         callable runs ``fn`` itself, in the caller's thread."""
         if self._slots is None or not self._slots.acquire(blocking=False):
-            return _inline(fn)
+            return fn  # the caller's own call runs it
         slots = self._slots
 
         def run() -> T:
@@ -60,7 +56,7 @@ class Overlap:
             future: Future[T] = self._executor().submit(run)
         except RuntimeError:  # closed meanwhile: do the work inline
             slots.release()
-            return _inline(fn)
+            return fn
         return future.result
 
     def _executor(self) -> ThreadPoolExecutor:

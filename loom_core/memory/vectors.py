@@ -294,17 +294,16 @@ class VectorStore:
             self._dist = np.empty(size, dtype=np.uint16)
         dist = self._dist[:n]
         # the two halves write disjoint slices of the work areas
-        middle = n // 2 if n >= helper_pool.MIN_ROWS else n
+        split = overlap is not None and n >= helper_pool.MIN_ROWS
+        middle = n // 2 if split else n
         other_half = None
-        if overlap is not None and middle < n:
+        if overlap is not None and split:
             other_half = overlap.start(lambda: self._hamming(qs, middle, n))
         try:
             self._hamming(qs, 0, middle)
         finally:  # never leave a helper writing the work areas after the lock is released
             if other_half is not None:
                 other_half()
-        if other_half is None and middle < n:
-            self._hamming(qs, middle, n)
         if mask is not None:
             dist[~mask] = self.bits + 1
         counts = np.bincount(dist, minlength=self.bits + 2)

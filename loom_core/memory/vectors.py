@@ -6,8 +6,11 @@ on the reference machine), so large streams are searched in two steps:
 1. Every vector also has a *sign sketch*: the signs of its product with a
    fixed random Gaussian matrix (``bits`` of them, random-hyperplane hashing).
    The Hamming distance between two sketches estimates the angle between the
-   vectors. Sketches are kept column-major as uint64 words (96 bytes per
-   vector at 768 bits), so a query scans ~10 MB instead of 150 MB.
+   vectors. Sketches are packed bits, one row per vector (96 bytes at 768
+   bits), so a query scans ~10 MB instead of 150 MB, in one pass of
+   SimSIMD's Hamming kernel (XOR and popcount in SIMD registers, the GIL
+   released); numpy's ufuncs needed three passes per 64-bit word and
+   intermediate arrays, about twice the time.
 2. The ``candidates`` rows with the smallest Hamming distance are re-ranked
    by exact cosine on the float32 vectors.
 
@@ -27,6 +30,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import simsimd
 
 from loom_core.memory import overlap as helper_pool
 from loom_core.memory.overlap import Overlap
@@ -79,12 +83,11 @@ class VectorStore:
         self.dim = dim
         self.bits = bits
         self.candidates = candidates
-        self._words = bits // 64
         self._planes: F32 = np.random.default_rng(seed).standard_normal((dim, bits)).astype(np.float32)
         self._lock = threading.RLock()
         cap = 64
         self._vecs: F32 = np.zeros((cap, dim), dtype=np.float32)
-        self._sketch = np.zeros((self._words, cap), dtype=np.uint64)
+        self._sketch = np.zeros((cap, bits // 8), dtype=np.uint8)
         self._level = np.zeros(cap, dtype=np.int16)
         self._created = np.zeros(cap, dtype=np.int64)
         self._expires = np.full(cap, NO_EXPIRY, dtype=np.int64)
@@ -97,8 +100,6 @@ class VectorStore:
         self._sketched = 0  # rows [0, _sketched) have sketches (computed lazily)
         # per-search work areas, reused (searches hold the lock): fresh
         # 100k-row temporaries cost page faults on every query
-        self._xor = np.empty(0, dtype=np.uint64)
-        self._ones = np.empty(0, dtype=np.uint8)
         self._dist = np.empty(0, dtype=np.uint16)
 
     # -- size ---------------------------------------------------------------
@@ -117,11 +118,10 @@ class VectorStore:
             return int((self._superseded[: self._n] & self._alive[: self._n]).sum())
 
     # -- writes -------------------------------------------------------------
-    def _sketch_of(self, vectors: F32) -> npt.NDArray[np.uint64]:
-        """``(words, n)`` uint64 sign sketch of ``(n, dim)`` vectors."""
+    def _sketch_of(self, vectors: F32) -> npt.NDArray[np.uint8]:
+        """``(n, bits/8)`` uint8 sign sketch of ``(n, dim)`` vectors."""
         signs = (vectors @ self._planes) > 0
-        packed = np.packbits(signs, axis=1)  # (n, bits/8) uint8
-        return np.ascontiguousarray(packed.view(np.uint64).T)
+        return np.packbits(signs, axis=1)
 
     def add(
         self,
@@ -195,8 +195,8 @@ class VectorStore:
             return out
 
         self._vecs = grown(self._vecs)
-        sketch = np.empty((self._words, new_cap), dtype=np.uint64)
-        sketch[:, : self._sketched] = self._sketch[:, : self._sketched]
+        sketch = np.empty((new_cap, self.bits // 8), dtype=np.uint8)
+        sketch[: self._sketched] = self._sketch[: self._sketched]
         self._sketch = sketch
         self._level = grown(self._level)
         self._created = grown(self._created)
@@ -207,7 +207,7 @@ class VectorStore:
     def _ensure_sketches(self) -> None:
         """Sketch the rows added since the last search (kept off the write path)."""
         if self._sketched < self._n:
-            self._sketch[:, self._sketched : self._n] = self._sketch_of(self._vecs[self._sketched : self._n])
+            self._sketch[self._sketched : self._n] = self._sketch_of(self._vecs[self._sketched : self._n])
             self._sketched = self._n
 
     def _compact(self) -> None:
@@ -216,7 +216,7 @@ class VectorStore:
         rows = np.flatnonzero(self._alive[: self._n])
         n = len(rows)
         self._vecs[:n] = self._vecs[rows]
-        self._sketch[:, :n] = self._sketch[:, rows]
+        self._sketch[:n] = self._sketch[rows]
         self._level[:n] = self._level[rows]
         self._created[:n] = self._created[rows]
         self._expires[:n] = self._expires[rows]
@@ -286,11 +286,9 @@ class VectorStore:
         self._ensure_sketches()
         n = self._n
         signs = np.einsum("j,jk->k", q, self._planes) > 0
-        qs = np.packbits(signs).view(np.uint64)
+        qs = np.packbits(signs).reshape(1, -1)
         if self._dist.shape[0] < n:
-            size = self._sketch.shape[1]
-            self._xor = np.empty(size, dtype=np.uint64)
-            self._ones = np.empty(size, dtype=np.uint8)
+            size = self._sketch.shape[0]
             self._dist = np.empty(size, dtype=np.uint16)
         dist = self._dist[:n]
         # the two halves write disjoint slices of the work areas
@@ -314,16 +312,9 @@ class VectorStore:
             rows = rows[np.argpartition(dist[rows], want - 1)[:want]]
         return rows
 
-    def _hamming(self, qs: npt.NDArray[np.uint64], lo: int, hi: int) -> None:
+    def _hamming(self, qs: npt.NDArray[np.uint8], lo: int, hi: int) -> None:
         """Hamming distances of rows ``[lo, hi)`` to the query sketch, into ``_dist``."""
-        xor, ones, dist = self._xor[lo:hi], self._ones[lo:hi], self._dist[lo:hi]
-        for w in range(self._words):
-            np.bitwise_xor(self._sketch[w, lo:hi], qs[w], out=xor)
-            np.bitwise_count(xor, out=ones)
-            if w == 0:
-                dist[:] = ones
-            else:
-                np.add(dist, ones, out=dist)
+        simsimd.cdist(qs, self._sketch[lo:hi], metric="hamming", dtype="bin8", out=self._dist[None, lo:hi])
 
     def _top(self, rows: npt.NDArray[np.intp], scores: F32, k: int) -> list[tuple[str, float]]:
         if len(rows) == 0:

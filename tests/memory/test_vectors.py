@@ -158,3 +158,27 @@ def test_a_split_sketch_scan_returns_what_one_thread_returns(monkeypatch: pytest
             assert alone[0][0] == f"r{row}" or flt.levels is not None
     finally:
         helper.close()
+
+
+def test_sketch_candidates_are_the_nearest_by_hamming_distance() -> None:
+    """The first pass keeps exactly the rows whose sign sketches are nearest the query's, by a Hamming
+    distance recomputed here bit by bit from the projections (also after rows were removed, which
+    compacts the sketches)."""
+    n, dim = SKETCH_MIN_ROWS * 2, 48
+    data = _clustered(n, dim, 7)
+    store = VectorStore(dim, bits=128, candidates=300)
+    ids = [f"h{i}" for i in range(n)]
+    store.add(ids, data, levels=[0] * n, created=[0] * n, expires=[None] * n, superseded=[False] * n)
+    gone = set(range(0, n, 3))
+    store.remove([ids[i] for i in sorted(gone)])  # a third: the store compacts
+    kept = [i for i in range(n) if i not in gone]
+    signs = (data[kept] @ store._planes) > 0
+    for row in (1, n // 2 + 1, n - 1):
+        query_signs = (data[row] @ store._planes) > 0
+        expected = (signs != query_signs).sum(axis=1)
+        rows = store._sketch_candidates(data[row], None, 300)
+        chosen = np.sort(expected[rows])
+        # the same distances as the smallest ones (rows tied at the threshold are interchangeable)
+        assert len(rows) >= 300
+        assert chosen.tolist() == np.sort(expected)[: len(rows)].tolist()
+        assert set(store._ids[r] for r in rows.tolist()) <= {ids[i] for i in kept}

@@ -5,7 +5,10 @@ Usage: .venv/bin/python bench/bench_encryption.py [--level engine|storage|both] 
 
 * ``engine``: the memory engine (real RocksDB + Tantivy + hash embedder) opened
   plain and with a master key; ingest = ``add_chunks`` in batches of 500,
-  read = ``get_chunk`` of every id, ``--read-passes`` times.
+  read = ``get_chunk`` of every id, ``--read-passes`` times (point reads: the
+  most sensitive to a per-row cost); two more read phases show what other reads
+  pay: search = ``SEARCHES`` hybrid searches (k=10, each opens its 10 result
+  rows), list = every chunk paged through ``list_chunks`` 100 at a time.
 * ``storage``: the storage backend alone with the row codec: ingest = sealed
   write batches, read = ``get`` + ``open`` of every row. The worst case for the
   ratio: nothing else happens per row.
@@ -42,6 +45,8 @@ from typing import Any
 
 KEY_ENV = "LOOMEM_AT_REST_MASTER_KEY"
 BATCH = 500
+SEARCHES = 400  # engine level: hybrid searches per run, alternated 20 at a time
+PAGE = 100  # engine level: list_chunks page size
 WORDS = ("memory river lantern orbit quartz meadow signal copper harbor violet "
          "thunder glacier pixel canyon ember saffron").split()
 
@@ -150,6 +155,36 @@ def engine_phases(pair: dict[bool, Any], chunks: int, passes: int) -> Iterator[t
             yield encrypted, read(encrypted, i)
     yield False, PHASE_END
 
+    from loom_core.memory.models import SearchRequest
+
+    queries = [" ".join(WORDS[(n * 5 + j * 3) % len(WORDS)] for j in range(3)) for n in range(SEARCHES)]
+
+    def search(encrypted: bool, part: list[str]) -> Callable[[], None]:
+        def work() -> None:
+            engine = pair[encrypted]
+            for q in part:
+                engine.search(SearchRequest(query=q, stream="bench", k=10, mode="hybrid"))
+        return work
+
+    for n, i in enumerate(range(0, SEARCHES, 20)):
+        order = (False, True) if n % 2 == 0 else (True, False)
+        for encrypted in order:
+            yield encrypted, search(encrypted, queries[i : i + 20])
+    yield False, PHASE_END
+
+    def page(encrypted: bool, start: int) -> Callable[[], None]:
+        def work() -> None:
+            cursor = ids[encrypted][start - 1] if start else None
+            listed = pair[encrypted].list_chunks("bench", cursor=cursor, limit=PAGE).items
+            assert len(listed) == min(PAGE, chunks - start)
+        return work
+
+    for n, i in enumerate(range(0, chunks, PAGE)):
+        order = (False, True) if n % 2 == 0 else (True, False)
+        for encrypted in order:
+            yield encrypted, page(encrypted, i)
+    yield False, PHASE_END
+
 
 def PHASE_END() -> None:  # a sentinel step
     return None
@@ -176,7 +211,7 @@ def one_run(level: str, chunks: int, root: Path, passes: int = 1) -> dict[str, d
         pair = open_storage_pair(root)
         steps = storage_phases(pair, chunks)
         closers = [s.close for s, _ in pair.values()]
-    phases = ["ingest", "read"]
+    phases = ["ingest", "read", "search", "list"] if level == "engine" else ["ingest", "read"]
     clocks = ("wall", "cpu", "thread")
     totals = {f"{p}_{clock}": {False: [0.0], True: [0.0]} for p in phases for clock in clocks}
     current = 0
@@ -209,6 +244,8 @@ def measure(level: str, chunks: int, runs: int, passes: int) -> dict[str, Any]:
             for name, by_mode in totals.items():
                 plain, enc = by_mode[False][0], by_mode[True][0]
                 done = chunks * (passes if name.startswith("read") and level == "engine" else 1)
+                if name.startswith("search"):
+                    done = SEARCHES
                 ratios.setdefault(name, []).append(enc / plain)
                 rates.setdefault(name, []).append((done / plain, done / enc))
     out: dict[str, Any] = {}

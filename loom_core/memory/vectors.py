@@ -45,6 +45,8 @@ EXACT_FILTER_ROWS = 4_096
 #: default sketch width and re-rank pool
 DEFAULT_BITS = 768
 DEFAULT_CANDIDATES = 1_000
+#: every how many rows the candidate threshold is first estimated from
+SAMPLE_STEP = 16
 
 
 @dataclass(frozen=True)
@@ -304,13 +306,34 @@ class VectorStore:
                 other_half()
         if mask is not None:
             dist[~mask] = self.bits + 1
-        counts = np.bincount(dist, minlength=self.bits + 2)
-        cumulative = np.cumsum(counts[: self.bits + 1])
-        threshold = int(np.searchsorted(cumulative, min(want, int(cumulative[-1]))))
-        rows = np.flatnonzero(dist <= threshold)
+        rows = self._nearest(dist, want)
         if len(rows) > 4 * want:  # many ties at the threshold: keep the nearest
             rows = rows[np.argpartition(dist[rows], want - 1)[:want]]
         return rows
+
+    def _nearest(self, dist: npt.NDArray[np.uint16], want: int) -> npt.NDArray[np.intp]:
+        """Rows at distance <= d, for the smallest d that keeps ``want`` passing rows
+        (every passing row when fewer pass; masked rows are at ``bits + 1``).
+
+        A histogram of every 16th row guesses a distance that keeps a quarter more
+        than ``want``; the exact threshold is then counted among the rows it keeps,
+        which gives the same rows as a histogram of all of them at a fraction of
+        its cost. When the guess keeps too few, the full histogram decides.
+        """
+        step = SAMPLE_STEP
+        if len(dist) >= step * want:
+            sample = np.bincount(dist[::step], minlength=self.bits + 2)[: self.bits + 1]
+            guess = int(np.searchsorted(np.cumsum(sample), (5 * want) // (4 * step) + 1))
+            if guess <= self.bits:
+                kept = np.flatnonzero(dist <= guess)
+                near = dist[kept]
+                if len(near) >= want:
+                    threshold = int(np.searchsorted(np.cumsum(np.bincount(near)), want))
+                    return kept[near <= threshold]
+        counts = np.bincount(dist, minlength=self.bits + 2)
+        cumulative = np.cumsum(counts[: self.bits + 1])
+        threshold = int(np.searchsorted(cumulative, min(want, int(cumulative[-1]))))
+        return np.flatnonzero(dist <= threshold)
 
     def _hamming(self, qs: npt.NDArray[np.uint8], lo: int, hi: int) -> None:
         """Hamming distances of rows ``[lo, hi)`` to the query sketch, into ``_dist``."""

@@ -163,7 +163,8 @@ def test_a_split_sketch_scan_returns_what_one_thread_returns(monkeypatch: pytest
 def test_sketch_candidates_are_the_nearest_by_hamming_distance() -> None:
     """The first pass keeps exactly the rows whose sign sketches are nearest the query's, by a Hamming
     distance recomputed here bit by bit from the projections (also after rows were removed, which
-    compacts the sketches)."""
+    compacts the sketches), whether the threshold comes from a sample (small ``want``), from every row
+    (large ``want``), or from every row after the sample kept too few (a filter passing few rows)."""
     n, dim = SKETCH_MIN_ROWS * 2, 48
     data = _clustered(n, dim, 7)
     store = VectorStore(dim, bits=128, candidates=300)
@@ -173,12 +174,17 @@ def test_sketch_candidates_are_the_nearest_by_hamming_distance() -> None:
     store.remove([ids[i] for i in sorted(gone)])  # a third: the store compacts
     kept = [i for i in range(n) if i not in gone]
     signs = (data[kept] @ store._planes) > 0
-    for row in (1, n // 2 + 1, n - 1):
+    few = np.zeros(len(kept), dtype=bool)
+    few[::40] = True  # passes ~140 rows: fewer than asked for
+    for row, want, mask in [(1, 300, None), (n // 2 + 1, 300, None), (n - 1, 2000, None), (4, 300, few)]:
         query_signs = (data[row] @ store._planes) > 0
         expected = (signs != query_signs).sum(axis=1)
-        rows = store._sketch_candidates(data[row], None, 300)
+        rows = store._sketch_candidates(data[row], None if mask is None else mask.copy(), want)
         chosen = np.sort(expected[rows])
+        if mask is not None:  # every passing row, and only those
+            assert sorted(rows.tolist()) == np.flatnonzero(mask).tolist()
+            continue
         # the same distances as the smallest ones (rows tied at the threshold are interchangeable)
-        assert len(rows) >= 300
+        assert len(rows) >= want
         assert chosen.tolist() == np.sort(expected)[: len(rows)].tolist()
-        assert set(store._ids[r] for r in rows.tolist()) <= {ids[i] for i in kept}
+        assert {store._ids[r] for r in rows.tolist()} <= {ids[i] for i in kept}

@@ -24,10 +24,11 @@ class SecretLiteralError(ValueError):
 
 
 def _env_name(value: str) -> str:
-    if value and not ENV_NAME.match(value):
-        raise ValueError(
-            f"must be the NAME of an environment variable (letters, digits, _), not {_describe(value)}"
-        )
+    # An empty name is refused too: looking it up finds nothing, which would
+    # silently turn the key it names off (passthrough auth, encryption off).
+    if not ENV_NAME.match(value):
+        what = "an empty value" if not value else _describe(value)
+        raise ValueError(f"must be the NAME of an environment variable (letters, digits, _), not {what}")
     return value
 
 

@@ -102,9 +102,9 @@ def load_master_key(
 ) -> MasterKey | None:
     """The configured master key, or ``None`` when encryption is off.
 
-    ``settings`` is the ``[encryption]`` section. A secret reference
-    (``master_key_ref``) wins over the environment variable
-    (``master_key_env``). With ``expect_enabled`` and no key, raises
+    ``settings`` is the ``[encryption]`` section. The key comes from a secret
+    reference (``master_key_ref``) or the environment variable
+    (``master_key_env``); both set is ``CONFIG_INVALID``. With ``expect_enabled`` and no key, raises
     ``ENCRYPTION_KEY_MISSING``; a present but malformed key raises
     ``ENCRYPTION_KEY_INVALID``. ``host`` is the configured plugin host, so a
     reference resolves only through providers the configuration allows.
@@ -112,6 +112,12 @@ def load_master_key(
     ref = str(getattr(settings, "master_key_ref", "") or "")
     env_name = str(getattr(settings, "master_key_env", "") or DEFAULT_MASTER_KEY_ENV)
     if ref:
+        if environ.get(env_name) is not None:
+            raise LoomError(
+                ErrorCode.CONFIG_INVALID,
+                f"the master key is configured twice: encryption.master_key_ref is set and so is the "
+                f"environment variable {env_name} (encryption.master_key_env); unset one of them",
+            )
         key = parse_master_key(_resolve_ref(ref, environ, host), f"secret reference {ref!r}")
         return key
     value = environ.get(env_name)

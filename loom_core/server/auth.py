@@ -59,9 +59,17 @@ def resolve_api_key(
     """The configured key, or ``None`` for passthrough mode. Fails closed on anything odd.
 
     A reference that cannot be resolved, or a variable that is set but blank,
-    is an error rather than a silent fall back to passthrough.
+    is an error rather than a silent fall back to passthrough; so is a
+    reference together with the variable (two keys, one of them ignored).
     """
     if auth_token_ref:
+        if environ.get(auth_token_env) is not None:
+            # two sources for one key: which one a client must send would be a precedence rule
+            raise LoomError(
+                ErrorCode.CONFIG_INVALID,
+                f"the API key is configured twice: server.auth_token_ref is set and so is the environment "
+                f"variable {auth_token_env} (server.auth_token_env); unset one of them",
+            )
         if host is None:
             raise LoomError(
                 ErrorCode.SECRETS_PROVIDER_UNAVAILABLE,

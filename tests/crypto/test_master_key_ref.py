@@ -32,3 +32,15 @@ def test_a_disabled_provider_is_not_used_for_the_master_key() -> None:
         load_master_key(settings(), env, PluginHost(disabled=["secrets:env"], environ=env))
     assert info.value.code is ErrorCode.SECRETS_PROVIDER_UNAVAILABLE
     assert "encryption.master_key_ref" in info.value.message
+
+
+def test_a_reference_and_the_variable_together_are_refused() -> None:
+    """encryption.master_key_ref plus a set LOOMEM_AT_REST_MASTER_KEY is CONFIG_INVALID naming both
+    (one of two keys would otherwise be ignored), and neither key is echoed."""
+    env = {"MK_FOR_TEST": KEY, "LOOMEM_AT_REST_MASTER_KEY": KEY}
+    with pytest.raises(LoomError) as info:
+        load_master_key(settings(), env, PluginHost(environ=env))
+    assert info.value.code is ErrorCode.CONFIG_INVALID
+    assert "encryption.master_key_ref" in info.value.message
+    assert "LOOMEM_AT_REST_MASTER_KEY" in info.value.message
+    assert KEY not in str(info.value)

@@ -45,6 +45,9 @@ def test_defaults_are_the_documented_ones() -> None:
         ({"search": {"default_mode": "magic"}}, "search.default_mode"),
         ({"pii": {"blocklist": [""]}}, "pii.blocklist.0"),
         ({"llm": {"api_key_env": "not a name"}}, "llm.api_key_env"),
+        # an empty name would find no variable and silently turn the key off
+        ({"server": {"auth_token_env": ""}}, "server.auth_token_env"),
+        ({"encryption": {"master_key_env": ""}}, "encryption.master_key_env"),
     ],
 )
 def test_bad_keys_and_values_are_refused_naming_the_key(raw: dict[str, Any], key: str) -> None:

@@ -35,6 +35,22 @@ def test_blank_variable_fails_closed_without_echoing() -> None:
     assert "LOOMEM_AUTH_TOKEN" in info.value.message
 
 
+def test_a_reference_and_the_variable_together_are_refused() -> None:
+    """server.auth_token_ref plus a set LOOMEM_AUTH_TOKEN is CONFIG_INVALID naming both, not a
+    precedence rule that silently ignores one of the two keys; neither value is echoed."""
+    from loom_core.plugins.host import PluginHost
+
+    env = {"LOOMEM_AUTH_TOKEN": KEY, "REF_KEY": "ref-" + KEY}
+    with pytest.raises(LoomError) as info:
+        resolve_api_key("LOOMEM_AUTH_TOKEN", "env://REF_KEY", env, PluginHost(environ=env))
+    assert info.value.code is ErrorCode.CONFIG_INVALID
+    assert "server.auth_token_ref" in info.value.message and "LOOMEM_AUTH_TOKEN" in info.value.message
+    assert KEY not in str(info.value)
+    key = resolve_api_key("LOOMEM_AUTH_TOKEN", "env://REF_KEY", {"REF_KEY": "ref-" + KEY},
+                          PluginHost(environ={"REF_KEY": "ref-" + KEY}))
+    assert key is not None and key.reveal() == ("ref-" + KEY).encode()
+
+
 @pytest.mark.parametrize(
     ("header", "code"),
     [

@@ -812,23 +812,30 @@ class MemoryEngine:
                 held = [self._vectors.get(s) for s in wanted]
                 if sum(len(store) for store in held if store is not None) >= len(self._routing):
                     index_streams = None
-            hits = self.index.search(
-                IndexQuery(
-                    text=request.query,
-                    streams=index_streams,
-                    levels=levels,
-                    since=request.since,
-                    until=request.until,
-                    include_superseded=request.include_superseded,
-                    limit=pool + 16,
+            # The index knows nothing of expiry: expired chunks the sweeper has not
+            # removed yet are dropped here, and when they crowd out live hits the
+            # index is asked again for more, until the pool is full or it runs out.
+            limit = pool + 16
+            while True:
+                hits = self.index.search(
+                    IndexQuery(
+                        text=request.query,
+                        streams=index_streams,
+                        levels=levels,
+                        since=request.since,
+                        until=request.until,
+                        include_superseded=request.include_superseded,
+                        limit=limit,
+                    )
                 )
-            )
-            found: list[tuple[str, float]] = []
-            for hit in hits:
-                record = self._routing.get(hit.id)
-                if record is not None and not record.expired(now) and (wanted is None or record.stream in wanted):
-                    found.append((hit.id, float(hit.score)))
-            return found[:pool]
+                found: list[tuple[str, float]] = []
+                for hit in hits:
+                    record = self._routing.get(hit.id)
+                    if record is not None and not record.expired(now) and (wanted is None or record.stream in wanted):
+                        found.append((hit.id, float(hit.score)))
+                if len(found) >= pool or len(hits) < limit:
+                    return found[:pool]
+                limit *= 4
 
         # Both signals run without the engine lock (the index and each vector
         # store are safe for concurrent readers), so searches do not queue

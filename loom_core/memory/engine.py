@@ -547,10 +547,12 @@ class MemoryEngine:
         self._fault("after_index_commit")
         self.storage.delete("intents", intent)
         access = self._access
-        return [
+        none = (0, 0)
+        return [  # "never accessed" is None here as on every read, not 0
             Chunk(
                 r.id, r.stream, r.level, b["content"], dict(b["metadata"] or {}), r.created_at, r.updated_at,
-                r.supersedes, r.superseded_by, r.expires_at, *access.get(r.id, (0, 0)),
+                r.supersedes, r.superseded_by, r.expires_at, access.get(r.id, none)[0],
+                access.get(r.id, none)[1] or None,
             )
             for r, b in zip(created, bodies)
         ]

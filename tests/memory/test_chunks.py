@@ -169,3 +169,25 @@ def test_data_survives_reopen(open_engine: Callable[..., MemoryEngine]) -> None:
     hits = second.search(SearchRequest("narwhal", stream="s", include_superseded=True))
     assert {r.chunk.id for r in hits} == {a.id, b.id}
     assert second.check_consistency()["missing_in_index"] == []
+
+
+def test_access_statistics_count_reads_and_search_hits_and_survive_a_reopen(
+    open_engine: Callable[..., MemoryEngine]
+) -> None:
+    """Each read and each search that returns a chunk counts one access (the decay signal); the counts
+    and the last access time are written back, so a reopened engine continues from them."""
+    engine = open_engine()
+    hit = engine.add_chunk("s", ChunkInput("the quokka counted its visitors"))
+    other = engine.add_chunk("s", ChunkInput("nothing in common here at all"))
+    engine.get_chunk(hit.id)
+    found = engine.search(SearchRequest("quokka", stream="s", mode="bm25"))
+    assert [r.chunk.id for r in found] == [hit.id]
+    third = engine.get_chunk(hit.id)
+    assert third.access_count == 3 and third.last_accessed_at is not None
+    assert third.last_accessed_at >= hit.created_at
+    engine.close()
+    reopened = open_engine()
+    again = reopened.get_chunk(hit.id)
+    assert again.access_count == 4 and again.last_accessed_at is not None
+    assert again.last_accessed_at >= third.last_accessed_at
+    assert reopened.get_chunk(other.id).access_count == 1  # only its own read

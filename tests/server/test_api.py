@@ -57,6 +57,7 @@ def test_add_chunk_returns_201_with_the_chunk(http: httpx.Client) -> None:
     chunk = ChunkOut.model_validate(body)
     assert chunk.stream == stream and chunk.level == 1 and chunk.metadata == {"source": "test"}
     assert chunk.content == "the cat sat on the mat" and chunk.superseded_by is None
+    assert body["access_count"] == 0 and body["last_accessed_at"] is None  # never read: null, not 0
     read = http.get(f"/v1/chunks/{chunk.id}")
     assert read.status_code == 200 and read.json()["content"] == chunk.content
 
@@ -78,6 +79,7 @@ def test_batch_returns_201_with_the_list_in_order(http: httpx.Client) -> None:
     chunks = [ChunkOut.model_validate(c) for c in response.json()]
     assert [c.content for c in chunks] == [i["content"] for i in items]
     assert len({c.id for c in chunks}) == 25
+    assert {(c["access_count"], c["last_accessed_at"]) for c in response.json()} == {(0, None)}
 
 
 def test_supersede_keeps_history(http: httpx.Client) -> None:

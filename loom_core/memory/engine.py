@@ -399,29 +399,37 @@ class MemoryEngine:
                 self.storage.write(batch)
 
     # -- chunks -------------------------------------------------------------
-    def _validate_input(self, i: int, item: ChunkInput, now: int) -> None:
-        where = f"chunks[{i}]"
+    @staticmethod
+    def _item_field(i: int, single: bool) -> str:
+        """How an error names an item's field: ``chunks[3].`` in a batch, nothing for one chunk."""
+        return "" if single else f"chunks[{i}]."
+
+    def _validate_input(self, i: int, item: ChunkInput, now: int, single: bool = False) -> None:
+        where = self._item_field(i, single)
         if not isinstance(item.content, str) or not item.content.strip():
-            raise _invalid(f"{where}.content", "must be a non-empty string")
+            raise _invalid(f"{where}content", "must be a non-empty string")
         if isinstance(item.level, bool) or not isinstance(item.level, int) or not 0 <= item.level <= MAX_LEVEL:
-            raise _invalid(f"{where}.level", f"must be an integer from 0 to {MAX_LEVEL}")
+            raise _invalid(f"{where}level", f"must be an integer from 0 to {MAX_LEVEL}")
         if not isinstance(item.metadata, Mapping):
-            raise _invalid(f"{where}.metadata", "must be an object")
+            raise _invalid(f"{where}metadata", "must be an object")
         if item.metadata:
             try:
                 rows.encode_json(dict(item.metadata))
             except (TypeError, ValueError) as exc:
-                raise _invalid(f"{where}.metadata", f"must be JSON-serialisable ({exc})") from None
+                raise _invalid(f"{where}metadata", f"must be JSON-serialisable ({exc})") from None
         if item.expires_at is not None and (
             isinstance(item.expires_at, bool) or not isinstance(item.expires_at, int) or item.expires_at <= now
         ):
-            raise _invalid(f"{where}.expires_at", "must be a time in the future, in ms since the Unix epoch")
+            raise _invalid(f"{where}expires_at", "must be a time in the future, in ms since the Unix epoch")
 
     def add_chunks(self, stream: str, items: Sequence[ChunkInput]) -> list[Chunk]:
         """Write ``items`` to ``stream`` atomically (all or none) and index them.
         VALIDATION_FAILED for a bad stream name, level, expiry or empty content;
         NOT_FOUND when ``supersedes`` names no chunk; CONFLICT when it names a
         chunk that is already superseded (or twice in one batch)."""
+        return self._add(stream, items, single=False)
+
+    def _add(self, stream: str, items: Sequence[ChunkInput], *, single: bool) -> list[Chunk]:
         check_stream(stream)
         if not items:
             raise _invalid("chunks", "must contain at least one chunk")
@@ -429,7 +437,7 @@ class MemoryEngine:
             raise _invalid("chunks", f"at most {MAX_BATCH} chunks per batch")
         now = now_ms()
         for i, item in enumerate(items):
-            self._validate_input(i, item, now)
+            self._validate_input(i, item, now, single)
         vectors = self.llm.embed([item.content for item in items])
         with self._lock, _collection_paused():
             self._ensure_open()
@@ -442,7 +450,7 @@ class MemoryEngine:
                     raise _not_found("chunk", item.supersedes)
                 if old.stream != stream:
                     raise _invalid(
-                        f"chunks[{i}].supersedes",
+                        f"{self._item_field(i, single)}supersedes",
                         f"chunk {item.supersedes!r} belongs to stream {old.stream!r}, not {stream!r}",
                     )
                 if old.superseded_by is not None or item.supersedes in claimed:
@@ -567,7 +575,7 @@ class MemoryEngine:
 
     def add_chunk(self, stream: str, item: ChunkInput) -> Chunk:
         """One chunk; see :meth:`add_chunks`."""
-        return self.add_chunks(stream, [item])[0]
+        return self._add(stream, [item], single=True)[0]
 
     def get_chunk(self, chunk_id: str) -> Chunk:
         """The chunk (superseded ones too); NOT_FOUND when absent or expired.

@@ -70,6 +70,12 @@ def test_invalid_input_names_the_field(engine: MemoryEngine, stream: str, item: 
         engine.add_chunks(stream, [item])
     assert err.value.code is ErrorCode.VALIDATION_FAILED
     assert err.value.details["field"] == field
+    # one chunk (POST .../chunks) has no ``chunks`` list: the field is named alone
+    with pytest.raises(LoomError) as single:
+        engine.add_chunk(stream, item)
+    assert single.value.details["field"] == field.removeprefix("chunks[0].")
+    if field != "stream":
+        assert single.value.message.startswith(field.removeprefix("chunks[0].") + ":")
     assert engine.list_streams() == []
 
 

@@ -30,6 +30,7 @@ from loom_core.errors import ErrorCode, LoomError
 from loom_core.plugins.host import PluginHost
 from loom_core.server.auth import AuthDep, Authenticator, declare_bearer_security, resolve_api_key
 from loom_core.server.errors import install_error_handlers
+from loom_core.server.gate import AuthGate
 from loom_core.server.limits import BodySizeLimit
 from loom_core.server.runtime import make_host, open_engine
 from loom_core.server.schemas import Health
@@ -135,6 +136,7 @@ def create_app(
     app.state.search_pool = None  # set while the app runs (lifespan)
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_body_bytes=cfg.server.max_body_bytes)
+    app.add_middleware(AuthGate, authenticator=authenticator)  # added last: runs first
 
     @app.get("/health", tags=["health"], response_model=Health, summary="Liveness; never authenticated")
     async def health(request: Request) -> dict[str, Any]:

@@ -165,7 +165,15 @@ def _authenticator(request: Request) -> Authenticator:
 async def require_auth(
     request: Request,
 ) -> Principal:
-    """FastAPI dependency: the authenticated principal of this request."""
+    """FastAPI dependency: the authenticated principal of this request.
+
+    The server's :class:`~loom_core.server.gate.AuthGate` has already checked
+    the key before the body was read; its principal is used. An app assembled
+    without the gate is checked here.
+    """
+    checked = getattr(request.state, "principal", None)
+    if isinstance(checked, Principal):
+        return checked
     client = request.client.host if request.client is not None else ""
     principal = _authenticator(request).authenticate(
         request.headers.get("authorization"), method=request.method, path=request.url.path, client=client

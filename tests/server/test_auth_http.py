@@ -34,6 +34,25 @@ def test_every_route_but_health_needs_the_key(api_server: Any, token: str) -> No
     assert ok.status_code == 200
 
 
+def test_auth_is_checked_before_the_body_or_the_route(api_server: Any, token: str) -> None:
+    """Without the key, a malformed body, a body over the size limit and an unknown path all get 401
+    (not 422, 413 or 404, which would tell an outsider about the API); with the key they get those."""
+    base = api_server.base_url
+    broken = {"content": b"{not json", "headers": {"Content-Type": "application/json"}}
+    huge = {"content": b"x" * (100 * 1024), "headers": {"Content-Type": "application/json"}}  # limit: 64 KiB
+    cases = [("POST", "/v1/search", broken, 422), ("POST", "/v1/streams/s/chunks", huge, 413),
+             ("GET", "/v1/no-such-route", {}, 404)]
+    for method, path, extra, with_key in cases:
+        anonymous = httpx.request(method, f"{base}{path}", timeout=60, **extra)  # type: ignore[arg-type]
+        assert anonymous.status_code == 401, (path, anonymous.status_code)
+        assert anonymous.json()["error"]["code"] == "AUTH_REQUIRED"
+        assert anonymous.headers["www-authenticate"].startswith("Bearer")
+        headers = {**extra.get("headers", {}), "Authorization": f"Bearer {token}"}  # type: ignore[dict-item]
+        keyed = httpx.request(method, f"{base}{path}", timeout=60,
+                              **{**extra, "headers": headers})  # type: ignore[arg-type]
+        assert keyed.status_code == with_key, (path, keyed.status_code)
+
+
 def test_wrong_key_is_invalid_token_and_never_logged(api_server: Any) -> None:
     """A wrong key: 401 AUTH_INVALID with error="invalid_token", an audit line, and no key in the log."""
     response = httpx.get(f"{api_server.base_url}/v1/streams", headers={"Authorization": f"Bearer {WRONG}"})

@@ -1027,9 +1027,12 @@ class MemoryEngine:
             self._flush_access()
             return len(expired)
 
-    def start_sweeper(self, interval_seconds: float | None = None) -> None:
+    def start_sweeper(
+        self, interval_seconds: float | None = None, on_swept: Callable[[int], None] | None = None
+    ) -> None:
         """Run :meth:`sweep_expired` every ``interval_seconds`` (default
-        ``retention.sweep_interval_seconds``) in a daemon thread."""
+        ``retention.sweep_interval_seconds``) in a daemon thread; ``on_swept``
+        hears how many chunks a round deleted (rounds that delete nothing are silent)."""
         interval = interval_seconds or self.config.retention.sweep_interval_seconds
         if self._sweeper is not None:
             return
@@ -1040,7 +1043,9 @@ class MemoryEngine:
                 if self._closed:
                     return
                 try:
-                    self.sweep_expired()
+                    removed = self.sweep_expired()
+                    if removed and on_swept is not None:
+                        on_swept(removed)
                 except Exception:  # keep sweeping; the next round retries
                     if self._closed:
                         return

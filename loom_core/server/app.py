@@ -25,6 +25,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from loom_core import __version__
+from loom_core.audit import AuditEvent, emit
 from loom_core.config import LoomConfig
 from loom_core.errors import ErrorCode, LoomError
 from loom_core.plugins.host import PluginHost
@@ -100,7 +101,7 @@ def create_app(
         stop_sweeper: Callable[[], None] | None = None
         try:
             plugin_host.hook.loom_startup(component="server", config=cfg)
-            stop_sweeper = _start_sweeper(app.state.engine, cfg)
+            stop_sweeper = _start_sweeper(app.state.engine, cfg, plugin_host.hook)
             log.info("loomem server ready", extra={"fields": {"auth": _auth_mode(authenticator)}})
             yield
         finally:
@@ -170,7 +171,13 @@ def _mount_docs(app: FastAPI) -> None:
         return get_swagger_ui_html(openapi_url="/openapi.json", title="Loomem API")
 
 
-def _start_sweeper(engine: MemoryEngine, config: LoomConfig) -> Callable[[], None]:
-    """Start the engine's retention sweeper; return the callable that stops it."""
-    engine.start_sweeper(config.retention.sweep_interval_seconds)
+def _start_sweeper(engine: MemoryEngine, config: LoomConfig, hook: Any) -> Callable[[], None]:
+    """Start the engine's retention sweeper; return the callable that stops it.
+    Each round that deletes expired chunks is an audit event (deletes are)."""
+
+    def swept(count: int) -> None:
+        emit(AuditEvent(action="chunk.expire", outcome="success", actor="retention", details={"count": count}),
+             hook)
+
+    engine.start_sweeper(config.retention.sweep_interval_seconds, on_swept=swept)
     return engine.stop_sweeper

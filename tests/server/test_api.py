@@ -305,6 +305,36 @@ def test_deletes_are_audit_events_without_content(http: httpx.Client, api_server
     assert (secret_content in api_server.logs()) is False, "chunk content leaked into the log"
 
 
+def test_graph_deletes_and_admin_actions_are_audit_events(http: httpx.Client, api_server: Any) -> None:
+    """Deleting an entity or a relation, a consistency check and an index rebuild each log one
+    target=audit event naming the action, the actor and the id (names and content stay out)."""
+    stream = fresh("audit-graph")
+    name = "Entity-canary-" + uuid.uuid4().hex
+    person = http.post(f"/v1/streams/{stream}/entities", json={"type": "person", "name": name}).json()
+    org = http.post(f"/v1/streams/{stream}/entities", json={"type": "org", "name": "Org " + name}).json()
+    relation = http.post(f"/v1/streams/{stream}/relations", json={
+        "subject": person["id"], "predicate": "works_at", "object": org["id"]}).json()
+    assert http.delete(f"/v1/relations/{relation['id']}").status_code == 200
+    assert http.delete(f"/v1/entities/{person['id']}").status_code == 200
+    assert http.get("/v1/admin/consistency").status_code == 200
+    assert http.post("/v1/admin/rebuild-index").status_code == 200
+    http.get("/v1/streams")  # a request after, so the log lines are written
+    audit = [e["fields"] for e in (json.loads(line) for line in api_server.logs().splitlines()
+                                   if line.startswith("{")) if e["target"] == "audit"]
+
+    def events(action: str, resource: str | None = None) -> list[dict[str, Any]]:
+        return [e for e in audit if e["action"] == action and (resource is None or e["resource"] == resource)]
+
+    assert [e["outcome"] for e in events("relation.delete", relation["id"])] == ["success"]
+    assert [e["outcome"] for e in events("entity.delete", person["id"])] == ["success"]
+    check = events("admin.consistency_check")
+    assert check and check[-1]["outcome"] == "success" and check[-1]["details"]["consistent"] is True
+    rebuild = events("admin.rebuild_index")
+    assert rebuild and rebuild[-1]["details"]["documents"] >= 0
+    assert all(e["actor"] == "api-key" for e in check + rebuild)
+    assert (name in api_server.logs()) is False, "an entity name leaked into the log"
+
+
 def test_openapi_document_lists_the_api(http: httpx.Client) -> None:
     """/openapi.json (with the key) documents the routes and the bearer scheme."""
     spec = http.get("/openapi.json").json()

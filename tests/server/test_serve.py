@@ -163,3 +163,30 @@ def test_busy_port_fails_with_a_code_before_touching_data(tmp_path: Path, unused
     assert result.returncode == 1, result.stderr
     assert "error[SERVER_BIND_FAILED]" in result.stderr and f"127.0.0.1:{unused_port}" in result.stderr
     assert not data.exists()
+
+
+def test_the_retention_sweeper_deletes_expired_chunks_as_an_audit_event(
+    spawn: Callable[..., Any], tmp_path: Path, token: str
+) -> None:
+    """A running server's sweeper deletes a chunk past expires_at and logs one target=audit event
+    ``chunk.expire`` (actor ``retention``, the count) for that round, without the content."""
+    import json
+    import time
+
+    config = tmp_path / "sweep.toml"
+    config.write_text("[retention]\nsweep_interval_seconds = 0.2\n", encoding="utf-8")
+    server = spawn(extra_args=["--config", str(config)]).start()
+    content = "expiring-canary-" + "5" * 20
+    with LoomemClient(server.base_url, token=token) as client:
+        client.add_chunk("s", content, expires_at=int(time.time() * 1000) + 1500)
+        kept = client.add_chunk("s", "kept for good")
+        deadline = time.monotonic() + 60
+        swept: list[dict[str, Any]] = []
+        while not swept and time.monotonic() < deadline:
+            time.sleep(0.2)
+            lines = [json.loads(line) for line in server.logs().splitlines() if line.startswith("{")]
+            swept = [e["fields"] for e in lines if e["target"] == "audit" and e["fields"]["action"] == "chunk.expire"]
+        assert swept, "no chunk.expire audit event within 60 s"
+        assert swept[0]["actor"] == "retention" and swept[0]["details"]["count"] == 1
+        assert [c["id"] for c in client.list_chunks("s")["chunks"]] == [kept["id"]]
+    assert (content in server.logs()) is False

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,45 +25,53 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     restore.add_argument("--config", type=Path, metavar="FILE", help="config.toml (default: built-in defaults)")
 
 
-def open_memory(config_path: Path | None, data_dir: Path | None) -> object:
-    """The memory engine for ``data_dir`` with the configured backends and row codec."""
+def load_cli_config(config_path: Path | None) -> Any:
+    """The configuration and a plugin host for a command that opens a data directory."""
     import os
 
     from loom_core.config import load_config
-    from loom_core.crypto.engine_glue import open_engine
     from loom_core.plugins.host import PluginHost
 
     config = load_config(config_path, os.environ)
+    return config, PluginHost(disabled=config.plugins.disabled, environ=os.environ)
+
+
+def open_memory(config: Any, host: Any, data_dir: Path | None) -> Any:
+    """The memory engine for ``data_dir`` with the configured backends and row codec."""
+    import os
+
+    from loom_core.crypto.engine_glue import open_engine
+
     directory = data_dir if data_dir is not None else config.server.data_dir
-    host = PluginHost(disabled=config.plugins.disabled, environ=os.environ)
     return open_engine(config, host, Path(directory), os.environ)
 
 
 def run(args: argparse.Namespace) -> int:
+    from loom_core.cli.audit_log import audited_command
     from loom_core.errors import ErrorCode, LoomError
     from loom_core.memory.backup import restore_files
-    from loom_core.memory.engine import MemoryEngine
 
+    config, host = load_cli_config(args.config)
+    audit = {"log_format": config.server.log_format, "hook": host.hook}
     if args.action == "create":
-        engine = open_memory(args.config, args.data_dir)
-        assert isinstance(engine, MemoryEngine)
-        with engine:
-            engine.checkpoint(args.dest)
-            chunks = len(engine.list_streams())
-        print(f"backup written to {args.dest} ({chunks} stream(s)); the index is rebuilt on restore")
+        with audited_command("admin.backup.create", str(args.dest), **audit) as facts:
+            with open_memory(config, host, args.data_dir) as engine:
+                engine.checkpoint(args.dest)
+                facts["streams"] = streams = len(engine.list_streams())
+        print(f"backup written to {args.dest} ({streams} stream(s)); the index is rebuilt on restore")
         return 0
-    manifest = restore_files(args.src, args.data_dir)
-    try:
-        engine = open_memory(args.config, args.data_dir)
-    except LoomError as exc:
-        raise LoomError(
-            ErrorCode.BACKUP_FAILED,
-            f"{args.data_dir}: files restored from {args.src}, but opening them failed: "
-            f"error[{exc.code.value}] {exc.message}",
-            details={"path": str(args.data_dir)},
-        ) from exc
-    assert isinstance(engine, MemoryEngine)
-    with engine:
-        count = engine.check_consistency()["index"]
+    with audited_command("admin.backup.restore", str(args.data_dir), **audit) as facts:
+        manifest = restore_files(args.src, args.data_dir)
+        try:
+            engine = open_memory(config, host, args.data_dir)
+        except LoomError as exc:
+            raise LoomError(
+                ErrorCode.BACKUP_FAILED,
+                f"{args.data_dir}: files restored from {args.src}, but opening them failed: "
+                f"error[{exc.code.value}] {exc.message}",
+                details={"path": str(args.data_dir)},
+            ) from exc
+        with engine:
+            facts["indexed"] = count = engine.check_consistency()["index"]
     print(f"restored {args.src} into {args.data_dir}: {manifest.get('chunks', '?')} chunk(s), index rebuilt ({count})")
     return 0

@@ -78,9 +78,12 @@ def run(args: argparse.Namespace) -> int:
     host = PluginHost(disabled=config.plugins.disabled, environ=os.environ)
     if args.action == "status":
         return _status(args, config, host, data_dir)
-    if args.action == "rotate":
-        return _rotate(args, config, host, data_dir)
-    return _backfill(args, config, host, data_dir)
+    from loom_core.cli.audit_log import audited_command
+
+    rotating = args.action == "rotate"
+    action = "admin.encryption.rotate" if rotating else "admin.backfill.encrypt_at_rest"
+    with audited_command(action, str(data_dir), log_format=config.server.log_format, hook=host.hook):
+        return _rotate(args, config, host, data_dir) if rotating else _backfill(args, config, host, data_dir)
 
 
 def _status(args: argparse.Namespace, config: Any, host: Any, data_dir: Path) -> int:

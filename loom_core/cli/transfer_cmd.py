@@ -36,37 +36,38 @@ def _failed(path: Path, why: str) -> Exception:
 
 
 def run(args: argparse.Namespace) -> int:
-    from loom_core.cli.backup_cmd import open_memory
-    from loom_core.memory.engine import MemoryEngine
+    from loom_core.cli.audit_log import audited_command
+    from loom_core.cli.backup_cmd import load_cli_config, open_memory
 
+    config, host = load_cli_config(args.config)
+    audit = {"log_format": config.server.log_format, "hook": host.hook}
     if args.command_name == "import":
-        try:
-            fp = args.file.open(encoding="utf-8")
-        except OSError as exc:
-            raise _failed(args.file, f"cannot read the import file: {exc.strerror or exc}") from exc
-        with fp:
-            engine = open_memory(args.config, args.data_dir)
-            assert isinstance(engine, MemoryEngine)
-            with engine:
+        with audited_command("admin.import", args.stream or str(args.file), **audit) as facts:
+            try:
+                fp = args.file.open(encoding="utf-8")
+            except OSError as exc:
+                raise _failed(args.file, f"cannot read the import file: {exc.strerror or exc}") from exc
+            with fp, open_memory(config, host, args.data_dir) as engine:
                 counts = engine.import_stream(fp, stream=args.stream)
+            facts.update(counts)
         print(
             f"imported {counts['chunks']} chunk(s), {counts['entities']} entit(ies), "
             f"{counts['relations']} relation(s) from {args.file}",
             file=sys.stderr,
         )
         return 0
-    engine = open_memory(args.config, args.data_dir)
-    assert isinstance(engine, MemoryEngine)
-    with engine:
-        if args.output is None:
-            counts = engine.export_stream(args.stream, sys.stdout, embeddings=not args.no_embeddings)
-        else:
-            try:
-                out = args.output.open("x", encoding="utf-8")
-            except OSError as exc:
-                raise _failed(args.output, f"cannot create the export file: {exc.strerror or exc}") from exc
-            with out:
-                counts = engine.export_stream(args.stream, out, embeddings=not args.no_embeddings)
+    with audited_command("admin.export", args.stream, **audit) as facts:
+        with open_memory(config, host, args.data_dir) as engine:
+            if args.output is None:
+                counts = engine.export_stream(args.stream, sys.stdout, embeddings=not args.no_embeddings)
+            else:
+                try:
+                    out = args.output.open("x", encoding="utf-8")
+                except OSError as exc:
+                    raise _failed(args.output, f"cannot create the export file: {exc.strerror or exc}") from exc
+                with out:
+                    counts = engine.export_stream(args.stream, out, embeddings=not args.no_embeddings)
+        facts.update(counts)
     print(
         f"exported {counts['chunks']} chunk(s), {counts['entities']} entit(ies), "
         f"{counts['relations']} relation(s) of stream {args.stream!r}",

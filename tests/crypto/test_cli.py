@@ -62,6 +62,8 @@ def test_rotate_command_with_progress_bar(tmp_path: Path) -> None:
     assert "re-wrapping data keys [" in proc.stderr and "100.0%" in proc.stderr
     assert "re-wrapped 5 data keys" in proc.stdout
     assert (old in proc.stdout + proc.stderr or new in proc.stdout + proc.stderr) is False, "a key was printed"
+    audit = [line for line in proc.stderr.splitlines() if " audit: " in line]  # the text log format
+    assert len(audit) == 1 and "admin.encryption.rotate success" in audit[0], proc.stderr
     after = _loom("encryption", "status", "--data-dir", str(tmp_path), "--format", "json", env={ENV: new})
     assert after.returncode == 0, after.stderr
     refused = _loom("encryption", "status", "--data-dir", str(tmp_path), env={ENV: old})
@@ -97,6 +99,8 @@ def test_backfill_command_with_progress_bar(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "encrypting rows [" in proc.stderr and "100.0%" in proc.stderr
     assert "backfill done: 25 rows encrypted" in proc.stdout
+    audit = [line for line in proc.stderr.splitlines() if " audit: " in line]
+    assert len(audit) == 1 and "admin.backfill.encrypt_at_rest success" in audit[0], proc.stderr
     engine = open_engine(LoomConfig(), PluginHost(environ={ENV: key}), tmp_path, {ENV: key})
     try:
         assert all(is_sealed(engine.storage.get("chunks", f"chunk:L0:{i}".encode())) for i in ids)

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -122,6 +123,45 @@ def test_cli_backup_restore_and_export_import(open_engine: Callable[..., MemoryE
         _same_stream(original, copy, ids)
     assert len(copies["restored"].list_streams()) == 2
     assert [s.name for s in copies["moved"].list_streams()] == ["notes"]
+
+
+def test_cli_admin_commands_log_audit_events_on_stderr(
+    open_engine: Callable[..., MemoryEngine], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`loom backup` and `loom export`/`import` log one target=audit event each on stderr (success, or
+    failure with the code), naming the OS user and the stream or path; an export to stdout stays pure
+    JSON Lines, and no content reaches the events."""
+    src = tmp_path / "src"
+    engine = open_engine(src)
+    _populate(engine)
+    canary = "cli-audit-canary-" + "4" * 16
+    engine.add_chunk("notes", ChunkInput(canary))
+    engine.close()
+    monkeypatch.setenv("LOOMEM_LOG_FORMAT", "json")
+    runs = {
+        "created": _loom("backup", "create", tmp_path / "bk", "--data-dir", src),
+        "again": _loom("backup", "create", tmp_path / "bk", "--data-dir", src),
+        "exported": _loom("export", "--stream", "notes", "--data-dir", src),
+        "unreadable": _loom("import", tmp_path / "absent.jsonl", "--data-dir", tmp_path / "moved"),
+    }
+
+    def events(run: subprocess.CompletedProcess[str]) -> list[dict[str, Any]]:
+        lines = [json.loads(line) for line in run.stderr.splitlines() if line.startswith("{")]
+        return [e["fields"] for e in lines if e.get("target") == "audit"]
+
+    created, again, exported, unreadable = (events(runs[k]) for k in ("created", "again", "exported", "unreadable"))
+    assert [(e["action"], e["outcome"]) for e in created] == [("admin.backup.create", "success")]
+    assert created[0]["resource"] == str(tmp_path / "bk") and created[0]["actor"].startswith("cli")
+    assert created[0]["details"]["streams"] == 2
+    assert [(e["outcome"], e["details"]["code"]) for e in again] == [("failure", "BACKUP_FAILED")]
+    assert [(e["action"], e["resource"]) for e in exported] == [("admin.export", "notes")]
+    assert exported[0]["details"]["chunks"] >= 1
+    assert all(isinstance(json.loads(line), dict) for line in runs["exported"].stdout.splitlines())  # JSONL only
+    assert [(e["action"], e["outcome"], e["details"]["code"]) for e in unreadable] == [
+        ("admin.import", "failure", "BACKUP_FAILED")
+    ]
+    for run in runs.values():
+        assert (canary in run.stderr) is False
 
 
 def test_checkpoint_while_open_is_consistent(open_engine: Callable[..., MemoryEngine], tmp_path: Path) -> None:

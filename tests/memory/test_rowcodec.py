@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -100,3 +101,31 @@ def test_plain_codec_stores_values_readably(open_engine: Callable[..., MemoryEng
     engine.add_chunk("s", ChunkInput("plain-marker"))
     assert any(b"plain-marker" in value for _key, value in engine.storage.iterate("chunks"))
     assert all(b"plain-marker" not in value for _key, value in engine.storage.iterate("intents"))
+
+
+def test_intents_hold_the_operation_and_ids_never_content(open_engine: Callable[..., MemoryEngine]) -> None:
+    """Every intent row written (add, supersede, delete, stream delete) holds the operation and ids
+    (a stream delete: the stream's name, which its replay needs), never content or metadata. Rows are
+    captured as they are written: the engine removes an intent once its write is complete."""
+    import json
+
+    engine = open_engine()
+    written: list[dict[str, object]] = []
+    write = engine.storage.write
+
+    def capture(batch: Any, durable: bool = False) -> None:
+        written.extend(json.loads(op.value) for op in batch.ops if op.keyspace == "intents" and op.value)
+        write(batch, durable=durable)
+
+    engine.storage.write = capture  # type: ignore[method-assign]
+    marker = "intent-canary-" + "9" * 12
+    first = engine.add_chunk("s", ChunkInput(marker, metadata={"note": marker}))
+    second = engine.add_chunk("s", ChunkInput(marker + " again", supersedes=first.id))
+    engine.delete_chunk(second.id)
+    engine.add_chunk("doomed", ChunkInput(marker))
+    engine.delete_stream("doomed")
+    assert {i["op"] for i in written} == {"upsert", "delete_stream"}
+    assert all(set(i) <= {"op", "ids", "stream"} for i in written), written
+    assert {first.id, second.id} <= {x for i in written for x in i.get("ids", [])}  # type: ignore[attr-defined]
+    assert all(marker not in json.dumps(i) for i in written)
+    assert list(engine.storage.iterate("intents")) == []

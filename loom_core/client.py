@@ -197,6 +197,12 @@ class LoomemClient:
         result: JSON = self.request("POST", "/v1/admin/rebuild-index")
         return result
 
+    def create_backup(self) -> JSON:
+        """Back up the running server: ``{"path": ..., "manifest": {...}}`` (admin; the path is on
+        the server, under ``server.backup_dir``; restore it with ``loom backup restore``)."""
+        result: JSON = self.request("POST", "/v1/admin/backups")
+        return result
+
 
 def error_from_response(response: httpx.Response) -> LoomError:
     """The server's ``{"error": {...}}`` as a :class:`LoomError` (``INTERNAL_ERROR`` if unreadable)."""

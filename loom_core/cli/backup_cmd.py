@@ -3,7 +3,8 @@
 A backup is a storage checkpoint plus a manifest; the full-text index is not
 copied but rebuilt from storage when the restored directory is first opened
 (restore does that at once, so a restored directory is ready to serve).
-``create`` opens the data directory itself, so the server must be stopped.
+``create`` opens the data directory itself, so the server must be stopped; a
+running server is backed up through ``POST /v1/admin/backups`` instead.
 """
 
 from __future__ import annotations
@@ -55,7 +56,18 @@ def run(args: argparse.Namespace) -> int:
     audit = {"log_format": config.server.log_format, "hook": host.hook}
     if args.action == "create":
         with audited_command("admin.backup.create", str(args.dest), **audit) as facts:
-            with open_memory(config, host, args.data_dir) as engine:
+            try:
+                engine = open_memory(config, host, args.data_dir)
+            except LoomError as exc:
+                if exc.code is not ErrorCode.STORAGE_LOCKED:
+                    raise
+                raise LoomError(
+                    exc.code,
+                    f"{exc.message}; to back up a running server without stopping it, call "
+                    "POST /v1/admin/backups (LoomemClient.create_backup), which writes into server.backup_dir",
+                    details=exc.details,
+                ) from exc
+            with engine:
                 engine.checkpoint(args.dest)
                 facts["streams"] = streams = len(engine.list_streams())
         print(f"backup written to {args.dest} ({streams} stream(s)); the index is rebuilt on restore")

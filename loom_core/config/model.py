@@ -64,6 +64,8 @@ class ServerSettings(Section):
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     public_url: str = ""
+    #: where ``POST /v1/admin/backups`` writes; empty: ``<data_dir>-backups`` beside the data directory
+    backup_dir: str = ""
 
 
 class BackendSection(Section):

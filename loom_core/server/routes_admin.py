@@ -1,7 +1,9 @@
-"""Admin routes: consistency check and index rebuild. Every call is an audit event."""
+"""Admin routes: consistency check, index rebuild, online backup. Every call is an audit event."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -9,7 +11,7 @@ from fastapi.responses import JSONResponse
 
 from loom_core.server.auth import audited, require_admin
 from loom_core.server.deps import EngineDep
-from loom_core.server.schemas import ERROR_RESPONSES
+from loom_core.server.schemas import ERROR_RESPONSES, BackupOut
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(require_admin)],
                    responses=ERROR_RESPONSES)
@@ -28,3 +30,25 @@ def rebuild_index(request: Request, engine: EngineDep) -> JSONResponse:
     with audited(request, "admin.rebuild_index", None) as facts:
         facts["documents"] = count = engine.rebuild_index()
     return JSONResponse({"documents": count})
+
+
+def backup_root(configured: str, data_dir: Path) -> Path:
+    """``server.backup_dir``, or ``<data_dir>-backups`` beside the data directory (never inside it,
+    so copying the data directory does not copy its backups)."""
+    return Path(configured) if configured else data_dir.resolve().with_name(data_dir.resolve().name + "-backups")
+
+
+@router.post("/backups", status_code=201, response_model=BackupOut,
+             summary="Back up the running server (storage checkpoint + manifest) into server.backup_dir")
+def create_backup(request: Request, engine: EngineDep) -> JSONResponse:
+    # The caller does not choose the path: a client naming a server directory would be a
+    # write-anywhere primitive. Backups go under one configured directory, named by time.
+    from loom_core.memory.backup import read_manifest
+
+    root = backup_root(request.app.state.config.server.backup_dir, Path(engine.data_dir))
+    dest = root / datetime.now(UTC).strftime("loomem-%Y%m%dT%H%M%S%fZ")
+    with audited(request, "admin.backup.create", str(dest)) as facts:
+        engine.checkpoint(dest)
+        manifest = read_manifest(dest)
+        facts["chunks"] = manifest.get("chunks")
+    return JSONResponse({"path": str(dest), "manifest": manifest}, status_code=201)

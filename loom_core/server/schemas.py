@@ -162,6 +162,11 @@ class Deleted(BaseModel):
     count: int = Field(default=1, description="records removed")
 
 
+class BackupOut(BaseModel):
+    path: str = Field(description="the new backup directory on the server's filesystem")
+    manifest: dict[str, Any] = Field(description="format, version, created_at, chunks, streams, ...")
+
+
 class Scores(BaseModel):
     bm25: float | None
     vector: float | None

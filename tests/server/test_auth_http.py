@@ -24,7 +24,7 @@ def test_every_route_but_health_needs_the_key(api_server: Any, token: str) -> No
     for method, path in [("GET", "/v1/streams"), ("POST", "/v1/search"), ("GET", "/v1/chunks/x"),
                          ("DELETE", "/v1/streams/s"), ("GET", "/openapi.json"), ("GET", "/docs"),
                          ("GET", "/v1/admin/consistency"), ("GET", "/v1/encryption/status"),
-                         ("POST", "/v1/admin/backfill/encrypt-at-rest")]:
+                         ("POST", "/v1/admin/backfill/encrypt-at-rest"), ("POST", "/v1/admin/backups")]:
         response = httpx.request(method, f"{base}{path}", json={"query": "q"} if method == "POST" else None)
         assert response.status_code == 401, (method, path)
         assert response.json()["error"]["code"] == "AUTH_REQUIRED", (method, path)

@@ -190,3 +190,42 @@ def test_the_retention_sweeper_deletes_expired_chunks_as_an_audit_event(
         assert swept[0]["actor"] == "retention" and swept[0]["details"]["count"] == 1
         assert [c["id"] for c in client.list_chunks("s")["chunks"]] == [kept["id"]]
     assert (content in server.logs()) is False
+
+
+def test_a_running_server_backs_up_online_and_the_backup_restores(
+    spawn: Callable[..., Any], tmp_path: Path, token: str
+) -> None:
+    """POST /v1/admin/backups checkpoints the live server into server.backup_dir (201 with the path
+    and manifest, one audit event); `loom backup restore` makes a working data directory of it. The
+    offline `loom backup create` on the live directory fails with STORAGE_LOCKED pointing there."""
+    import json
+
+    data = tmp_path / "live"
+    backups = tmp_path / "backups"
+    config = tmp_path / "backup.toml"
+    config.write_text(f'[server]\nbackup_dir = "{backups}"\n', encoding="utf-8")
+    server = spawn(data_dir=data, extra_args=["--config", str(config)]).start()
+    with LoomemClient(server.base_url, token=token) as client:
+        ids = [c["id"] for c in client.add_chunks("s", [{"content": f"heron sighting {i}"} for i in range(12)])]
+        made = client.create_backup()
+        client.add_chunk("s", "heron written after the backup")
+    path = Path(made["path"])
+    assert path.parent == backups and path.is_dir()
+    assert made["manifest"]["chunks"] == 12 and made["manifest"]["format"] == "loomem-backup"
+    audit = [json.loads(line)["fields"] for line in server.logs().splitlines() if line.startswith("{")]
+    events = [e for e in audit if e.get("action") == "admin.backup.create"]
+    assert [(e["outcome"], e["resource"]) for e in events] == [("success", str(path))]
+
+    offline = subprocess.run([sys.executable, "-m", "loom_core.cli.main", "backup", "create", str(tmp_path / "x"),
+                              "--data-dir", str(data)], capture_output=True, text=True, timeout=120)
+    assert offline.returncode == 1 and "STORAGE_LOCKED" in offline.stderr
+    assert "/v1/admin/backups" in offline.stderr
+
+    restored = tmp_path / "restored"
+    done = subprocess.run([sys.executable, "-m", "loom_core.cli.main", "backup", "restore", str(path),
+                           "--data-dir", str(restored)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    other = spawn(data_dir=restored).start()
+    with LoomemClient(other.base_url, token=token) as client:
+        found = client.search("heron", stream="s", k=20)
+        assert sorted(r["chunk"]["id"] for r in found) == sorted(ids)  # not the one added later

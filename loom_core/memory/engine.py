@@ -133,6 +133,9 @@ class MemoryEngine:
         self._sweeper: threading.Thread | None = None
         self._sweeper_stop = threading.Event()
         self._closed = False
+        # an index failure after a durable write left intents behind: the next
+        # successful write replays them instead of waiting for a restart
+        self._repair_pending = False
         self._owns_llm = True  # False when the caller passed its own LLM backend to open()
         #: called with a FAULT_POINTS name during writes (crash tests)
         self.fault_hook: Callable[[str], None] | None = None
@@ -548,12 +551,19 @@ class MemoryEngine:
         self._sorted_ids.pop(stream, None)
         self._fault("after_storage_write")
         if index_error is not None:
+            self._repair_pending = True  # the rows are stored; their intent stays until replayed
             raise index_error
         if superseded:
             self.index.upsert([self._index_doc(o) for o in superseded])
         self.index.commit()
         self._fault("after_index_commit")
         self.storage.delete("intents", intent)
+        if self._repair_pending:  # the index works again: catch up on the writes it missed
+            try:
+                self.recover()
+                self._repair_pending = False
+            except Exception:  # this write succeeded; the next one (or a restart) retries the rest
+                _log.exception("replaying index intents after an earlier index failure failed")
         access = self._access
         none = (0, 0)
         return [  # "never accessed" is None here as on every read, not 0

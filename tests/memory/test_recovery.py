@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from loom_core.memory.engine import MemoryEngine
-from loom_core.memory.models import SearchRequest
+from loom_core.memory.models import ChunkInput, SearchRequest
 
 CHILD = textwrap.dedent(
     """
@@ -123,3 +123,33 @@ def test_index_lost_entirely_is_rebuilt(open_engine: Callable[..., MemoryEngine]
     engine = open_engine(data_dir)
     assert _consistent(engine)["index"] == 20
     assert len(engine.search(SearchRequest("heron", k=50, mode="bm25"))) == 20
+
+
+def test_an_index_failure_is_repaired_by_the_next_write(open_engine: Callable[..., MemoryEngine]) -> None:
+    """When the index fails after the rows were stored durably, the write reports the index's error
+    and the rows stay; the next successful write replays the pending intent, so the earlier chunks
+    become searchable without a restart and no intent is left."""
+    from loom_core.errors import ErrorCode, LoomError
+
+    engine = open_engine()
+    add_new = engine.index.add_new
+    calls = {"n": 0}
+
+    def failing_once(docs: object) -> None:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise LoomError(ErrorCode.INDEX_IO, "simulated index failure")
+        add_new(docs)  # type: ignore[arg-type]
+
+    engine.index.add_new = failing_once  # type: ignore[method-assign]
+    with pytest.raises(LoomError) as err:
+        engine.add_chunks("s", [ChunkInput(f"ocelot lost {i}") for i in range(3)])
+    assert err.value.code is ErrorCode.INDEX_IO
+    assert len(engine.list_chunks("s").items) == 3  # stored, readable
+    assert engine.search(SearchRequest("ocelot", stream="s", mode="bm25")) == []  # not yet indexed
+    engine.add_chunk("s", ChunkInput("ocelot later"))
+    found = engine.search(SearchRequest("ocelot", stream="s", mode="bm25", k=10))
+    assert len(found) == 4
+    assert list(engine.storage.iterate("intents")) == []
+    report = engine.check_consistency()
+    assert not report["missing_in_index"] and not report["extra_in_index"]

@@ -39,9 +39,16 @@ class BackendContext:
     """
 
     options: Mapping[str, Any] = field(default_factory=dict)
-    environ: Mapping[str, str] = field(default_factory=dict)
+    # the environment holds keys and tokens: its values never go into a repr
+    environ: Mapping[str, str] = field(default_factory=dict, repr=False)
     data_dir: Path | None = None
     keyspaces: tuple[str, ...] = ()
+
+    def __repr__(self) -> str:
+        return (
+            f"BackendContext(options={sorted(self.options)!r} (keys only), "
+            f"environ=<{len(self.environ)} variables>, data_dir={self.data_dir!r}, keyspaces={self.keyspaces!r})"
+        )
 
 
 __all__ = ["BackendContext", "Kind"]

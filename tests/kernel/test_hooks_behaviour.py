@@ -69,3 +69,13 @@ def test_a_failing_audit_observer_does_not_break_the_caller(caplog: pytest.LogCa
     host.register_plugin(Broken(), name="broken")
     emit(AuditEvent(action="auth.failure", outcome="denied"), host.hook)
     assert "audit hook failed" in caplog.text
+
+
+def test_backend_context_repr_names_no_environment_value() -> None:
+    """A BackendContext carries the environment (master key, tokens) to factories; its repr, which a
+    log line or a traceback may print, shows how many variables there are, never a name's value."""
+    key = "bWFzdGVyLWtleS1zaG91bGQtbmV2ZXItcHJpbnQtMDAwMDA="
+    context = BackendContext(options={"path": "x"}, environ={"LOOMEM_AT_REST_MASTER_KEY": key, "TOKEN": "t0k3n-value"})
+    for text in (repr(context), str(context), f"{context}"):
+        assert key not in text and "t0k3n-value" not in text
+        assert "2 variables" in text

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import sys
 import threading
 import time
@@ -98,6 +99,10 @@ class Run:
         self.run_id = _new_run_id()
         self.watch: SignalWatch | None = None
         self.workdir = opts.workflow.resolve().parent
+        # Values resolved by the jobs that already ran, keyed (job, name). A later job's output is
+        # redacted for them too: it may have come across one (a shared file, a service's echo).
+        self.resolved: dict[tuple[str, str], SecretValue] = {}
+        self.env_sources: list[str] = []  # every env:// source of the workflow: no job inherits one
 
     # -- console ----------------------------------------------------------
     def say(self, text: str, redactor: Any = None) -> None:
@@ -117,6 +122,8 @@ class Run:
                      "runs that were killed: " + ", ".join(p.name for p in stale))
         workflow = load_workflow(self.opts.workflow, self.pool)
         order = workflow.closure(self.opts.job) if self.opts.job else workflow.order()
+        every_secret = [s for job in workflow.jobs.values() for s in job.secrets.values()]
+        self.env_sources = sorted({s.ref.split("://", 1)[1] for s in every_secret if s.scheme == "env"})
         digest = hashlib.sha256(self.opts.workflow.read_bytes()).hexdigest()
         receipt = Receipt(
             run_id=self.run_id,
@@ -152,8 +159,13 @@ class Run:
                     self.host.hook.loom_shutdown(component="workflow")
                 except Exception as exc:  # shutdown problems must not hide the run's outcome
                     self.say(f"loom_shutdown failed: {type(exc).__name__}")
-            for message in self.pool.close():
-                self.say(message)
+            closing = self.pool.close()
+            if closing:
+                everything = self._redaction_values({})
+                final = make_redactor(everything, self.host.hook, self.min_length) if everything else None
+                for message in closing:
+                    self.say(message, final)
+            self.resolved.clear()
             if self.watch is not None:
                 self.watch.uninstall()
             receipt.finished_at = utc_now()
@@ -162,6 +174,19 @@ class Run:
             self.say(f"receipt: {path}")
         result.exit_code = self._exit_code(receipt, result)
         return result
+
+    def _redaction_values(self, values: dict[str, SecretValue]) -> dict[str, SecretValue]:
+        """``values`` plus every value earlier jobs resolved; an earlier value whose name this
+        job also uses for another value is named ``<NAME>_<JOB>``."""
+        merged = dict(values)
+        known = {v.reveal() for v in merged.values()}
+        for (job_name, name), value in self.resolved.items():
+            if value.reveal() in known:
+                continue
+            key = name if name not in merged else f"{name}_{re.sub(r'[^A-Za-z0-9_]', '_', job_name).upper()}"
+            merged[key] = value
+            known.add(value.reveal())
+        return merged
 
     def _record(self, job: Job) -> JobRecord:
         return JobRecord(
@@ -195,19 +220,19 @@ class Run:
 
         try:
             values = resolve_job(job, self.pool, min_length=self.min_length, scrub_with=scrub_for)
+            redactor = make_redactor(self._redaction_values(values), self.host.hook, self.min_length)
         except LoomError as exc:
             record.status = "error"
             record.error = {"code": exc.code.value, "message": exc.message}
             raise
-        redactor = make_redactor(values, self.host.hook, self.min_length)
+        self.resolved.update({(job.name, name): value for name, value in values.items()})
         if values:
             self.say(
                 f"job {job.name}: resolved {len(values)} secret(s): "
                 + ", ".join(f"{s.name} ({s.ref}, {'file' if s.file else 'env'})" for s in job.secrets.values()),
                 redactor,
             )
-        env_refs = [s.ref.split("://", 1)[1] for s in job.secrets.values() if s.scheme == "env"]
-        base = scrubbed_environ(self.environ, values, env_refs)
+        base = scrubbed_environ(self.environ, self._redaction_values(values), self.env_sources)
         tails = (Tail(), Tail())
         filters = (stream_filter(redactor), stream_filter(redactor))
         record.started_at = utc_now()
@@ -240,7 +265,6 @@ class Run:
             record.finished_at = utc_now()
             record.duration_seconds = round(time.monotonic() - clock, 3)
             record.stdout, record.stderr = tails[0].to_dict(), tails[1].to_dict()
-            del values  # drop this job's resolved values as soon as it ended
         record.exit_code = outcome.returncode
         if outcome.how == "timed_out":
             record.status, record.reason = "timed_out", f"exceeded timeout of {job.timeout} s; process group killed"

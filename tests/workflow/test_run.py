@@ -72,6 +72,61 @@ def test_file_secret_is_redacted_private_and_removed(tmp_path: Path, write_workf
     assert len(receipt["run_id"]) == 26 and job["started_at"] and job["finished_at"]
 
 
+def test_a_later_job_neither_inherits_nor_prints_an_earlier_jobs_secret(
+    tmp_path: Path, write_workflow: Callable[..., Path]
+) -> None:
+    """Job ``a`` uses two secrets and leaves a copy of one in a shared file; job ``b`` declares no
+    secret. ``b`` does not inherit ``a``'s env:// source variable, and printing the shared copy shows the
+    token in ``b``'s console output and receipt: values resolved earlier in a run stay redacted."""
+    path = write_workflow(
+        """\
+        jobs:
+          a:
+            secrets:
+              DATABASE_PASSWORD: {ref: "env://DB_PW"}
+              API_TOKEN: {ref: "env://API_TOKEN", file: false}
+            script: ['cat "$DATABASE_PASSWORD" > shared.txt']
+          b:
+            needs: [a]
+            script:
+              - 'echo "b inherits: [$API_TOKEN] [$DB_PW]"'
+              - 'echo "b reads: $(cat shared.txt)"'
+        """
+    )
+    result: Any
+    result, out, err = run_inprocess(path, {"DB_PW": VALUE, "API_TOKEN": TOKEN_VALUE})
+    assert result.exit_code == 0, err
+    assert b"b inherits: [] []" in out
+    assert b"b reads: " + REDACTED in out
+    raw = (tmp_path / "receipt.json").read_bytes()
+    for value in (VALUE, TOKEN_VALUE):
+        assert (value.encode() in out + err + raw) is False
+    assert "[REDACTED:SECRET_DATABASE_PASSWORD]" in json.loads(raw)["jobs"][1]["stdout"]["tail"]
+
+
+def test_an_earlier_value_under_a_name_reused_later_is_named_after_its_job(
+    tmp_path: Path, write_workflow: Callable[..., Path]
+) -> None:
+    """Jobs ``first`` and ``second`` both call a secret TOKEN, with different values: in ``second``
+    its own value is SECRET_TOKEN and ``first``'s is SECRET_TOKEN_FIRST."""
+    path = write_workflow(
+        """\
+        jobs:
+          first:
+            secrets: {TOKEN: {ref: "env://DB_PW"}}
+            script: ['cat "$TOKEN" > shared.txt']
+          second:
+            needs: [first]
+            secrets: {TOKEN: {ref: "env://API_TOKEN"}}
+            script: ['echo "mine: $(cat "$TOKEN") theirs: $(cat shared.txt)"']
+        """
+    )
+    result: Any
+    result, out, err = run_inprocess(path, {"DB_PW": VALUE, "API_TOKEN": TOKEN_VALUE})
+    assert result.exit_code == 0, err
+    assert b"mine: [REDACTED:SECRET_TOKEN] theirs: [REDACTED:SECRET_TOKEN_FIRST]" in out
+
+
 def test_values_reach_the_job_exactly(tmp_path: Path, write_workflow: Callable[..., Path]) -> None:
     """file: true gives a path to the exact bytes; file: false gives the value in the variable."""
     path = write_workflow(

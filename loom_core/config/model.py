@@ -129,7 +129,9 @@ class PluginSettings(Section):
 
 
 class SecretsSettings(Section):
-    min_length: int = Field(default=8, ge=4, le=64)
+    # 8 is also the shortest encoded form redaction matches: below it some encodings of a value
+    # would go unmasked without a word, so lower settings are refused
+    min_length: int = Field(default=8, ge=8, le=64)
 
 
 class LoomConfig(Section):

@@ -47,6 +47,8 @@ def test_defaults_are_the_documented_ones() -> None:
         ({"llm": {"api_key_env": "not a name"}}, "llm.api_key_env"),
         # an empty name would find no variable and silently turn the key off
         ({"server": {"auth_token_env": ""}}, "server.auth_token_env"),
+        # below 8 some encoded forms of a value would not be masked
+        ({"secrets": {"min_length": 6}}, "secrets.min_length"),
         ({"encryption": {"master_key_env": ""}}, "encryption.master_key_env"),
     ],
 )

@@ -262,8 +262,10 @@ def test_short_and_blank_values_are_refused(tmp_path: Path, write_workflow: Call
         result, _, _ = run_inprocess(path, {"V": value})
         assert result.error.code == ErrorCode.SECRETS_VALUE_UNSAFE
         assert not (tmp_path / "a.marker").exists()
-    config = LoomConfig.model_validate({"secrets": {"min_length": 4}})
-    result, _, _ = run_inprocess(path, {"V": "short"}, config=config)
+    config = LoomConfig.model_validate({"secrets": {"min_length": 12}})
+    result, _, _ = run_inprocess(path, {"V": "eleven-byte"}, config=config)  # fine by default, not here
+    assert result.error.code == ErrorCode.SECRETS_VALUE_UNSAFE
+    result, _, _ = run_inprocess(path, {"V": "twelve-bytes"}, config=config)
     assert result.exit_code == 0 and (tmp_path / "a.marker").exists()
 
 

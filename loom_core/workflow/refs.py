@@ -15,7 +15,7 @@ from loom_core.errors import ErrorCode, LoomError
 KNOWN_SCHEMES = ("env", "keepass", "op")
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_ALIAS = re.compile(r"^[A-Za-z0-9_]+$")
+_ALIAS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")  # as the keepass plugin parses it
 
 
 def _bad(ref: str, why: str, form: str) -> LoomError:
@@ -37,7 +37,7 @@ def check_syntax(raw: str) -> SecretRef:
         if len(parts) < 2 or any(not p for p in parts):
             raise _bad(raw, "needs an alias and an entry path without empty segments", form)
         if not _ALIAS.match(parts[0]):
-            raise _bad(raw, "the alias must be letters, digits and '_'", form)
+            raise _bad(raw, "the alias must be letters, digits, '_' and '-', starting with a letter or digit", form)
         if ref.fragment is not None and not ref.fragment:
             raise _bad(raw, "an empty #field", form)
     elif ref.scheme == "op":

@@ -165,6 +165,7 @@ def test_reference_syntax_per_scheme() -> None:
         "env://API_TOKEN",
         "keepass://main/ci/db/postgres#password",
         "keepass://main/Entry",
+        "keepass://ci-main/ci/db",  # '-' as the plugin allows (LOOM_KEEPASS_DB_CI_MAIN_*)
         "op://vault/item/field",
         "op://vault/item/section/field",
         "op://dev/ssh/private key?ssh-format=openssh",
@@ -175,7 +176,8 @@ def test_reference_syntax_per_scheme() -> None:
         "env://A/B",
         "keepass://main",
         "keepass://main//e",
-        "keepass://bad-alias/e",
+        "keepass://-main/e",
+        "keepass://bad.alias/e",
         "keepass://main/e#",
         "op://vault/item",
         "op://v/i/s/f/extra",

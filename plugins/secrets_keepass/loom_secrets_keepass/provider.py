@@ -81,8 +81,13 @@ class KeepassProvider:
         """Called with ``slot.lock`` held, so concurrent first uses open once."""
         if slot.kp is not None:
             return slot.kp
-        if slot.failure is not None:
-            raise LoomError(slot.failure.code, slot.failure.message)
+        if slot.failure is not None:  # one open per alias and run, failed ones too: say which ref asked
+            raise LoomError(
+                slot.failure.code,
+                f"{ref.raw}: not resolved, because the database of alias {ref.alias!r} could not be opened "
+                f"earlier in this run: {slot.failure.message}",
+                details=slot.failure.details,
+            )
         try:
             unlock = settings.unlock_for(ref, self._environ)
             with self._lock:

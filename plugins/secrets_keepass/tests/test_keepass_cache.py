@@ -70,16 +70,19 @@ def test_concurrent_first_use_opens_once(main_db: Any) -> None:
 
 
 def test_a_failed_open_is_not_retried_within_the_run(main_db: Any) -> None:
-    """A wrong password fails every later reference with the same code, without another KDF."""
+    """A wrong password fails every later reference with the same code, without another KDF, and
+    each error names the reference that asked (the first failure's text follows as the reason)."""
     p = main_db.provider(KP_MAIN_MASTER="not-the-master-password")
-    codes = []
+    errors = []
     for raw in REFS:
         try:
             p.resolve(SecretRef.parse(raw))
         except LoomError as exc:
-            codes.append(exc.code)
-    assert codes == [ErrorCode.SECRETS_AUTH_INVALID] * len(REFS)
+            errors.append(exc)
+    assert [e.code for e in errors] == [ErrorCode.SECRETS_AUTH_INVALID] * len(REFS)
     assert p.opens == 1
+    for raw, error in zip(REFS, errors):
+        assert error.message.startswith(raw), (raw, error.message)
 
 
 def test_close_forgets_the_open_database(main_db: Any) -> None:

@@ -118,6 +118,7 @@ def shred_orphan_keys(engine: Any) -> list[str]:
     has_graph = getattr(getattr(engine, "_graph", None), "has_stream", None)
     if keyring is None or not isinstance(routing, dict) or not callable(has_graph):
         return []
+    keyring.finish_shredding()  # a crash inside an earlier destroy() may have left a key in a file
     live = {getattr(record, "stream", None) for record in routing.values()}
     orphans = [s for s in keyring.streams() if s not in live and not has_graph(s)]
     for stream in orphans:

@@ -262,6 +262,22 @@ class KeyRing:
             log.info("destroyed the data key of stream %r (crypto-shredded)", stream)
             return True
 
+    def finish_shredding(self) -> bool:
+        """Flush and compact ``keys`` again when any key was ever destroyed.
+
+        :meth:`destroy` deletes durably, then flushes and compacts; a crash
+        between the two leaves the wrapped key in a table file, where only a
+        compaction removes it. At start-up there is no telling whether that
+        happened, so every open of a store that destroyed a key compacts the
+        keyspace (a handful of small records: milliseconds). Returns whether it ran.
+        """
+        with self._lock:
+            if next(iter(self.storage.iterate(layout.KEYS, prefix=layout.DESTROYED_PREFIX)), None) is None:
+                return False
+            self.storage.flush()
+            self.storage.compact(layout.KEYS)
+            return True
+
     def forget_cache(self) -> None:
         with self._lock:
             self._cache.clear()

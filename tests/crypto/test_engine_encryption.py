@@ -261,3 +261,23 @@ def test_a_checkpoint_of_an_encrypted_store_holds_ciphertext_only(tmp_path: Path
             engine.close()
     assert raw_files_containing(tmp_path / "plain-backup", marker.encode()), "control: plaintext is visible"
     assert raw_files_containing(tmp_path / "sealed-backup", marker.encode()) == []
+
+
+def test_an_altered_row_header_fails_with_a_code(tmp_path: Path) -> None:
+    """Proves a sealed row whose magic header byte was flipped, or that was cut short, is refused
+    with CIPHER_DECRYPT_FAILED (it would otherwise read as a damaged legacy plaintext row and fail
+    with an internal error), and no bytes of it are returned."""
+    engine = _engine(tmp_path, {ENV: new_key_b64()})
+    try:
+        ids = [c.id for c in engine.add_chunks("s", [ChunkInput(content=f"header {n}") for n in range(3)])]
+        k0, k1 = (f"chunk:L0:{i}".encode() for i in ids[:2])
+        row0, row1 = engine.storage.get("chunks", k0), engine.storage.get("chunks", k1)
+        engine.storage.put("chunks", k0, bytes([row0[0] ^ 0x20]) + row0[1:])
+        engine.storage.put("chunks", k1, row1[:10])
+        for chunk_id in ids[:2]:
+            with pytest.raises(LoomError) as info:
+                engine.get_chunk(chunk_id)
+            assert info.value.code == ErrorCode.CIPHER_DECRYPT_FAILED
+        assert engine.get_chunk(ids[2]).content == "header 2"
+    finally:
+        engine.close()

@@ -222,12 +222,12 @@ _CATALOGUE_ROWS: dict[ErrorCode, tuple[str, str]] = {
         "Fix the `[pii]` key the message names.",
     ),
     ErrorCode.SECRETS_REF_INVALID: (
-        "A secret reference has an unknown scheme or bad syntax.",
+        "A secret reference has bad syntax: no scheme, or not the form its scheme defines.",
         "Use `env://NAME`, `keepass://ALIAS/Group/Entry#field` or `op://vault/item/field`.",
     ),
     ErrorCode.SECRETS_PROVIDER_UNAVAILABLE: (
-        "No provider is installed or enabled for the reference's scheme, or its "
-        "configuration is missing.",
+        "No provider is installed or enabled for the reference's scheme (an unknown scheme), "
+        "or it cannot start with its configuration.",
         "Install and enable the provider plugin and give it its runtime configuration.",
     ),
     ErrorCode.SECRETS_AUTH_MISSING: (

@@ -102,12 +102,20 @@ def _refs(data: Any, pool: ProviderPool | None) -> list[tuple[ErrorCode, JsonPat
     return found
 
 
+#: a provider that cannot start for want of credentials is still fine for ``check``
+_AUTH_CODES = frozenset({ErrorCode.SECRETS_AUTH_MISSING, ErrorCode.SECRETS_AUTH_INVALID})
+
+
 def _validator_for(pool: ProviderPool, scheme: str) -> Any:
-    """The provider, if it can be built without credentials; check never needs auth."""
+    """The provider, if it can be built; ``None`` if only credentials are missing (check never
+    needs auth). Any other failure to start (bad provider settings) is reported, since ``run``
+    would fail on it too."""
     try:
         return pool.get(scheme)
-    except LoomError:
-        return None
+    except LoomError as exc:
+        if exc.code in _AUTH_CODES:
+            return None
+        raise
 
 
 def _dag(data: Any) -> list[tuple[ErrorCode, JsonPath, str]]:

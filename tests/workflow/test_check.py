@@ -267,3 +267,16 @@ def test_shipped_schema_is_a_valid_json_schema() -> None:
     schema = workflow_schema()
     jsonschema.validators.validator_for(schema).check_schema(schema)
     assert schema["$schema"].endswith("2020-12/schema")
+
+
+def test_a_provider_that_cannot_start_is_reported_but_missing_credentials_are_not(tmp_path: Path) -> None:
+    """`loom check` needs no credentials: an op:// reference checks OK without a token. A provider
+    whose own settings are broken (an invalid LOOM_OP_TIMEOUT_SECONDS) cannot start, so `loom run`
+    would fail on it: check reports it at the reference, with its code, and exits non-zero."""
+    (tmp_path / "w.yml").write_text('jobs:\n  a:\n    secrets: {T: {ref: "op://v/i/f"}}\n    script: ["true"]\n')
+    fine = run_loom(["check", "w.yml"], cwd=tmp_path)
+    assert fine.returncode == 0 and b"OK" in fine.stdout, fine.stderr
+    broken = run_loom(["check", "w.yml"], cwd=tmp_path, env={"LOOM_OP_TIMEOUT_SECONDS": "abc"})
+    assert broken.returncode == 1
+    report = broken.stdout + broken.stderr
+    assert b"SECRETS_PROVIDER_UNAVAILABLE" in report and b"jobs.a.secrets.T.ref" in report

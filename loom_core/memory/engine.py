@@ -94,12 +94,33 @@ def _invalid(field: str, why: str) -> LoomError:
     return LoomError(ErrorCode.VALIDATION_FAILED, f"{field}: {why}", details={"field": field})
 
 
-def llm_context(config: LoomConfig, environ: Mapping[str, str]) -> BackendContext:
-    """The context the configured LLM backend is built with."""
+def llm_context(config: LoomConfig, environ: Mapping[str, str], host: Any = None) -> BackendContext:
+    """The context the configured LLM backend is built with.
+
+    A backend reads its API key from the variable ``llm.api_key_env`` names. When the key is
+    configured as a secret reference (``llm.api_key_ref``) instead, it is resolved here through the
+    secrets providers (fail closed, like the server's other key settings) and handed to the backend
+    under that same variable name, in the context's environment only. Both set is ``CONFIG_INVALID``.
+    """
     options = dict(config.llm.options)
     if config.llm.backend == "hash":  # the built-in embedder takes its size from llm.embedding_dimension
         options.setdefault("dimension", config.llm.embedding_dimension)
-    return BackendContext(options=options, environ=dict(environ))
+    env = dict(environ)
+    ref, name = config.llm.api_key_ref, config.llm.api_key_env
+    if ref:
+        if name in env:
+            raise LoomError(
+                ErrorCode.CONFIG_INVALID,
+                f"the LLM API key is configured twice: llm.api_key_ref is set and so is the environment "
+                f"variable {name} (llm.api_key_env); unset one of them",
+            )
+        if host is None:
+            raise LoomError(ErrorCode.SECRETS_PROVIDER_UNAVAILABLE, "llm.api_key_ref needs a plugin host to resolve it")
+        from loom_core.secrets.providers import resolve_reference
+
+        key = resolve_reference(ref, host, environ, setting="llm.api_key_ref")
+        env[name] = key.reveal().decode("utf-8", "surrogateescape")
+    return BackendContext(options=options, environ=env)
 
 
 class MemoryEngine:
@@ -182,7 +203,7 @@ class MemoryEngine:
         try:
             owns_llm = llm is None
             if llm is None:
-                llm = host.create("llm", config.llm.backend, llm_context(config, env))
+                llm = host.create("llm", config.llm.backend, llm_context(config, env, host))
             engine = cls(
                 config=config,
                 storage=storage,

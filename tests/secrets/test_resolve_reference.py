@@ -43,3 +43,26 @@ def test_missing_and_blank_values_fail_closed() -> None:
 def test_malformed_reference_names_the_setting() -> None:
     """A malformed reference is SECRETS_REF_INVALID and the message names the setting."""
     assert code_of("not a reference", {}) is ErrorCode.SECRETS_REF_INVALID
+
+
+def test_llm_api_key_reference_reaches_the_llm_backend_and_fails_closed(tmp_path: object) -> None:
+    """llm.api_key_ref is resolved through the providers and handed to the LLM backend under the
+    variable llm.api_key_env names (in its context only); an unresolvable reference stops the engine
+    from opening with a SECRETS_* code naming the setting; a reference plus the variable is refused."""
+    from pathlib import Path
+
+    from loom_core.config import LoomConfig
+    from loom_core.memory.engine import MemoryEngine, llm_context
+
+    config = LoomConfig.model_validate({"llm": {"api_key_ref": "env://VAULTED_LLM_KEY"}})
+    env = {"VAULTED_LLM_KEY": "sk-test-" + "q" * 24}
+    context = llm_context(config, env, PluginHost(environ=env))
+    assert context.environ["OPENAI_API_KEY"] == env["VAULTED_LLM_KEY"]
+    assert env["VAULTED_LLM_KEY"] not in repr(context)
+    with pytest.raises(LoomError) as missing:
+        MemoryEngine.open(config, PluginHost(environ={}), Path(str(tmp_path)) / "d", environ={})
+    assert missing.value.code.value.startswith("SECRETS_") and "llm.api_key_ref" in missing.value.message
+    both = {**env, "OPENAI_API_KEY": "sk-other-" + "r" * 20}
+    with pytest.raises(LoomError) as twice:
+        llm_context(config, both, PluginHost(environ=both))
+    assert twice.value.code is ErrorCode.CONFIG_INVALID and "llm.api_key_ref" in twice.value.message

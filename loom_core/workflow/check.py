@@ -76,6 +76,29 @@ def _overlaps(data: Any) -> list[tuple[ErrorCode, JsonPath, str]]:
     return found
 
 
+def _credential_variables(data: Any) -> list[tuple[ErrorCode, JsonPath, str]]:
+    """Provider credentials (a 1Password token, a KeePass database setting) are not workflow
+    variables: they come only from the runtime environment, which jobs never inherit them from, and
+    a value here would be a credential written into the workflow file."""
+    from loom_core.workflow.inject import CREDENTIAL_PREFIXES, CREDENTIAL_VARIABLES
+
+    blocks: list[tuple[JsonPath, Any]] = []
+    if isinstance(data, Mapping):
+        blocks.append((("variables",), data.get("variables")))
+    blocks.extend((("jobs", name, "variables"), job.get("variables")) for name, job in _jobs(data).items())
+    found: list[tuple[ErrorCode, JsonPath, str]] = []
+    for where, block in blocks:
+        for key in _names(block):
+            if key in CREDENTIAL_VARIABLES or key.startswith(CREDENTIAL_PREFIXES):
+                found.append((
+                    ErrorCode.WORKFLOW_SCHEMA_INVALID,
+                    (*where, key),
+                    f"{key!r} is a secrets provider's credential setting, not a workflow variable: set it in "
+                    "the environment `loom run` starts in (jobs never inherit it)",
+                ))
+    return found
+
+
 def _refs(data: Any, pool: ProviderPool | None) -> list[tuple[ErrorCode, JsonPath, str]]:
     found: list[tuple[ErrorCode, JsonPath, str]] = []
     validated: dict[str, Any] = {}
@@ -153,6 +176,7 @@ def check_document(doc: LoadedDocument, pool: ProviderPool | None) -> list[Probl
     else:
         raw.extend((ErrorCode.WORKFLOW_SCHEMA_INVALID, p.path, p.message) for p in schema_problems(doc.data))
         raw.extend(_overlaps(doc.data))
+        raw.extend(_credential_variables(doc.data))
         raw.extend(_refs(doc.data, pool))
         raw.extend(_dag(doc.data))
     dup_lines = dict(doc.duplicates)

@@ -280,3 +280,21 @@ def test_a_provider_that_cannot_start_is_reported_but_missing_credentials_are_no
     assert broken.returncode == 1
     report = broken.stdout + broken.stderr
     assert b"SECRETS_PROVIDER_UNAVAILABLE" in report and b"jobs.a.secrets.T.ref" in report
+
+
+def test_provider_credentials_are_not_workflow_variables(tmp_path: Path) -> None:
+    """A 1Password token or a KeePass database setting among workflow or job variables is refused at
+    its path (it belongs in the environment loom run starts in), and its value is not echoed."""
+    (tmp_path / "w.yml").write_text(
+        "variables: {OP_SERVICE_ACCOUNT_TOKEN: ops_literal_token_value}\n"
+        "jobs:\n  a:\n    variables: {LOOM_KEEPASS_DB_MAIN_PATH: /srv/main.kdbx, REGION: eu}\n"
+        "    script: ['true']\n"
+    )
+    proc = run_loom(["check", "--format", "json", "w.yml"], cwd=tmp_path)
+    assert proc.returncode == 1
+    problems = json.loads(proc.stdout)
+    assert {(p["code"], p["path"]) for p in problems} == {
+        ("WORKFLOW_SCHEMA_INVALID", "$.variables.OP_SERVICE_ACCOUNT_TOKEN"),
+        ("WORKFLOW_SCHEMA_INVALID", "$.jobs.a.variables.LOOM_KEEPASS_DB_MAIN_PATH"),
+    }
+    assert b"ops_literal_token_value" not in proc.stdout + proc.stderr

@@ -8,7 +8,8 @@ first opened (its document count differs from storage).
 
 Layout of a backup directory::
 
-    DEST/manifest.json   {"format": "loomem-backup", "version": 1, "created_at", "chunks", ...}
+    DEST/manifest.json   {"format": "loomem-backup", "version": 1, "created_at", "chunks",
+                          "master_key_fingerprint", ...}
     DEST/storage/        the storage backend's checkpoint
 """
 
@@ -51,6 +52,8 @@ def write_checkpoint(engine: MemoryEngine, dest: Path) -> dict[str, Any]:
             "storage_backend": engine.config.storage.backend,
             "chunks": len(engine._routing),
             "streams": len({r.stream for r in engine._routing.values()}),
+            # which master key the encrypted rows need (a one-way digest; None: encryption off)
+            "master_key_fingerprint": getattr(engine.codec, "fingerprint", None),
             "index": "not included; rebuilt from storage when the restored directory is opened",
         }
         (dest / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")

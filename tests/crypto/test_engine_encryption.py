@@ -249,18 +249,24 @@ def test_a_crash_before_the_keys_compaction_is_finished_at_next_start(tmp_path: 
 
 def test_a_checkpoint_of_an_encrypted_store_holds_ciphertext_only(tmp_path: Path) -> None:
     """Proves the seed's backup claim: the files of a checkpoint (a backup) taken with encryption on
-    hold no chunk content, metadata or entity name in the clear (a plaintext control finds them)."""
+    hold no chunk content, metadata or entity name in the clear (a plaintext control finds them), and
+    its manifest names the master key's fingerprint (safe to keep beside backups)."""
     marker = "checkpoint-canary-" + "3" * 12
+    fingerprints = {}
     for name, environ in (("plain", {}), ("sealed", {ENV: new_key_b64()})):
         engine = _engine(tmp_path / name, environ)
         try:
             engine.add_chunks("s", [ChunkInput(content=f"{marker} content", metadata={"m": marker})])
             engine.add_entity("s", type="person", name=f"{marker} person")
             engine.checkpoint(tmp_path / f"{name}-backup")
+            fingerprints[name] = getattr(engine.codec, "fingerprint", None)
         finally:
             engine.close()
     assert raw_files_containing(tmp_path / "plain-backup", marker.encode()), "control: plaintext is visible"
     assert raw_files_containing(tmp_path / "sealed-backup", marker.encode()) == []
+    manifests = {n: json.loads((tmp_path / f"{n}-backup" / "manifest.json").read_text()) for n in ("plain", "sealed")}
+    assert manifests["plain"]["master_key_fingerprint"] is None
+    assert fingerprints["sealed"] and manifests["sealed"]["master_key_fingerprint"] == fingerprints["sealed"]
 
 
 def test_an_altered_row_header_fails_with_a_code(tmp_path: Path) -> None:

@@ -94,6 +94,14 @@ def test_engine_refuses_wrong_or_missing_key(encrypted_dir: tuple[Path, str, lis
     _engine(path, {ENV: key}).close()  # and nothing was left locked
 
 
+def _refused(engine: Any, chunk_ids: list[str]) -> None:
+    """Reading each of ``chunk_ids`` fails with CIPHER_DECRYPT_FAILED (no bytes returned)."""
+    for chunk_id in chunk_ids:
+        with pytest.raises(LoomError) as info:
+            engine.get_chunk(chunk_id)
+        assert info.value.code == ErrorCode.CIPHER_DECRYPT_FAILED, chunk_id
+
+
 def test_tampered_and_swapped_rows_fail_closed(encrypted_dir: tuple[Path, str, list[str]]) -> None:
     """Proves a modified chunk row and a row copied onto another chunk's key are refused with
     CIPHER_DECRYPT_FAILED instead of returning (wrong) content."""
@@ -105,10 +113,7 @@ def test_tampered_and_swapped_rows_fail_closed(encrypted_dir: tuple[Path, str, l
         engine.storage.put("chunks", k1, row0)  # swap: chunk 0's row under chunk 1's key
         tampered = engine.storage.get("chunks", k2)
         engine.storage.put("chunks", k2, tampered[:-3] + bytes([tampered[-3] ^ 1]) + tampered[-2:])
-        for chunk_id in ids[1:]:
-            with pytest.raises(LoomError) as info:
-                engine.get_chunk(chunk_id)
-            assert info.value.code == ErrorCode.CIPHER_DECRYPT_FAILED
+        _refused(engine, ids[1:])
         assert engine.get_chunk(ids[0]).content == "alpha 0"
     finally:
         engine.close()
@@ -280,10 +285,7 @@ def test_an_altered_row_header_fails_with_a_code(tmp_path: Path) -> None:
         row0, row1 = engine.storage.get("chunks", k0), engine.storage.get("chunks", k1)
         engine.storage.put("chunks", k0, bytes([row0[0] ^ 0x20]) + row0[1:])
         engine.storage.put("chunks", k1, row1[:10])
-        for chunk_id in ids[:2]:
-            with pytest.raises(LoomError) as info:
-                engine.get_chunk(chunk_id)
-            assert info.value.code == ErrorCode.CIPHER_DECRYPT_FAILED
+        _refused(engine, ids[:2])
         assert engine.get_chunk(ids[2]).content == "header 2"
     finally:
         engine.close()

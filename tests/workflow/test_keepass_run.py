@@ -91,3 +91,42 @@ def test_missing_credentials_fail_closed(tmp_path: Path, write_workflow: Callabl
     result, _, _ = run_inprocess(path, {"LOOM_KEEPASS_DB_MAIN_PATH": str(kdbx)})
     assert result.error.code.value.startswith("SECRETS_")
     assert not (tmp_path / "a.marker").exists()
+
+
+def test_one_run_opens_each_keepass_database_once(
+    tmp_path: Path, write_workflow: Callable[..., Path], kdbx: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three references in two jobs to one alias decrypt the database once per `loom run` (each
+    open costs a full KDF); the next run opens it again (nothing is cached between runs)."""
+    import loom_secrets_keepass.database as database
+
+    opened: list[str] = []
+    real = database.PyKeePass
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        opened.append(str(args[0] if args else kwargs.get("filename")))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(database, "PyKeePass", counting)
+    path = write_workflow(
+        """\
+        jobs:
+          first:
+            secrets:
+              PW: {ref: "keepass://main/ci/db/postgres#password"}
+              USER: {ref: "keepass://main/ci/db/postgres#username", file: false}
+            script: ['test -s "$PW"']
+          second:
+            needs: [first]
+            secrets:
+              AGAIN: {ref: "keepass://main/ci/db/postgres"}
+            script: ['test -s "$AGAIN"']
+        """
+    )
+    result: Any
+    result, _, err = run_inprocess(path, _env(kdbx))
+    assert result.exit_code == 0, err
+    assert opened == [str(kdbx)]
+    result, _, err = run_inprocess(path, _env(kdbx))
+    assert result.exit_code == 0, err
+    assert opened == [str(kdbx), str(kdbx)]

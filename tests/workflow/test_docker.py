@@ -180,3 +180,43 @@ def test_missing_engine_fails_before_any_resolution(
     assert ProbeProvider.resolved == 0
     assert result.receipt.jobs[0].status == "skipped"
     assert not (tmp_path / "docker.argv").exists()
+
+
+def test_a_timed_out_docker_job_kills_its_container_by_name(
+    tmp_path: Path, write_workflow: Callable[..., Path]
+) -> None:
+    """When a Docker job exceeds its timeout, `loom run` kills the local `docker run` process group
+    and also asks the engine to kill the container by its run-specific name (a container outlives
+    its client otherwise); the job is timed_out and its secret file is gone."""
+    path = write_workflow(
+        """\
+        jobs:
+          slow:
+            image: alpine:3
+            timeout: 1
+            secrets: {DATABASE_PASSWORD: {ref: "env://DB_PW"}}
+            script: ["sleep 30"]
+        """
+    )
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "docker").write_text(
+        "#!/bin/bash\n"
+        'case "$1" in\n'
+        "  info) exit 0 ;;\n"
+        "  kill) printf '%s\\0' \"$@\" > \"$(dirname \"$0\")/../docker.kill\"; exit 0 ;;\n"
+        '  run) for a in "$@"; do\n'
+        '         case "$a" in *:/run/secrets/*:ro) echo "${a%%:/run/secrets/*}" > host.file ;; esac\n'
+        "       done\n"
+        "       exec sleep 30 ;;\n"
+        "esac\n"
+        "exit 2\n"
+    )
+    (bindir / "docker").chmod(0o755)
+    result: Any
+    result, _, err = run_inprocess(path, {"DB_PW": VALUE, "PATH": f"{bindir}:{os.environ['PATH']}"})
+    job = result.receipt.jobs[0]
+    assert job.status == "timed_out", err
+    killed = (tmp_path / "docker.kill").read_bytes().split(b"\0")[:-1]
+    assert killed == [b"kill", f"loom-{result.receipt.run_id.lower()}-slow".encode()]
+    assert not Path((tmp_path / "host.file").read_text().strip()).exists()

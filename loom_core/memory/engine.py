@@ -328,8 +328,12 @@ class MemoryEngine:
             for _key, value in pending:
                 intent = json.loads(value)
                 if intent["op"] == "delete_stream":
-                    self.index.delete_stream(intent["stream"])
-                    self._graph.delete_stream(intent["stream"])
+                    # The graph rows went in the intent's own storage batch. The stream may hold
+                    # chunks written since (a replay during a run, or after an index failure):
+                    # clear its documents, then index what storage holds for it now.
+                    stream = intent["stream"]
+                    self.index.delete_stream(stream)
+                    self._reconcile([r.id for r in self._routing.values() if r.stream == stream])
                 else:
                     self._reconcile(intent.get("ids", []))
             self.index.commit()
@@ -338,6 +342,28 @@ class MemoryEngine:
                 batch.delete("intents", key)
             self.storage.write(batch, durable=True)
             return len(pending)
+
+    def _index_half(self, intent: bytes, steps: Callable[[], None]) -> None:
+        """The index part of a write whose storage part (rows + ``intent``) is durable.
+
+        On failure the intent stays and the error goes to the caller (its rows are stored);
+        the next write whose index part gets through replays every pending intent, so the
+        index catches up without a restart (``open`` replays them too).
+        """
+        try:
+            steps()
+            self.index.commit()
+        except BaseException:
+            self._repair_pending = True
+            raise
+        self._fault("after_index_commit")
+        self.storage.delete("intents", intent)
+        if self._repair_pending:
+            try:
+                self.recover()
+                self._repair_pending = False
+            except Exception:  # this write succeeded; the next one (or a restart) retries the rest
+                _log.exception("replaying index intents after an earlier index failure failed")
 
     def _reconcile(self, ids: Sequence[str]) -> None:
         """Make the index agree with storage for ``ids``."""
@@ -584,17 +610,12 @@ class MemoryEngine:
         if index_error is not None:
             self._repair_pending = True  # the rows are stored; their intent stays until replayed
             raise index_error
-        if superseded:
-            self.index.upsert([self._index_doc(o) for o in superseded])
-        self.index.commit()
-        self._fault("after_index_commit")
-        self.storage.delete("intents", intent)
-        if self._repair_pending:  # the index works again: catch up on the writes it missed
-            try:
-                self.recover()
-                self._repair_pending = False
-            except Exception:  # this write succeeded; the next one (or a restart) retries the rest
-                _log.exception("replaying index intents after an earlier index failure failed")
+
+        def index_superseded() -> None:
+            if superseded:
+                self.index.upsert([self._index_doc(o) for o in superseded])
+
+        self._index_half(intent, index_superseded)
         access = self._access
         none = (0, 0)
         return [  # "never accessed" is None here as on every read, not 0
@@ -710,12 +731,13 @@ class MemoryEngine:
             if not len(self._vectors[stream]):
                 del self._vectors[stream]
         self._fault("after_storage_write")
-        self.index.delete(sorted(doomed))
-        if survivors:
-            self.index.upsert([self._index_doc(s) for s in survivors.values()])
-        self.index.commit()
-        self._fault("after_index_commit")
-        self.storage.delete("intents", intent)
+
+        def index_deletes() -> None:
+            self.index.delete(sorted(doomed))
+            if survivors:
+                self.index.upsert([self._index_doc(s) for s in survivors.values()])
+
+        self._index_half(intent, index_deletes)
 
     def list_streams(self) -> list[StreamInfo]:
         """Every stream that holds at least one chunk, by name."""
@@ -805,11 +827,9 @@ class MemoryEngine:
             self._vectors.pop(stream, None)
             self._sorted_ids.pop(stream, None)
             self._fault("after_storage_write")
-            self.index.delete_stream(stream)
-            self.index.commit()
-            self._fault("after_index_commit")
-            self.storage.delete("intents", intent)
+            # the rows are gone for good: destroy the key now, so an index failure cannot keep it
             self.codec.forget_stream(stream)
+            self._index_half(intent, lambda: self.index.delete_stream(stream))
             return len(records)
 
     # -- search -------------------------------------------------------------

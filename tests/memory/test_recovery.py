@@ -125,31 +125,79 @@ def test_index_lost_entirely_is_rebuilt(open_engine: Callable[..., MemoryEngine]
     assert len(engine.search(SearchRequest("heron", k=50, mode="bm25"))) == 20
 
 
-def test_an_index_failure_is_repaired_by_the_next_write(open_engine: Callable[..., MemoryEngine]) -> None:
+def _fail_once(engine: MemoryEngine, method: str) -> None:
+    """Make ``engine.index.<method>`` raise INDEX_IO on its next call only."""
+    from loom_core.errors import ErrorCode, LoomError
+
+    real = getattr(engine.index, method)
+    calls = {"n": 0}
+
+    def flaky(*args: object, **kwargs: object) -> object:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise LoomError(ErrorCode.INDEX_IO, "simulated index failure")
+        return real(*args, **kwargs)
+
+    setattr(engine.index, method, flaky)
+
+
+def test_an_index_failure_on_add_is_repaired_by_the_next_write(open_engine: Callable[..., MemoryEngine]) -> None:
     """When the index fails after the rows were stored durably, the write reports the index's error
     and the rows stay; the next successful write replays the pending intent, so the earlier chunks
     become searchable without a restart and no intent is left."""
     from loom_core.errors import ErrorCode, LoomError
 
     engine = open_engine()
-    add_new = engine.index.add_new
-    calls = {"n": 0}
-
-    def failing_once(docs: object) -> None:
-        calls["n"] += 1
-        if calls["n"] == 1:
-            raise LoomError(ErrorCode.INDEX_IO, "simulated index failure")
-        add_new(docs)  # type: ignore[arg-type]
-
-    engine.index.add_new = failing_once  # type: ignore[method-assign]
+    _fail_once(engine, "add_new")
     with pytest.raises(LoomError) as err:
         engine.add_chunks("s", [ChunkInput(f"ocelot lost {i}") for i in range(3)])
     assert err.value.code is ErrorCode.INDEX_IO
     assert len(engine.list_chunks("s").items) == 3  # stored, readable
     assert engine.search(SearchRequest("ocelot", stream="s", mode="bm25")) == []  # not yet indexed
     engine.add_chunk("s", ChunkInput("ocelot later"))
-    found = engine.search(SearchRequest("ocelot", stream="s", mode="bm25", k=10))
-    assert len(found) == 4
-    assert list(engine.storage.iterate("intents")) == []
-    report = engine.check_consistency()
-    assert not report["missing_in_index"] and not report["extra_in_index"]
+    assert len(engine.search(SearchRequest("ocelot", stream="s", mode="bm25", k=10))) == 4
+    _consistent(engine)
+
+
+def test_an_index_failure_on_delete_is_repaired_by_the_next_write(open_engine: Callable[..., MemoryEngine]) -> None:
+    """A chunk delete whose index step fails is gone from storage at once and from BM25 after the
+    next successful write (its intent is replayed then)."""
+    from loom_core.errors import LoomError
+
+    engine = open_engine()
+    doomed = engine.add_chunk("s", ChunkInput("marmot doomed"))
+    _fail_once(engine, "delete")
+    with pytest.raises(LoomError):
+        engine.delete_chunk(doomed.id)
+    engine.add_chunk("s", ChunkInput("marmot kept"))
+    assert [r.chunk.content for r in engine.search(SearchRequest("marmot", stream="s", mode="bm25"))] == ["marmot kept"]
+    _consistent(engine)
+
+
+def test_replaying_a_stream_delete_spares_what_the_stream_holds_since(
+    open_engine: Callable[..., MemoryEngine], tmp_path: Path
+) -> None:
+    """A stream delete whose index step failed leaves an intent. The stream is then used again (a
+    chunk, an entity). Replaying the old intent, during the run or at the next open, removes only the
+    old documents: the new chunk stays searchable and the new entity stays in storage."""
+    from loom_core.errors import LoomError
+
+    engine = open_engine()
+    engine.add_chunks("x", [ChunkInput(f"heron old {i}") for i in range(3)])
+    _fail_once(engine, "delete_stream")
+    with pytest.raises(LoomError):
+        engine.delete_stream("x")
+    entity = engine.add_entity("x", type="bird", name="new heron")
+    fresh = engine.add_chunk("x", ChunkInput("heron new"))  # this write replays the pending intent
+    found = engine.search(SearchRequest("heron", stream="x", mode="bm25", k=10))
+    assert [r.chunk.id for r in found] == [fresh.id]
+    assert engine.get_entity(entity.id).name == "new heron"
+    _consistent(engine)
+    _fail_once(engine, "delete_stream")
+    with pytest.raises(LoomError):
+        engine.delete_stream("x")
+    again = engine.add_entity("x", type="bird", name="newer heron")
+    engine.close()
+    reopened = open_engine()  # the intent is replayed at open this time
+    assert reopened.get_entity(again.id).name == "newer heron"
+    _consistent(reopened)

@@ -176,14 +176,19 @@ class Run:
         return result
 
     def _redaction_values(self, values: dict[str, SecretValue]) -> dict[str, SecretValue]:
-        """``values`` plus every value earlier jobs resolved; an earlier value whose name this
-        job also uses for another value is named ``<NAME>_<JOB>``."""
+        """``values`` plus every value earlier jobs resolved; an earlier value whose name is
+        taken by another value is named ``<NAME>_<JOB>`` (then ``_2``, ``_3``... while taken)."""
         merged = dict(values)
         known = {v.reveal() for v in merged.values()}
         for (job_name, name), value in self.resolved.items():
             if value.reveal() in known:
                 continue
-            key = name if name not in merged else f"{name}_{re.sub(r'[^A-Za-z0-9_]', '_', job_name).upper()}"
+            key = name
+            if key in merged:  # never replace a value: that one would go unredacted
+                key = stem = f"{name}_{re.sub(r'[^A-Za-z0-9_]', '_', job_name).upper()}"
+                count = 2
+                while key in merged:
+                    key, count = f"{stem}_{count}", count + 1
             merged[key] = value
             known.add(value.reveal())
         return merged

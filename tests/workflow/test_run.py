@@ -76,8 +76,9 @@ def test_a_later_job_neither_inherits_nor_prints_an_earlier_jobs_secret(
     tmp_path: Path, write_workflow: Callable[..., Path]
 ) -> None:
     """Job ``a`` uses two secrets and leaves a copy of one in a shared file; job ``b`` declares no
-    secret. ``b`` does not inherit ``a``'s env:// source variable, and printing the shared copy shows the
-    token in ``b``'s console output and receipt: values resolved earlier in a run stay redacted."""
+    secret. ``b`` does not inherit ``a``'s env:// source variable, and printing the shared copy shows
+    only the redaction token in ``b``'s console output and receipt: values resolved earlier in a run
+    stay redacted."""
     path = write_workflow(
         """\
         jobs:
@@ -125,6 +126,27 @@ def test_an_earlier_value_under_a_name_reused_later_is_named_after_its_job(
     result, out, err = run_inprocess(path, {"DB_PW": VALUE, "API_TOKEN": TOKEN_VALUE})
     assert result.exit_code == 0, err
     assert b"mine: [REDACTED:SECRET_TOKEN] theirs: [REDACTED:SECRET_TOKEN_FIRST]" in out
+    # the derived name may itself be taken in the later job: no value is ever dropped for it
+    clash = write_workflow(
+        """\
+        jobs:
+          first:
+            secrets: {TOKEN: {ref: "env://DB_PW"}}
+            script: ['cat "$TOKEN" > shared.txt']
+          second:
+            needs: [first]
+            secrets:
+              TOKEN: {ref: "env://API_TOKEN"}
+              TOKEN_FIRST: {ref: "env://THIRD_VALUE"}
+            script: ['echo "a: $(cat "$TOKEN") b: $(cat "$TOKEN_FIRST") c: $(cat shared.txt)"']
+        """,
+        name="clash.yml",
+    )
+    third = "third-secret-value-77aa"
+    result, out, err = run_inprocess(clash, {"DB_PW": VALUE, "API_TOKEN": TOKEN_VALUE, "THIRD_VALUE": third})
+    assert result.exit_code == 0, err
+    assert b"a: [REDACTED:SECRET_TOKEN] b: [REDACTED:SECRET_TOKEN_FIRST] c: [REDACTED:SECRET_TOKEN_FIRST_2]" in out
+    assert all(v.encode() not in out + err for v in (VALUE, TOKEN_VALUE, third))
 
 
 def test_values_reach_the_job_exactly(tmp_path: Path, write_workflow: Callable[..., Path]) -> None:

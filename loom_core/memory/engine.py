@@ -388,17 +388,13 @@ class MemoryEngine:
                 ErrorCode.STORAGE_IO,
                 f"chunk {record.id!r} has routing data but no content row in {self.data_dir}; restore from a backup",
             )
-        try:
-            body: dict[str, Any] = json.loads(self.codec.open(record.stream, key, stored))
-        except ValueError:  # not JSON (bad UTF-8 included): the row was damaged or tampered with on disk
-            encrypted = bool(getattr(self.codec, "encrypting", False))
+        body = rows.open_body(self.codec, record.stream, key, stored, f"chunk {record.id!r}")
+        if not isinstance(body.get("content"), str):
             raise LoomError(
-                ErrorCode.CIPHER_DECRYPT_FAILED if encrypted else ErrorCode.STORAGE_IO,
-                f"chunk {record.id!r}: its stored row does not decode; it was modified on disk"
-                + (" (an encrypted row whose header was altered reads as a damaged plaintext row)" if encrypted else "")
-                + "; restore it from a backup",
+                ErrorCode.STORAGE_IO,
+                f"chunk {record.id!r}: its stored row has no content (modified on disk); restore it from a backup",
                 details={"id": record.id},
-            ) from None
+            )
         return body
 
     def _chunk(self, record: Routing, body: Mapping[str, Any] | None = None) -> Chunk:

@@ -9,7 +9,6 @@ name or allow guessing it from the files).
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -60,7 +59,8 @@ class GraphStore:
         if raw is None:
             return None
         header, sealed = rows.split_graph_envelope(raw)
-        body = json.loads(self.codec.open(header["stream"], key, sealed))
+        what = f"graph record {key.decode(errors='replace')!r}"
+        body = rows.open_body(self.codec, header["stream"], key, sealed, what)
         return header, body
 
     def _members(self, kind: str, stream: str) -> list[str]:

@@ -146,6 +146,29 @@ def encode_body(content: str, metadata: Mapping[str, Any]) -> bytes:
     return f'{{"content":{_encode_string(content)},"metadata":{meta}}}'.encode()
 
 
+def open_body(codec: Any, stream: str, key: bytes, stored: bytes, what: str) -> dict[str, Any]:
+    """The JSON object the row stored under ``key`` holds, opened by the row ``codec``.
+
+    A row that does not decode to an object was altered on disk: with encryption on, a
+    sealed row whose header was changed or cut short reads as a (damaged) legacy
+    plaintext row. Either way it is a coded error naming ``what``, never a crash.
+    """
+    try:
+        body = json.loads(codec.open(stream, key, stored))
+    except ValueError:  # not JSON, bad UTF-8 included
+        body = None
+    if not isinstance(body, dict):
+        encrypted = bool(getattr(codec, "encrypting", False))
+        raise LoomError(
+            ErrorCode.CIPHER_DECRYPT_FAILED if encrypted else ErrorCode.STORAGE_IO,
+            f"{what}: its stored row does not decode; it was modified on disk"
+            + (" (an encrypted row whose header was altered reads as a damaged plaintext row)" if encrypted else "")
+            + "; restore it from a backup",
+            details={"stream": stream},
+        )
+    return body
+
+
 def encode_json(value: Any) -> bytes:
     return _ENCODER.encode(value).encode()
 

@@ -15,6 +15,7 @@ from loom_core.crypto import backfill, layout
 from loom_core.crypto.engine_glue import engine_lock, open_engine, sealed_families
 from loom_core.crypto.rowcodec import is_sealed
 from loom_core.errors import ErrorCode, LoomError
+from loom_core.memory import rows
 from loom_core.memory.models import ChunkInput
 from loom_core.plugins.host import PluginHost
 
@@ -287,5 +288,28 @@ def test_an_altered_row_header_fails_with_a_code(tmp_path: Path) -> None:
         engine.storage.put("chunks", k1, row1[:10])
         _refused(engine, ids[:2])
         assert engine.get_chunk(ids[2]).content == "header 2"
+        entity = engine.add_entity("s", type="person", name="header person")
+        ekey = rows.entity_key(entity.id)
+        envelope = engine.storage.get("graph", ekey)
+        header, sealed = rows.split_graph_envelope(envelope)
+        engine.storage.put("graph", ekey, rows.graph_envelope(header, bytes([sealed[0] ^ 0x20]) + sealed[1:]))
+        with pytest.raises(LoomError) as info:
+            engine.get_entity(entity.id)
+        assert info.value.code == ErrorCode.CIPHER_DECRYPT_FAILED
+    finally:
+        engine.close()
+
+
+def test_a_plaintext_row_that_is_not_a_chunk_body_fails_with_a_code(tmp_path: Path) -> None:
+    """Proves a chunk row replaced on disk by bytes that decode but are not a chunk body (not JSON,
+    a JSON list, an object without content) is STORAGE_IO without encryption, never a crash."""
+    engine = _engine(tmp_path, {})
+    try:
+        ids = [c.id for c in engine.add_chunks("s", [ChunkInput(content=f"plain {n}") for n in range(3)])]
+        for chunk_id, junk in zip(ids, (b"\xff\xfe not json", b"[1, 2]", b'{"metadata": {}}')):
+            engine.storage.put("chunks", f"chunk:L0:{chunk_id}".encode(), junk)
+            with pytest.raises(LoomError) as info:
+                engine.get_chunk(chunk_id)
+            assert info.value.code == ErrorCode.STORAGE_IO, junk
     finally:
         engine.close()

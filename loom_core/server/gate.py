@@ -25,7 +25,13 @@ class AuthGate:
         self.authenticator = authenticator
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path, root = scope["path"], scope.get("root_path", "")
+        if root and path.startswith(root):  # mounted under a proxy prefix: match the app's own path
+            path = path[len(root):]
+        if path in OPEN_PATHS:
             await self.app(scope, receive, send)
             return
         authorization = None

@@ -81,3 +81,32 @@ def test_scheme_is_case_insensitive() -> None:
 
     auth = Authenticator(SecretValue(KEY.encode()))
     assert auth.authenticate(f"bearer {KEY}").is_admin
+
+
+def test_the_gate_leaves_health_open_under_a_proxy_prefix() -> None:
+    """Mounted under a root path (a reverse proxy's prefix), /health is still open and the API is
+    still refused without the key: the gate matches the app's own path, not the prefixed one."""
+    import asyncio
+
+    from loom_core.server.gate import AuthGate
+
+    reached: list[str] = []
+
+    async def app(scope: dict[str, object], receive: object, send: object) -> None:
+        reached.append(str(scope["path"]))
+
+    sent: list[dict[str, object]] = []
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    gate = AuthGate(app, Authenticator(resolve_api_key("K", "", {"K": KEY})))  # type: ignore[arg-type]
+    for path in ("/loomem/health", "/loomem/v1/streams"):
+        scope = {"type": "http", "path": path, "root_path": "/loomem", "headers": [], "method": "GET",
+                 "client": ("127.0.0.1", 1)}
+        asyncio.run(gate(scope, receive, send))  # type: ignore[arg-type]
+    assert reached == ["/loomem/health"]
+    assert [m["status"] for m in sent if m["type"] == "http.response.start"] == [401]

@@ -52,6 +52,9 @@ def audited_command(
             emit(AuditEvent(action, "failure", cli_actor(), resource, {**facts, "code": exc.code.value}), hook)
             raise
         except BaseException as exc:
+            if isinstance(exc, SystemExit) and not exc.code:  # a clean exit is not a failure
+                emit(AuditEvent(action, "success", cli_actor(), resource, facts), hook)
+                raise
             code = "INTERRUPTED" if isinstance(exc, KeyboardInterrupt) else ErrorCode.INTERNAL_ERROR.value
             emit(AuditEvent(action, "failure", cli_actor(), resource, {**facts, "code": code}), hook)
             raise

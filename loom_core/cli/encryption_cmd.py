@@ -152,7 +152,9 @@ def _rotate(args: argparse.Namespace, config: Any, host: Any, data_dir: Path) ->
         f"re-wrapped {result.rewrapped + result.reused} data keys ({result.reused} from an interrupted run)",
         f"old master key: {result.old_fingerprint}",
         f"new master key: {result.new_fingerprint}",
-        f"now set {settings.master_key_env} to the value of {args.new_key_env} before starting the server,",
+        (f"now store the value of {args.new_key_env} behind encryption.master_key_ref ({settings.master_key_ref}) "
+         "before starting the server," if settings.master_key_ref else
+         f"now set {settings.master_key_env} to the value of {args.new_key_env} before starting the server,"),
         "and keep the new key backed up separately from the data",
     ]
     _emit(args, body, lines)

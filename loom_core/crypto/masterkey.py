@@ -112,7 +112,7 @@ def load_master_key(
     ref = str(getattr(settings, "master_key_ref", "") or "")
     env_name = str(getattr(settings, "master_key_env", "") or DEFAULT_MASTER_KEY_ENV)
     if ref:
-        if environ.get(env_name) is not None:
+        if environ.get(env_name) is not None and ref != f"env://{env_name}":
             raise LoomError(
                 ErrorCode.CONFIG_INVALID,
                 f"the master key is configured twice: encryption.master_key_ref is set and so is the "

@@ -42,6 +42,7 @@ def write_checkpoint(engine: MemoryEngine, dest: Path) -> dict[str, Any]:
         raise _failed(dest, "the backup destination already exists and is not an empty directory")
     if "checkpoint" not in getattr(engine.storage, "capabilities", frozenset()):
         raise _failed(dest, f"storage backend {engine.config.storage.backend!r} cannot take checkpoints")
+    created = not dest.exists()
     try:
         dest.mkdir(parents=True, exist_ok=True)
         engine.storage.checkpoint(dest / "storage")
@@ -57,12 +58,14 @@ def write_checkpoint(engine: MemoryEngine, dest: Path) -> dict[str, Any]:
             "index": "not included; rebuilt from storage when the restored directory is opened",
         }
         (dest / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-    except LoomError as exc:
+    except (LoomError, OSError) as exc:
+        if created:  # no half-written backup left behind to be mistaken for one
+            shutil.rmtree(dest, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise _failed(dest, f"cannot write the backup: {exc.strerror or exc}") from exc
         if exc.code is ErrorCode.BACKUP_FAILED:
             raise
         raise _failed(dest, f"checkpoint failed: {exc.message}") from exc
-    except OSError as exc:
-        raise _failed(dest, f"cannot write the backup: {exc.strerror or exc}") from exc
     return manifest
 
 

@@ -108,7 +108,7 @@ def llm_context(config: LoomConfig, environ: Mapping[str, str], host: Any = None
     env = dict(environ)
     ref, name = config.llm.api_key_ref, config.llm.api_key_env
     if ref:
-        if name in env:
+        if name in env and ref != f"env://{name}":  # the same variable twice is one key
             raise LoomError(
                 ErrorCode.CONFIG_INVALID,
                 f"the LLM API key is configured twice: llm.api_key_ref is set and so is the environment "

@@ -63,7 +63,7 @@ def resolve_api_key(
     reference together with the variable (two keys, one of them ignored).
     """
     if auth_token_ref:
-        if environ.get(auth_token_env) is not None:
+        if environ.get(auth_token_env) is not None and auth_token_ref != f"env://{auth_token_env}":
             # two sources for one key: which one a client must send would be a precedence rule
             raise LoomError(
                 ErrorCode.CONFIG_INVALID,

@@ -176,3 +176,23 @@ def test_checkpoint_while_open_is_consistent(open_engine: Callable[..., MemoryEn
     restored = open_engine(tmp_path / "back")
     assert restored.check_consistency()["index"] == 30
     assert len(restored.search(SearchRequest("puffin", k=100, mode="bm25"))) == 30
+
+
+def test_a_failed_checkpoint_leaves_no_half_written_backup(
+    open_engine: Callable[..., MemoryEngine], tmp_path: Path
+) -> None:
+    """When the storage checkpoint fails midway, the error is BACKUP_FAILED naming the path and the
+    new directory is removed, so nothing half-written can later be mistaken for a backup."""
+    engine = open_engine()
+    engine.add_chunk("s", ChunkInput("wren"))
+
+    def broken(dest: Path) -> None:
+        dest.mkdir(parents=True)
+        (dest / "000001.sst").write_bytes(b"partial")
+        raise OSError(28, "No space left on device")
+
+    engine.storage.checkpoint = broken  # type: ignore[method-assign]
+    with pytest.raises(LoomError) as err:
+        engine.checkpoint(tmp_path / "bk")
+    assert err.value.code is ErrorCode.BACKUP_FAILED and str(tmp_path / "bk") in err.value.message
+    assert not (tmp_path / "bk").exists()

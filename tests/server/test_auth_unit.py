@@ -49,6 +49,9 @@ def test_a_reference_and_the_variable_together_are_refused() -> None:
     key = resolve_api_key("LOOMEM_AUTH_TOKEN", "env://REF_KEY", {"REF_KEY": "ref-" + KEY},
                           PluginHost(environ={"REF_KEY": "ref-" + KEY}))
     assert key is not None and key.reveal() == ("ref-" + KEY).encode()
+    same = {"LOOMEM_AUTH_TOKEN": KEY}  # a reference to the very variable is one key, not two
+    key = resolve_api_key("LOOMEM_AUTH_TOKEN", "env://LOOMEM_AUTH_TOKEN", same, PluginHost(environ=same))
+    assert key is not None and key.reveal() == KEY.encode()
 
 
 @pytest.mark.parametrize(

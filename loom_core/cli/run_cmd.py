@@ -34,8 +34,10 @@ def run(args: argparse.Namespace) -> int:
             docker=args.docker,
         )
     )
-    if result.error is not None:
+    if result.error is not None and result.receipt.status != "interrupted":
         raise result.error
+    if result.receipt.status == "interrupted":  # a signal stopped the run: exit 128 + signal, as shells do
+        return result.exit_code
     if result.exit_code == 1:
         from loom_core.errors import ErrorCode, LoomError
 

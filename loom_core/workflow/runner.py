@@ -229,6 +229,9 @@ class Run:
         except LoomError as exc:
             record.status = "error"
             record.error = {"code": exc.code.value, "message": exc.message}
+            signal = self._interrupted()
+            if signal is not None:  # Ctrl-C also reaches a provider's child (op): the signal is the cause
+                record.status, record.reason = "interrupted", f"loom run received signal {signal}"
             raise
         self.resolved.update({(job.name, name): value for name, value in values.items()})
         if values:

@@ -63,3 +63,43 @@ def test_forbidden_vault_fails_before_the_job(tmp_path: Path, write_workflow: Ca
     assert result.error.code == ErrorCode.SECRETS_ACCESS_DENIED
     assert "op://prod/deploy/token" in result.error.message
     assert not (tmp_path / "a.marker").exists()
+
+
+def test_ctrl_c_while_op_resolves_is_an_interruption(tmp_path: Path, write_workflow: Callable[..., Path]) -> None:
+    """Ctrl-C reaches the terminal's whole process group, `op` included: the run reports the job as
+    interrupted and exits 130 (not a provider failure with exit 1), and the job never starts."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from .conftest import LOOM, clean_env
+
+    fake, env = _setup(tmp_path)
+    fake.set_delay(60)
+    write_workflow(
+        """\
+        jobs:
+          deploy:
+            secrets: {API_TOKEN: {ref: "op://ci/deploy/token"}}
+            script: ['touch started.marker']
+        """
+    )
+    proc = subprocess.Popen([*LOOM, "run", "workflow.yml", "--receipt", "r.json"], cwd=tmp_path,
+                            env=clean_env(env), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)  # its own group, as a terminal's foreground job
+    try:
+        deadline = time.monotonic() + 60
+        while not fake.calls() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert fake.calls(), "op was never called"
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, (err, (tmp_path / "r.json").read_text())
+    job = json.loads((tmp_path / "r.json").read_text())["jobs"][0]
+    assert job["status"] == "interrupted"
+    assert not (tmp_path / "started.marker").exists()

@@ -112,14 +112,7 @@ def load_master_key(
     ref = str(getattr(settings, "master_key_ref", "") or "")
     env_name = str(getattr(settings, "master_key_env", "") or DEFAULT_MASTER_KEY_ENV)
     if ref:
-        if environ.get(env_name) is not None and ref != f"env://{env_name}":
-            raise LoomError(
-                ErrorCode.CONFIG_INVALID,
-                f"the master key is configured twice: encryption.master_key_ref is set and so is the "
-                f"environment variable {env_name} (encryption.master_key_env); unset one of them",
-            )
-        key = parse_master_key(_resolve_ref(ref, environ, host), f"secret reference {ref!r}")
-        return key
+        return parse_master_key(_resolve_ref(ref, env_name, environ, host), f"secret reference {ref!r}")
     value = environ.get(env_name)
     if value is not None and value.strip():
         return parse_master_key(value, f"environment variable {env_name}")
@@ -137,9 +130,12 @@ def load_master_key(
     return None
 
 
-def _resolve_ref(ref: str, environ: Mapping[str, str], host: SecretsHost) -> str:
+def _resolve_ref(ref: str, env_name: str, environ: Mapping[str, str], host: SecretsHost) -> str:
     """Resolve ``encryption.master_key_ref`` through the secrets backend for its scheme."""
-    from loom_core.secrets.providers import resolve_reference
+    from loom_core.secrets.providers import resolve_key_setting
 
-    value = resolve_reference(ref, host, environ, setting="encryption.master_key_ref")
+    value = resolve_key_setting(
+        ref, ref_setting="encryption.master_key_ref", env_name=env_name, env_setting="encryption.master_key_env",
+        what="master key", environ=environ, host=host,
+    )
     return value.reveal().decode("ascii", "replace")

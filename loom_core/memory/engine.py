@@ -108,17 +108,12 @@ def llm_context(config: LoomConfig, environ: Mapping[str, str], host: Any = None
     env = dict(environ)
     ref, name = config.llm.api_key_ref, config.llm.api_key_env
     if ref:
-        if name in env and ref != f"env://{name}":  # the same variable twice is one key
-            raise LoomError(
-                ErrorCode.CONFIG_INVALID,
-                f"the LLM API key is configured twice: llm.api_key_ref is set and so is the environment "
-                f"variable {name} (llm.api_key_env); unset one of them",
-            )
-        if host is None:
-            raise LoomError(ErrorCode.SECRETS_PROVIDER_UNAVAILABLE, "llm.api_key_ref needs a plugin host to resolve it")
-        from loom_core.secrets.providers import resolve_reference
+        from loom_core.secrets.providers import resolve_key_setting
 
-        key = resolve_reference(ref, host, environ, setting="llm.api_key_ref")
+        key = resolve_key_setting(
+            ref, ref_setting="llm.api_key_ref", env_name=name, env_setting="llm.api_key_env",
+            what="LLM API key", environ=environ, host=host,
+        )
         env[name] = key.reveal().decode("utf-8", "surrogateescape")
     return BackendContext(options=options, environ=env)
 

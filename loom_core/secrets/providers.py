@@ -122,3 +122,30 @@ def resolve_reference(raw: str, host: SecretsHost, environ: Mapping[str, str], *
             f"{setting} = {ref.raw!r} resolved to an empty value; store the secret there",
         )
     return value
+
+
+def resolve_key_setting(
+    ref: str,
+    *,
+    ref_setting: str,
+    env_name: str,
+    env_setting: str,
+    what: str,
+    environ: Mapping[str, str],
+    host: SecretsHost | None,
+) -> SecretValue:
+    """Resolve a server key configured as a secret reference (``ref_setting``) instead of the
+    environment variable ``env_setting`` names (the API key, the LLM key, the master key).
+
+    The reference and a set variable together are ``CONFIG_INVALID``: two keys, one of them
+    silently ignored by a precedence rule. A reference to that very variable is one key.
+    """
+    if environ.get(env_name) is not None and ref != f"env://{env_name}":
+        raise LoomError(
+            ErrorCode.CONFIG_INVALID,
+            f"the {what} is configured twice: {ref_setting} is set and so is the environment "
+            f"variable {env_name} ({env_setting}); unset one of them",
+        )
+    if host is None:
+        raise LoomError(ErrorCode.SECRETS_PROVIDER_UNAVAILABLE, f"{ref_setting} needs a plugin host to resolve it")
+    return resolve_reference(ref, host, environ, setting=ref_setting)

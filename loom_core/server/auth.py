@@ -23,7 +23,7 @@ from fastapi import Depends, Request
 from loom_core.audit import AuditEvent, emit
 from loom_core.contracts.secrets import SecretValue
 from loom_core.errors import ErrorCode, LoomError
-from loom_core.secrets.providers import SecretsHost, resolve_reference
+from loom_core.secrets.providers import SecretsHost, resolve_key_setting
 
 log = logging.getLogger("loom.server.auth")
 
@@ -63,19 +63,10 @@ def resolve_api_key(
     reference together with the variable (two keys, one of them ignored).
     """
     if auth_token_ref:
-        if environ.get(auth_token_env) is not None and auth_token_ref != f"env://{auth_token_env}":
-            # two sources for one key: which one a client must send would be a precedence rule
-            raise LoomError(
-                ErrorCode.CONFIG_INVALID,
-                f"the API key is configured twice: server.auth_token_ref is set and so is the environment "
-                f"variable {auth_token_env} (server.auth_token_env); unset one of them",
-            )
-        if host is None:
-            raise LoomError(
-                ErrorCode.SECRETS_PROVIDER_UNAVAILABLE,
-                "server.auth_token_ref needs a plugin host to resolve it",
-            )
-        return resolve_reference(auth_token_ref, host, environ, setting="server.auth_token_ref")
+        return resolve_key_setting(
+            auth_token_ref, ref_setting="server.auth_token_ref", env_name=auth_token_env,
+            env_setting="server.auth_token_env", what="API key", environ=environ, host=host,
+        )
     raw = environ.get(auth_token_env)
     if raw is None:
         return None

@@ -607,16 +607,7 @@ class MemoryEngine:
                 self.index.upsert([self._index_doc(o) for o in superseded])
 
         self._index_half(intent, index_superseded)
-        access = self._access
-        none = (0, 0)
-        return [  # "never accessed" is None here as on every read, not 0
-            Chunk(
-                r.id, r.stream, r.level, b["content"], dict(b["metadata"] or {}), r.created_at, r.updated_at,
-                r.supersedes, r.superseded_by, r.expires_at, access.get(r.id, none)[0],
-                access.get(r.id, none)[1] or None,
-            )
-            for r, b in zip(created, bodies)
-        ]
+        return [self._chunk(r, b) for r, b in zip(created, bodies)]
 
     def _withdraw(self, ids: Sequence[str]) -> None:
         """Drop queued, uncommitted index documents whose rows were not written,

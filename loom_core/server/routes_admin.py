@@ -35,7 +35,10 @@ def rebuild_index(request: Request, engine: EngineDep) -> JSONResponse:
 def backup_root(configured: str, data_dir: Path) -> Path:
     """``server.backup_dir``, or ``<data_dir>-backups`` beside the data directory (never inside it,
     so copying the data directory does not copy its backups)."""
-    return Path(configured) if configured else data_dir.resolve().with_name(data_dir.resolve().name + "-backups")
+    if configured:
+        return Path(configured)
+    resolved = data_dir.resolve()
+    return resolved.with_name(resolved.name + "-backups")
 
 
 @router.post("/backups", status_code=201, response_model=BackupOut,

@@ -225,7 +225,8 @@ class Run:
 
         try:
             values = resolve_job(job, self.pool, min_length=self.min_length, scrub_with=scrub_for)
-            redactor = make_redactor(self._redaction_values(values), self.host.hook, self.min_length)
+            known = self._redaction_values(values)  # this job's values and the run's earlier ones
+            redactor = make_redactor(known, self.host.hook, self.min_length)
         except LoomError as exc:
             record.status = "error"
             record.error = {"code": exc.code.value, "message": exc.message}
@@ -240,7 +241,7 @@ class Run:
                 + ", ".join(f"{s.name} ({s.ref}, {'file' if s.file else 'env'})" for s in job.secrets.values()),
                 redactor,
             )
-        base = scrubbed_environ(self.environ, self._redaction_values(values), self.env_sources)
+        base = scrubbed_environ(self.environ, known, self.env_sources)
         tails = (Tail(), Tail())
         filters = (stream_filter(redactor), stream_filter(redactor))
         record.started_at = utc_now()

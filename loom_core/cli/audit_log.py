@@ -31,14 +31,14 @@ def cli_actor() -> str:
 
 
 @contextmanager
-def audited_command(
-    action: str, resource: str | None, *, log_format: str, hook: Any | None = None
-) -> Iterator[dict[str, Any]]:
-    """Log one audit event for the wrapped command; the yielded dict collects facts (counts)."""
+def audited_command(action: str, resource: str | None, *, config: Any, host: Any) -> Iterator[dict[str, Any]]:
+    """Log one audit event for the wrapped command, in ``config``'s log format and to ``host``'s
+    audit hook; the yielded dict collects facts (counts)."""
     from loom_core.server.logging import make_formatter
 
+    hook = host.hook
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(make_formatter(log_format))
+    handler.setFormatter(make_formatter(config.server.log_format))
     logger = logging.getLogger(AUDIT_LOGGER)
     saved = (logger.level, logger.propagate)
     logger.addHandler(handler)

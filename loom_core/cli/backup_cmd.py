@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,34 +25,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     restore.add_argument("--config", type=Path, metavar="FILE", help="config.toml (default: built-in defaults)")
 
 
-def load_cli_config(config_path: Path | None) -> Any:
-    """The configuration and a plugin host for a command that opens a data directory."""
-    import os
-
-    from loom_core.config import load_config
-    from loom_core.plugins.host import PluginHost
-
-    config = load_config(config_path, os.environ)
-    return config, PluginHost(disabled=config.plugins.disabled, environ=os.environ)
-
-
-def open_memory(config: Any, host: Any, data_dir: Path | None) -> Any:
-    """The memory engine for ``data_dir`` with the configured backends and row codec."""
-    import os
-
-    from loom_core.crypto.engine_glue import open_engine
-
-    directory = data_dir if data_dir is not None else config.server.data_dir
-    return open_engine(config, host, Path(directory), os.environ)
-
-
 def run(args: argparse.Namespace) -> int:
     from loom_core.cli.audit_log import audited_command
+    from loom_core.cli.datadir import load_cli_config, open_memory
     from loom_core.errors import ErrorCode, LoomError
     from loom_core.memory.backup import restore_files
 
     config, host = load_cli_config(args.config)
-    audit = {"log_format": config.server.log_format, "hook": host.hook}
+    audit = {"config": config, "host": host}
     if args.action == "create":
         with audited_command("admin.backup.create", str(args.dest), **audit) as facts:
             try:

@@ -68,21 +68,17 @@ def _emit(args: argparse.Namespace, body: dict[str, Any], lines: list[str]) -> N
 
 
 def run(args: argparse.Namespace) -> int:
-    import os
+    from loom_core.cli.datadir import data_dir_of, load_cli_config
 
-    from loom_core.config import load_config
-    from loom_core.plugins.host import PluginHost
-
-    config = load_config(args.config, os.environ)
-    data_dir = Path(args.data_dir if args.data_dir is not None else config.server.data_dir)
-    host = PluginHost(disabled=config.plugins.disabled, environ=os.environ)
+    config, host = load_cli_config(args.config)
+    data_dir = data_dir_of(config, args.data_dir)
     if args.action == "status":
         return _status(args, config, host, data_dir)
     from loom_core.cli.audit_log import audited_command
 
     rotating = args.action == "rotate"
     action = "admin.encryption.rotate" if rotating else "admin.backfill.encrypt_at_rest"
-    with audited_command(action, str(data_dir), log_format=config.server.log_format, hook=host.hook):
+    with audited_command(action, str(data_dir), config=config, host=host):
         return _rotate(args, config, host, data_dir) if rotating else _backfill(args, config, host, data_dir)
 
 

@@ -37,10 +37,10 @@ def _failed(path: Path, why: str) -> Exception:
 
 def run(args: argparse.Namespace) -> int:
     from loom_core.cli.audit_log import audited_command
-    from loom_core.cli.backup_cmd import load_cli_config, open_memory
+    from loom_core.cli.datadir import load_cli_config, open_memory
 
     config, host = load_cli_config(args.config)
-    audit = {"log_format": config.server.log_format, "hook": host.hook}
+    audit = {"config": config, "host": host}
     if args.command_name == "import":
         with audited_command("admin.import", args.stream or str(args.file), **audit) as facts:
             try:

@@ -21,14 +21,14 @@ from typing import BinaryIO, Protocol
 
 from loom_core.workflow.receipt import Tail
 
-CHUNK = 256 * 1024
-COALESCE_BYTES = 256 * 1024
-COALESCE_SECONDS = 0.0005
 PIPE_SIZE = 1 << 20
+CHUNK = PIPE_SIZE  # one read can take all a full pipe holds
+COALESCE_SECONDS = 0.0005
 KILL_GRACE_SECONDS = 3.0
 POLL_SECONDS = 0.25
 ORPHAN_GRACE_SECONDS = 1.0
 _F_SETPIPE_SZ = 1031  # Linux fcntl; larger pipes mean fewer, larger reads
+_F_GETPIPE_SZ = 1032
 
 
 class StreamFilter(Protocol):
@@ -108,13 +108,34 @@ def tune_allocator() -> bool:
     return bool(mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)) and ok
 
 
-def _grow_pipe(fd: int) -> None:
+def _grow_pipe(fd: int) -> int:
+    """Ask for a ``PIPE_SIZE`` pipe; return the capacity it has (0 where it cannot be known).
+
+    The kernel may refuse or shrink the request: above ``/proc/sys/fs/pipe-max-size``,
+    or when the user's pipes already hold ``pipe-user-pages-soft`` pages, in which
+    case a new pipe gets a single page.
+    """
     try:
         import fcntl
 
-        fcntl.fcntl(fd, _F_SETPIPE_SZ, PIPE_SIZE)
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(fd, _F_SETPIPE_SZ, PIPE_SIZE)
+        return int(fcntl.fcntl(fd, _F_GETPIPE_SZ))
     except (OSError, ImportError):
-        pass  # best effort: the default pipe size still works, with smaller reads
+        return 0  # not Linux: the pipe still works, with smaller reads
+
+
+def coalesce_threshold(capacity: int) -> int:
+    """Reads shorter than this, from a pipe of ``capacity`` bytes, are worth a short pause.
+
+    A fast writer hands over small pieces while the reader keeps up; pausing lets
+    the pipe fill so the next read is large. The threshold must follow the pipe's
+    real size: with a fixed 256 KiB one, a 4 KiB or 64 KiB pipe made every read
+    "small", and one pause per pipeful capped the stream at a few MB/s (4 KiB
+    pipe) or ~130 MB/s (64 KiB). A quarter of the pipe counts as large; unknown
+    capacity: never pause.
+    """
+    return capacity // 4
 
 
 def _kill_group(proc: subprocess.Popen[bytes], on_kill: Callable[[], None] | None) -> None:
@@ -170,8 +191,9 @@ def run_streaming(
     deadline = time.monotonic() + timeout if timeout is not None else None
     sel = selectors.DefaultSelector()
     fds = (proc.stdout.fileno(), proc.stderr.fileno())
+    thresholds = [0, 0]
     for index, fd in enumerate(fds):
-        _grow_pipe(fd)
+        thresholds[index] = coalesce_threshold(_grow_pipe(fd))
         sel.register(fd, selectors.EVENT_READ, index)
     if watch is not None:
         sel.register(watch.read_fd, selectors.EVENT_READ, -1)
@@ -198,6 +220,7 @@ def run_streaming(
                         break
                 continue
             got = 0
+            large = False  # some read took a large share of its pipe: no pause
             for key, _ in events:
                 index = key.data
                 if index < 0:
@@ -208,6 +231,7 @@ def run_streaming(
                     continue
                 data = read(key.fd, CHUNK)
                 got += len(data)
+                large = large or len(data) >= thresholds[index]
                 if data:
                     out = filters[index].feed(data)
                 else:
@@ -220,9 +244,8 @@ def run_streaming(
                     tails[index].add(out)
             if how != "exited":
                 break
-            if 0 < got < COALESCE_BYTES:
-                # A fast writer hands over small pieces; pausing briefly lets the pipe
-                # fill so the next read is large. Costs at most COALESCE_SECONDS of latency.
+            if got and not large:
+                # See coalesce_threshold. Costs at most COALESCE_SECONDS of latency.
                 sleep(COALESCE_SECONDS)
         if how == "orphaned":
             # The job ended; what it left running in its group goes with it.

@@ -188,6 +188,49 @@ def test_output_split_byte_by_byte_is_redacted(tmp_path: Path, write_workflow: C
     assert out.strip() == REDACTED
 
 
+def test_a_one_page_pipe_is_read_without_a_pause_per_read(
+    tmp_path: Path, write_workflow: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the kernel gives the job a one-page pipe (as it does once a user's pipes hold
+    ``pipe-user-pages-soft`` pages), full reads are not followed by the coalescing pause:
+    pausing after each 4 KiB read capped the stream at a few MB/s. The output still arrives
+    byte-exact and redacted."""
+    from loom_core.workflow import process
+
+    monkeypatch.setattr(process, "PIPE_SIZE", 4096)
+    reads: list[int] = []
+    pauses: list[float] = []
+    real_read, real_sleep = process.os.read, process.time.sleep
+
+    def counting_read(fd: int, size: int) -> bytes:
+        data = real_read(fd, size)
+        reads.append(len(data))
+        return data
+
+    def counting_sleep(seconds: float) -> None:
+        pauses.append(seconds)
+        real_sleep(seconds)
+
+    monkeypatch.setattr(process.os, "read", counting_read)
+    monkeypatch.setattr(process.time, "sleep", counting_sleep)
+    path = write_workflow(
+        """\
+        jobs:
+          fast:
+            secrets: {DATABASE_PASSWORD: {ref: "env://DB_PW"}}
+            script:
+              - 'yes "line $(cat "$DATABASE_PASSWORD") end" | head -n 20000'
+        """
+    )
+    result: Any
+    result, out, _ = run_inprocess(path, {"DB_PW": VALUE})
+    assert result.exit_code == 0
+    assert out == (b"line " + REDACTED + b" end\n") * 20000
+    big_reads = [n for n in reads if n >= 1024]
+    assert len(big_reads) > 100, f"expected many page-sized reads, got {len(big_reads)} of {len(reads)}"
+    assert len(pauses) < len(big_reads) // 4, f"{len(pauses)} pauses for {len(big_reads)} large reads"
+
+
 def test_failure_skips_dependents_and_removes_files(tmp_path: Path, write_workflow: Callable[..., Path]) -> None:
     """A failing job's files are removed, its dependents skipped, independents still run, exit 1."""
     path = write_workflow(

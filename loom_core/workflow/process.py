@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Protocol
 
 from loom_core.workflow.receipt import Tail
 
@@ -41,11 +41,44 @@ class StreamFilter(Protocol):
 
 @dataclass
 class Outcome:
-    """How a process ended: ``exited``, ``timed_out`` or ``interrupted`` (with the signal)."""
+    """How a process ended: ``exited``, ``timed_out``, ``interrupted`` (with the signal), or
+    ``output_failed``: a sink refused the job's output (``failed_stream`` 0 or 1, ``error``)."""
 
     how: str
     returncode: int
     signal: int | None = None
+    failed_stream: int | None = None
+    error: str | None = None
+
+
+class Sink(Protocol):
+    """Where a stream's redacted output goes (the console's binary stdout or stderr)."""
+
+    def write(self, data: bytes, /) -> int: ...
+
+    def flush(self) -> None: ...
+
+
+class _Discard:
+    """Stands in for a sink that failed, so the other stream and the receipt tails go on."""
+
+    def write(self, data: bytes) -> int:
+        return len(data)
+
+    def flush(self) -> None:
+        return None
+
+
+def _emit(sinks: list[Sink], tails: tuple[Tail, Tail], index: int, out: bytes) -> OSError | None:
+    """Write redacted ``out`` to its sink and tail; a failing sink is replaced by a discarding one."""
+    tails[index].add(out)
+    try:
+        sinks[index].write(out)
+        sinks[index].flush()
+    except OSError as exc:  # the console went away (EPIPE) or its file system is full (ENOSPC)
+        sinks[index] = _Discard()
+        return exc
+    return None
 
 
 class SignalWatch:
@@ -158,7 +191,7 @@ def run_streaming(
     env: Mapping[str, str],
     cwd: Path,
     timeout: float | None,
-    sinks: tuple[BinaryIO, BinaryIO],
+    sinks: tuple[Sink, Sink],
     filters: tuple[StreamFilter, StreamFilter],
     tails: tuple[Tail, Tail],
     watch: SignalWatch | None = None,
@@ -198,6 +231,8 @@ def run_streaming(
     if watch is not None:
         sel.register(watch.read_fd, selectors.EVENT_READ, -1)
     how = "exited"
+    outputs: list[Sink] = list(sinks)
+    failed: tuple[int, OSError] | None = None
     open_streams = 2
     read = os.read
     sleep = time.sleep
@@ -238,10 +273,8 @@ def run_streaming(
                     sel.unregister(key.fd)
                     open_streams -= 1
                     out = filters[index].finish()
-                if out:
-                    sinks[index].write(out)
-                    sinks[index].flush()
-                    tails[index].add(out)
+                if out and (failure := _emit(outputs, tails, index, out)) is not None:
+                    how, failed = "output_failed", (index, failure)
             if how != "exited":
                 break
             if got and not large:
@@ -256,7 +289,7 @@ def run_streaming(
         if how != "exited":
             if watch is not None:
                 sel.unregister(watch.read_fd)
-            _drain_after_kill(sel, fds, sinks, filters, tails)
+            _drain_after_kill(sel, fds, outputs, filters, tails)
         returncode = proc.wait()
     finally:
         sel.close()
@@ -265,13 +298,16 @@ def run_streaming(
         proc.stdout.close()
         proc.stderr.close()
     sig = watch.received if (watch is not None and how == "interrupted") else None
+    if how == "output_failed" and failed is not None:
+        index, exc = failed
+        return Outcome(how, returncode, failed_stream=index, error=f"{type(exc).__name__}: {exc.strerror or exc}")
     return Outcome("exited" if how == "orphaned" else how, returncode, sig)
 
 
 def _drain_after_kill(
     sel: selectors.BaseSelector,
     fds: tuple[int, int],
-    sinks: tuple[BinaryIO, BinaryIO],
+    sinks: list[Sink],
     filters: tuple[StreamFilter, StreamFilter],
     tails: tuple[Tail, Tail],
 ) -> None:
@@ -289,13 +325,9 @@ def _drain_after_kill(
                 live.discard(key.fd)
                 sel.unregister(key.fd)
             if out:
-                sinks[index].write(out)
-                sinks[index].flush()
-                tails[index].add(out)
+                _emit(sinks, tails, index, out)
     for fd in live:
         index = fds.index(fd)
         out = filters[index].finish()
         if out:
-            sinks[index].write(out)
-            sinks[index].flush()
-            tails[index].add(out)
+            _emit(sinks, tails, index, out)

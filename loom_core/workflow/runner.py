@@ -10,6 +10,7 @@ the jobs that do not need it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -106,9 +107,14 @@ class Run:
 
     # -- console ----------------------------------------------------------
     def say(self, text: str, redactor: Any = None) -> None:
-        """A Loom lifecycle message on stderr, through the current job's redactor."""
-        self.err.write(("loom: " + scrubber(redactor)(text) + "\n").encode("utf-8", "replace"))
-        self.err.flush()
+        """A Loom lifecycle message on stderr, through the current job's redactor.
+
+        A closed or full stderr loses the message, not the run's bookkeeping: the
+        receipt is the record, and cleanup must still happen.
+        """
+        with contextlib.suppress(OSError):
+            self.err.write(("loom: " + scrubber(redactor)(text) + "\n").encode("utf-8", "replace"))
+            self.err.flush()
 
     # -- the run ------------------------------------------------------------
     def execute(self) -> RunResult:
@@ -275,6 +281,16 @@ class Run:
             record.duration_seconds = round(time.monotonic() - clock, 3)
             record.stdout, record.stderr = tails[0].to_dict(), tails[1].to_dict()
         record.exit_code = outcome.returncode
+        if outcome.how == "output_failed":
+            stream = "stdout" if outcome.failed_stream == 0 else "stderr"
+            record.status = "error"
+            message = (
+                f"job {job.name!r} was stopped: its {stream} could not be written ({outcome.error}); "
+                "whatever reads loom's output closed it or its disk is full. The job's process group was "
+                "killed; its output so far is in the receipt"
+            )
+            record.error = {"code": ErrorCode.WORKFLOW_JOB_FAILED.value, "message": scrubber(redactor)(message)}
+            raise LoomError(ErrorCode.WORKFLOW_JOB_FAILED, record.error["message"])
         if outcome.how == "timed_out":
             record.status, record.reason = "timed_out", f"exceeded timeout of {job.timeout} s; process group killed"
         elif outcome.how == "interrupted":

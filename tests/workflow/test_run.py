@@ -231,6 +231,76 @@ def test_a_one_page_pipe_is_read_without_a_pause_per_read(
     assert len(pauses) < len(big_reads) // 4, f"{len(pauses)} pauses for {len(big_reads)} large reads"
 
 
+class _ClosingConsole:
+    """A console that accepts ``limit`` bytes, then fails as a closed pipe does."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.data = limit, bytearray()
+
+    def write(self, data: bytes) -> int:
+        if len(self.data) >= self.limit:
+            raise BrokenPipeError(32, "Broken pipe")
+        self.data += data
+        return len(data)
+
+    def flush(self) -> None:
+        return None
+
+
+def test_a_console_that_goes_away_stops_the_job_and_the_receipt_says_so(
+    tmp_path: Path, write_workflow: Callable[..., Path]
+) -> None:
+    """``loom run wf.yml | head``: once stdout refuses output (EPIPE), the job's process group is
+    killed, its secret file removed, later jobs skipped, and the receipt says the output could not
+    be written (it used to say the job "could not start"), with the job's exit status."""
+    from loom_core.workflow.runner import RunOptions, run_workflow
+
+    path = write_workflow(
+        """\
+        jobs:
+          chatty:
+            timeout: 60
+            secrets: {DATABASE_PASSWORD: {ref: "env://DB_PW"}}
+            script:
+              - 'echo "$DATABASE_PASSWORD" > secret.path'
+              - 'echo $$ > shell.pid'
+              - 'while true; do echo "value $(cat "$DATABASE_PASSWORD")"; done'
+          after:
+            needs: [chatty]
+            script: ["touch after.ran"]
+        """
+    )
+    console, err = _ClosingConsole(64 * 1024), _ClosingConsole(1 << 20)
+    from .conftest import clean_env
+
+    result = run_workflow(
+        RunOptions(
+            workflow=path,
+            environ=clean_env({"DB_PW": VALUE}),
+            config=LoomConfig(),
+            stdout=console,  # type: ignore[arg-type]
+            stderr=err,  # type: ignore[arg-type]
+            receipt=tmp_path / "receipt.json",
+            handle_signals=False,
+        )
+    )
+    assert result.exit_code == 1
+    chatty, after = result.receipt.jobs
+    assert chatty.status == "error" and after.status == "skipped"
+    assert chatty.error is not None and chatty.error["code"] == "WORKFLOW_JOB_FAILED"
+    assert "its stdout could not be written (BrokenPipeError" in chatty.error["message"]
+    assert "could not start" not in chatty.error["message"]
+    assert chatty.exit_code is not None and chatty.exit_code != 0, "the job was killed, not left running"
+    assert not (tmp_path / "after.ran").exists()
+    assert bytes(console.data).startswith(b"value " + REDACTED)
+    assert (VALUE.encode() in bytes(console.data) + bytes(err.data)) is False
+    assert "[REDACTED:SECRET_DATABASE_PASSWORD]" in chatty.stdout["tail"]
+    assert not Path((tmp_path / "secret.path").read_text().strip()).exists()
+    shell = int((tmp_path / "shell.pid").read_text())
+    time.sleep(0.2)
+    assert not Path(f"/proc/{shell}").exists() or "Z" in Path(f"/proc/{shell}/stat").read_text().split()[2]
+
+
 def test_failure_skips_dependents_and_removes_files(tmp_path: Path, write_workflow: Callable[..., Path]) -> None:
     """A failing job's files are removed, its dependents skipped, independents still run, exit 1."""
     path = write_workflow(

@@ -165,7 +165,7 @@ def coalesce_threshold(capacity: int) -> int:
     the pipe fill so the next read is large. The threshold must follow the pipe's
     real size: with a fixed 256 KiB one, a 4 KiB or 64 KiB pipe made every read
     "small", and one pause per pipeful capped the stream at a few MB/s (4 KiB
-    pipe) or ~130 MB/s (64 KiB). A quarter of the pipe counts as large; unknown
+    pipe) or ~100 MB/s (64 KiB). A quarter of the pipe counts as large; unknown
     capacity: never pause.
     """
     return capacity // 4

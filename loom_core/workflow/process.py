@@ -27,6 +27,8 @@ COALESCE_SECONDS = 0.0005
 KILL_GRACE_SECONDS = 3.0
 POLL_SECONDS = 0.25
 ORPHAN_GRACE_SECONDS = 1.0
+EXIT_POLL_SECONDS = 0.05  # where no process fd exists: how often to check the main process
+_SIGNAL, _EXIT = -1, -2  # selector keys besides the two streams (0, 1)
 _F_SETPIPE_SZ = 1031  # Linux fcntl; larger pipes mean fewer, larger reads
 _F_GETPIPE_SZ = 1032
 
@@ -171,6 +173,14 @@ def coalesce_threshold(capacity: int) -> int:
     return capacity // 4
 
 
+def _exit_fd(pid: int) -> int | None:
+    """A descriptor that becomes readable when ``pid`` exits (Linux pidfd), or None."""
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
+
+
 def _kill_group(proc: subprocess.Popen[bytes], on_kill: Callable[[], None] | None) -> None:
     if on_kill is not None:
         with contextlib.suppress(Exception):
@@ -202,8 +212,11 @@ def run_streaming(
     """Run ``argv`` in its own process group, streaming redacted output until it ends.
     ``pass_fds`` stay open in the job (the secrets directory's lock).
 
-    The job ends when its pipes close; if its main process exits while a background
-    child keeps them open, that leftover group is killed after a short grace period.
+    The job ends when its main process has exited and its pipes are closed. A
+    main process that exits while a background child keeps the pipes open (quiet
+    or not) leaves that group ``ORPHAN_GRACE_SECONDS`` to finish, then it is
+    killed. A main process that closed its pipes (``exec > log``) is still
+    waited for, under the same timeout and signals.
     """
     if watch is not None and watch.received is not None:
         return Outcome("interrupted", -watch.received, watch.received)
@@ -229,40 +242,53 @@ def run_streaming(
         thresholds[index] = coalesce_threshold(_grow_pipe(fd))
         sel.register(fd, selectors.EVENT_READ, index)
     if watch is not None:
-        sel.register(watch.read_fd, selectors.EVENT_READ, -1)
+        sel.register(watch.read_fd, selectors.EVENT_READ, _SIGNAL)
+    exit_fd = _exit_fd(proc.pid)
+    if exit_fd is not None:
+        sel.register(exit_fd, selectors.EVENT_READ, _EXIT)
     how = "exited"
     outputs: list[Sink] = list(sinks)
     failed: tuple[int, OSError] | None = None
     open_streams = 2
     read = os.read
     sleep = time.sleep
-    exited_at: float | None = None
+    exited_at: float | None = None  # when the main process was seen to exit
+    next_poll = 0.0  # without an exit fd: when to ask the kernel again
     try:
-        while open_streams:
+        while True:
+            now = time.monotonic()
+            if exited_at is None and exit_fd is None and now >= next_poll:
+                next_poll = now + EXIT_POLL_SECONDS
+                if proc.poll() is not None:
+                    exited_at = now
+            if exited_at is not None and not open_streams:
+                break
             wait = POLL_SECONDS
+            if exited_at is not None:
+                wait = exited_at + ORPHAN_GRACE_SECONDS - now
+                if wait <= 0:
+                    how = "orphaned"  # the group's leftovers still hold the pipes
+                    break
+            elif exit_fd is None:
+                wait = min(wait, next_poll - now)
             if deadline is not None:
-                wait = min(wait, deadline - time.monotonic())
+                wait = min(wait, deadline - now)
                 if wait <= 0:
                     how = "timed_out"
                     break
-            events = sel.select(wait)
-            if not events:
-                # The job's shell may be gone while a background child holds the pipes.
-                if proc.poll() is not None:
-                    exited_at = exited_at if exited_at is not None else time.monotonic()
-                    if time.monotonic() - exited_at >= ORPHAN_GRACE_SECONDS:
-                        how = "orphaned"
-                        break
-                continue
             got = 0
             large = False  # some read took a large share of its pipe: no pause
-            for key, _ in events:
+            for key, _ in sel.select(max(wait, 0.0)):
                 index = key.data
-                if index < 0:
+                if index == _SIGNAL:
                     assert watch is not None
                     watch.drain()
                     if watch.received is not None:
                         how = "interrupted"
+                    continue
+                if index == _EXIT:
+                    sel.unregister(key.fd)
+                    exited_at = time.monotonic()
                     continue
                 data = read(key.fd, CHUNK)
                 got += len(data)
@@ -287,12 +313,15 @@ def run_streaming(
         elif how != "exited":
             _kill_group(proc, on_kill)
         if how != "exited":
-            if watch is not None:
-                sel.unregister(watch.read_fd)
+            for key in list(sel.get_map().values()):
+                if key.data in (_SIGNAL, _EXIT):
+                    sel.unregister(key.fd)
             _drain_after_kill(sel, fds, outputs, filters, tails)
         returncode = proc.wait()
     finally:
         sel.close()
+        if exit_fd is not None:
+            os.close(exit_fd)
         if proc.poll() is None:
             _kill_group(proc, on_kill)
         proc.stdout.close()

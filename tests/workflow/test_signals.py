@@ -43,12 +43,15 @@ def _gone(pid: int) -> bool:
     return not stat.exists() or stat.read_text().split()[2] == "Z"
 
 
+@pytest.mark.parametrize("closes_output", [False, True], ids=["streaming", "exec-to-log"])
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signal_kills_job_removes_files_and_records(
-    tmp_path: Path, write_workflow: Callable[..., Path], sig: signal.Signals, code: int
+    tmp_path: Path, write_workflow: Callable[..., Path], sig: signal.Signals, code: int, closes_output: bool
 ) -> None:
-    """The signal to loom kills the job's group, removes the secret files, writes the receipt, exits."""
-    write_workflow(WORKFLOW)
+    """The signal to loom kills the job's group, removes the secret files, writes the receipt, exits;
+    also when the job has closed its pipes (``exec > log``) and loom only waits for it to exit."""
+    redirect = "      - 'exec > job.log 2>&1'\n      - 'sleep 60'\n"
+    write_workflow(WORKFLOW.replace("      - 'sleep 60'\n", redirect) if closes_output else WORKFLOW)
     proc = subprocess.Popen(
         [*LOOM, "run", "workflow.yml", "--receipt", "r.json"],
         cwd=tmp_path,

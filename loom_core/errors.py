@@ -76,6 +76,7 @@ class ErrorCode(StrEnum):
     WORKFLOW_CYCLE = "WORKFLOW_CYCLE"
     WORKFLOW_JOB_FAILED = "WORKFLOW_JOB_FAILED"
     WORKFLOW_DOCKER_UNAVAILABLE = "WORKFLOW_DOCKER_UNAVAILABLE"
+    WORKFLOW_RECEIPT_UNWRITABLE = "WORKFLOW_RECEIPT_UNWRITABLE"
     # -- memory server -----------------------------------------------------
     AUTH_REQUIRED = "AUTH_REQUIRED"
     AUTH_INVALID = "AUTH_INVALID"
@@ -284,12 +285,18 @@ _CATALOGUE_ROWS: dict[ErrorCode, tuple[str, str]] = {
         "Remove the cycle or fix the job name.",
     ),
     ErrorCode.WORKFLOW_JOB_FAILED: (
-        "A job exited non-zero, timed out or was interrupted.",
+        "A job exited non-zero, timed out or was interrupted, or its output could not be written "
+        "(console closed, disk full).",
         "Read the job's redacted output in the console or the receipt.",
     ),
     ErrorCode.WORKFLOW_DOCKER_UNAVAILABLE: (
         "A job needs Docker and no Docker engine answers.",
         "Start a Docker engine, or run the job without `image`.",
+    ),
+    ErrorCode.WORKFLOW_RECEIPT_UNWRITABLE: (
+        "The run's receipt cannot be written (its directory is a file, read-only, or the disk is full).",
+        "Pass `--receipt` a path in a writable directory. Checked before the first job starts, so "
+        "nothing ran; if it fails at the end, the console still shows each job's outcome.",
     ),
     ErrorCode.AUTH_REQUIRED: (
         "The request carries no `Authorization: Bearer` header.",

@@ -85,6 +85,21 @@ def _default_config(environ: Mapping[str, str]) -> Any:
     return load_config(None, environ)
 
 
+def _console(stream: Any) -> BinaryIO:
+    """The binary side of ``sys.stdout``/``sys.stderr``; a discarding sink when it was closed
+    at start-up (``loom run wf.yml >&-``: Python then sets it to None). The receipt keeps
+    each job's output either way."""
+    if stream is None or not hasattr(stream, "buffer"):
+        return open(os.devnull, "wb")  # lives as long as the run
+    buffer: BinaryIO = stream.buffer
+    return buffer
+
+
+def _display_path(path: Path) -> str:
+    """``path`` as text that always encodes: bytes that are not UTF-8 become ``\\xNN``."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
 class Run:
     """One ``loom run`` in progress."""
 
@@ -94,8 +109,8 @@ class Run:
         self.config = opts.config if opts.config is not None else _default_config(self.environ)
         self.min_length = int(self.config.secrets.min_length)
         self.host = opts.host or PluginHost(disabled=self.config.plugins.disabled, environ=self.environ)
-        self.out: BinaryIO = opts.stdout if opts.stdout is not None else sys.stdout.buffer
-        self.err: BinaryIO = opts.stderr if opts.stderr is not None else sys.stderr.buffer
+        self.out: BinaryIO = opts.stdout if opts.stdout is not None else _console(sys.stdout)
+        self.err: BinaryIO = opts.stderr if opts.stderr is not None else _console(sys.stderr)
         self.pool = ProviderPool(self.host, self.environ)
         self.run_id = _new_run_id()
         self.watch: SignalWatch | None = None
@@ -133,7 +148,7 @@ class Run:
         digest = hashlib.sha256(self.opts.workflow.read_bytes()).hexdigest()
         receipt = Receipt(
             run_id=self.run_id,
-            workflow=str(self.opts.workflow),
+            workflow=_display_path(self.opts.workflow),
             workflow_sha256=digest,
             selected_job=self.opts.job,
         )
@@ -141,6 +156,11 @@ class Run:
         receipt.jobs = list(records.values())
         path = self.opts.receipt or Path.cwd() / ".loom" / "runs" / f"{self.run_id}.json"
         result = RunResult(receipt, path, 0)
+        try:
+            self._write_first_receipt(receipt, path)
+        except LoomError as exc:
+            receipt.status, result.error, result.exit_code = "error", exc, 1
+            return result
         started = False
         if self.opts.handle_signals and threading.current_thread() is threading.main_thread():
             self.watch = SignalWatch()
@@ -176,10 +196,24 @@ class Run:
                 self.watch.uninstall()
             receipt.finished_at = utc_now()
             receipt.status = self._status(receipt, result)
-            write_receipt(receipt, path)
-            self.say(f"receipt: {path}")
+            try:
+                write_receipt(receipt, path)
+                self.say(f"receipt: {_display_path(path)}")
+            except OSError as exc:
+                failure = _receipt_error(path, exc, "at the end of the run; the jobs' outcome is above")
+                self.say(failure.message)
+                result.error = result.error or failure
         result.exit_code = self._exit_code(receipt, result)
         return result
+
+    def _write_first_receipt(self, receipt: Receipt, path: Path) -> None:
+        """Write the receipt (status ``running``) before anything runs: a path that cannot be
+        written is refused while nothing has happened yet, and a run killed outright still
+        leaves a record of what it was."""
+        try:
+            write_receipt(receipt, path)
+        except OSError as exc:
+            raise _receipt_error(path, exc, "before the first job; nothing ran") from None
 
     def _redaction_values(self, values: dict[str, SecretValue]) -> dict[str, SecretValue]:
         """``values`` plus every value earlier jobs resolved; an earlier value whose name is
@@ -355,6 +389,14 @@ class Run:
         if receipt.status == "interrupted":
             return EXIT_INTERRUPTED.get(self._interrupted() or 2, 130)
         return 0 if receipt.status == "success" else 1
+
+
+def _receipt_error(path: Path, exc: OSError, when: str) -> LoomError:
+    return LoomError(
+        ErrorCode.WORKFLOW_RECEIPT_UNWRITABLE,
+        f"cannot write the receipt {_display_path(path)} ({type(exc).__name__}: {exc.strerror or exc}) {when}; "
+        "pass --receipt a path in a writable directory",
+    )
 
 
 def run_workflow(opts: RunOptions) -> RunResult:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -504,3 +505,142 @@ def test_background_child_holding_pipes_is_killed_when_job_ends(
     child = Path(f"/proc/{int((tmp_path / 'child.pid').read_text())}/stat")
     time.sleep(0.1)
     assert not child.exists() or child.read_text().split()[2] == "Z"
+
+
+def _gone(pid: int) -> bool:
+    stat = Path(f"/proc/{pid}/stat")
+    return not stat.exists() or stat.read_text().split()[2] == "Z"
+
+
+def test_a_chatty_background_child_does_not_keep_the_job_alive(
+    tmp_path: Path, write_workflow: Callable[..., Path]
+) -> None:
+    """The main shell exits at once while a background loop keeps printing: the job still ends
+    (after the grace period) with the shell's status, and the loop is killed. Before, any child
+    writing more often than the poll interval kept the job running until the timeout."""
+    path = write_workflow(
+        """\
+        jobs:
+          a:
+            timeout: 60
+            script:
+              - '(while true; do echo tick; sleep 0.05; done) & echo $! > child.pid'
+              - 'echo main-done'
+          b: {needs: [a], script: ['touch b.marker']}
+        """
+    )
+    result: Any
+    result, out, _ = run_inprocess(path, {})
+    job = result.receipt.jobs[0]
+    assert job.status == "success" and job.exit_code == 0, job
+    assert out.startswith(b"main-done\n") or b"main-done\n" in out
+    assert (tmp_path / "b.marker").exists()
+    time.sleep(0.1)
+    assert _gone(int((tmp_path / "child.pid").read_text()))
+
+
+def test_a_job_that_closes_its_output_still_times_out(
+    tmp_path: Path, write_workflow: Callable[..., Path]
+) -> None:
+    """``exec > build.log 2>&1`` closes the job's pipes while it keeps running: the timeout
+    still applies (it used to be ignored, the job ran to its end and counted as a success),
+    the group is killed and the secret file removed."""
+    path = write_workflow(
+        """\
+        jobs:
+          quiet:
+            timeout: 1
+            secrets: {DATABASE_PASSWORD: {ref: "env://DB_PW"}}
+            script:
+              - 'echo "$DATABASE_PASSWORD" > secret.path'
+              - 'echo $$ > shell.pid'
+              - 'exec > build.log 2>&1'
+              - 'sleep 60'
+              - 'touch finished.marker'
+        """
+    )
+    result: Any
+    result, _, _ = run_inprocess(path, {"DB_PW": VALUE})
+    job = result.receipt.jobs[0]
+    assert job.status == "timed_out" and result.exit_code == 1, job
+    assert not (tmp_path / "finished.marker").exists()
+    assert not Path((tmp_path / "secret.path").read_text().strip()).exists()
+    time.sleep(0.1)
+    assert _gone(int((tmp_path / "shell.pid").read_text()))
+
+
+@pytest.mark.parametrize("where", ["parent-is-a-file", "is-a-directory"])
+def test_an_unwritable_receipt_path_is_refused_before_any_job_runs(
+    tmp_path: Path, write_workflow: Callable[..., Path], where: str
+) -> None:
+    """The receipt is written first (status ``running``): a path that cannot take it fails with
+    WORKFLOW_RECEIPT_UNWRITABLE while nothing has run. Before, the jobs ran and the record was
+    lost to a traceback at the end."""
+    path = write_workflow("jobs:\n  a: {script: ['touch ran.marker']}\n")
+    (tmp_path / "adir").mkdir()
+    receipt = tmp_path / "workflow.yml" / "r.json" if where == "parent-is-a-file" else tmp_path / "adir"
+    result: Any
+    result, _, _ = run_inprocess(path, {}, receipt=receipt)
+    assert result.exit_code == 1
+    assert result.error is not None and result.error.code == ErrorCode.WORKFLOW_RECEIPT_UNWRITABLE
+    assert "nothing ran" in result.error.message and "--receipt" in result.error.message
+    assert not (tmp_path / "ran.marker").exists()
+
+
+def test_the_receipt_exists_while_the_run_is_going(tmp_path: Path, write_workflow: Callable[..., Path]) -> None:
+    """A run that is killed outright still leaves a receipt: written with status ``running`` and
+    every job ``pending`` before the first job starts, then rewritten at the end."""
+    path = write_workflow("jobs:\n  a: {script: ['cat receipt.json > seen.json']}\n")
+    result: Any
+    result, _, _ = run_inprocess(path, {})
+    assert result.exit_code == 0
+    seen = json.loads((tmp_path / "seen.json").read_text())
+    assert seen["status"] == "running" and [j["status"] for j in seen["jobs"]] == ["pending"]
+    assert json.loads((tmp_path / "receipt.json").read_text())["status"] == "success"
+
+
+def test_a_workflow_path_that_is_not_utf8_still_gets_its_receipt(
+    tmp_path: Path, write_workflow: Callable[..., Path]
+) -> None:
+    """A file name with a byte that is not UTF-8 is recorded escaped instead of failing the
+    receipt after the jobs ran."""
+    source = write_workflow("jobs:\n  a: {script: ['true']}\n")
+    odd = Path(os.fsdecode(bytes(tmp_path) + b"/wf-\xff.yml"))
+    source.rename(odd)
+    result: Any
+    result, _, _ = run_inprocess(odd, {}, receipt=tmp_path / "r.json")
+    assert result.exit_code == 0
+    assert json.loads((tmp_path / "r.json").read_text())["workflow"].endswith("wf-\\xff.yml")
+
+
+def test_loom_run_with_its_stdout_closed_runs_and_records(
+    tmp_path: Path, write_workflow: Callable[..., Path]
+) -> None:
+    """``loom run wf.yml >&-`` (no stdout at all): the job runs, its redacted output goes to the
+    receipt, and the run succeeds. It used to crash on ``sys.stdout.buffer`` before any job."""
+    import subprocess
+
+    from .conftest import LOOM, clean_env
+
+    write_workflow(
+        """\
+        jobs:
+          a:
+            secrets: {DATABASE_PASSWORD: {ref: "env://DB_PW"}}
+            script: ['echo "hello $(cat "$DATABASE_PASSWORD")"']
+        """
+    )
+    proc = subprocess.run(
+        [*LOOM, "run", "workflow.yml", "--receipt", "r.json"],
+        cwd=tmp_path,
+        env=clean_env({"DB_PW": VALUE}),
+        stdin=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        preexec_fn=lambda: os.close(1),  # the child starts without a stdout
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    receipt = json.loads((tmp_path / "r.json").read_text())
+    assert receipt["status"] == "success"
+    assert receipt["jobs"][0]["stdout"]["tail"] == "hello [REDACTED:SECRET_DATABASE_PASSWORD]\n"

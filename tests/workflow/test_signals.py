@@ -50,7 +50,7 @@ def test_signal_kills_job_removes_files_and_records(
 ) -> None:
     """The signal to loom kills the job's group, removes the secret files, writes the receipt, exits;
     also when the job has closed its pipes (``exec > log``) and loom only waits for it to exit."""
-    redirect = "      - 'exec > job.log 2>&1'\n      - 'sleep 60'\n"
+    redirect = "      - 'exec > job.log 2>&1'\n      - 'echo yes > redirected.txt'\n      - 'sleep 60'\n"
     write_workflow(WORKFLOW.replace("      - 'sleep 60'\n", redirect) if closes_output else WORKFLOW)
     proc = subprocess.Popen(
         [*LOOM, "run", "workflow.yml", "--receipt", "r.json"],
@@ -62,6 +62,8 @@ def test_signal_kills_job_removes_files_and_records(
     try:
         secret = Path(_wait_for(tmp_path / "secret.path"))
         job_pid = int(_wait_for(tmp_path / "job.pid"))
+        if closes_output:
+            _wait_for(tmp_path / "redirected.txt")  # loom is now only waiting for the job to exit
         assert secret.exists()
         proc.send_signal(sig)
         out, err = proc.communicate(timeout=30)

@@ -463,15 +463,13 @@ class MemoryEngine:
             raise _invalid(f"{where}level", f"must be an integer from 0 to {MAX_LEVEL}")
         if not isinstance(item.metadata, Mapping):
             raise _invalid(f"{where}metadata", "must be an object")
-        if item.metadata:
-            try:
-                rows.encode_json(dict(item.metadata))
-            except (TypeError, ValueError) as exc:
-                raise _invalid(f"{where}metadata", f"must be JSON-serialisable ({exc})") from None
-        if item.expires_at is not None and (
-            isinstance(item.expires_at, bool) or not isinstance(item.expires_at, int) or item.expires_at <= now
-        ):
-            raise _invalid(f"{where}expires_at", "must be a time in the future, in ms since the Unix epoch")
+        if item.metadata and (problem := rows.metadata_problem(dict(item.metadata))) is not None:
+            raise _invalid(f"{where}metadata", problem)
+        if item.expires_at is not None:
+            if (problem := rows.time_problem(item.expires_at)) is not None:
+                raise _invalid(f"{where}expires_at", problem)
+            if item.expires_at <= now:
+                raise _invalid(f"{where}expires_at", "must be a time in the future, in ms since the Unix epoch")
 
     def add_chunks(self, stream: str, items: Sequence[ChunkInput]) -> list[Chunk]:
         """Write ``items`` to ``stream`` atomically (all or none) and index them.

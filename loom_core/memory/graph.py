@@ -35,7 +35,19 @@ def _invalid(field: str, why: str) -> LoomError:
 def _text(field: str, value: object) -> str:
     if not isinstance(value, str) or not value.strip() or len(value) > MAX_NAME:
         raise _invalid(field, f"must be a non-empty string of at most {MAX_NAME} characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise _invalid(field, "is not valid Unicode (a lone surrogate)") from None
     return value.strip()
+
+
+def _metadata(value: object) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise _invalid("metadata", "must be an object")
+    if (problem := rows.metadata_problem(value)) is not None:
+        raise _invalid("metadata", problem)
+    return value
 
 
 def _fold(value: str) -> str:
@@ -76,8 +88,7 @@ class GraphStore:
         if isinstance(aliases, str):
             raise _invalid("aliases", "must be a list of strings")
         clean_aliases = [_text(f"aliases[{i}]", a) for i, a in enumerate(aliases)]
-        if not isinstance(metadata, dict):
-            raise _invalid("metadata", "must be an object")
+        metadata = _metadata(metadata)
         entity_id = str(ULID())
         now = _now()
         batch = WriteBatch()
@@ -160,12 +171,11 @@ class GraphStore:
             if entity.stream != stream:
                 raise _invalid(field, f"entity {entity_id!r} belongs to stream {entity.stream!r}, not {stream!r}")
         for field, value in (("valid_from", valid_from), ("valid_to", valid_to)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-                raise _invalid(field, "must be a time in ms since the Unix epoch")
+            if value is not None and (problem := rows.time_problem(value)) is not None:
+                raise _invalid(field, problem)
         if valid_from is not None and valid_to is not None and valid_to <= valid_from:
             raise _invalid("valid_to", "must be later than valid_from")
-        if not isinstance(metadata, dict):
-            raise _invalid("metadata", "must be an object")
+        metadata = _metadata(metadata)
         relation = Relation(
             id=str(ULID()),
             stream=stream,

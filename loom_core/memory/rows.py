@@ -49,6 +49,13 @@ _SAFE = re.compile(r"^[A-Za-z0-9._:@-]+$")  # needs no JSON escaping
 _ACCESS = struct.Struct("<QQ")
 _HEADER_LEN = struct.Struct(">I")
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+_STRICT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+#: The latest time a record may carry: 9999-12-31T23:59:59.999Z in ms. Times live in int64
+#: columns and print as ISO-8601, so larger values would be stored and then break every open.
+MAX_TIME_MS = 253_402_300_799_999
+#: How deeply metadata may nest. Deeper values were stored and then failed every read.
+MAX_METADATA_DEPTH = 32
 
 
 def check_stream(stream: str) -> str:
@@ -167,6 +174,41 @@ def open_body(codec: Any, stream: str, key: bytes, stored: bytes, what: str) -> 
             details={"stream": stream},
         )
     return body
+
+
+def metadata_problem(value: Any) -> str | None:
+    """Why ``value`` cannot be stored as metadata (never quoting it), or None.
+
+    What is stored must read back as standard JSON: no NaN or infinity (which the
+    JSON module would write and every later response would refuse), no lone
+    surrogates, no nesting beyond :data:`MAX_METADATA_DEPTH`.
+    """
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list | tuple):
+            if depth > MAX_METADATA_DEPTH:
+                return f"nests deeper than {MAX_METADATA_DEPTH} levels"
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    try:
+        _STRICT.encode(value).encode("utf-8")
+    except UnicodeEncodeError:
+        return "holds a string that is not valid Unicode (a lone surrogate)"
+    except ValueError:
+        return "holds a number JSON cannot represent (NaN or infinity)"
+    except TypeError as exc:
+        return f"must be JSON-serialisable ({exc})"
+    return None
+
+
+def time_problem(value: Any) -> str | None:
+    """Why ``value`` is not a storable time in ms since the Unix epoch, or None."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        return "must be a time in ms since the Unix epoch"
+    if not 0 <= value <= MAX_TIME_MS:
+        return "must be a time from 1970 to the year 9999, in ms since the Unix epoch"
+    return None
 
 
 def encode_json(value: Any) -> bytes:

@@ -147,7 +147,8 @@ class VectorStore:
             self._vecs[lo:hi] = vectors
             self._level[lo:hi] = levels
             self._created[lo:hi] = created
-            self._expires[lo:hi] = [NO_EXPIRY if e is None else e for e in expires]
+            # Beyond int64 means never (such rows were accepted before times were bounded).
+            self._expires[lo:hi] = [NO_EXPIRY if e is None or e >= NO_EXPIRY else e for e in expires]
             self._superseded[lo:hi] = superseded
             self._alive[lo:hi] = True
             for offset, chunk_id in enumerate(ids):

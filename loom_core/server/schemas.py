@@ -15,6 +15,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
+from loom_core.memory.rows import MAX_TIME_MS
+
 MAX_BATCH = 10_000
 MAX_LEVEL = 16
 
@@ -54,7 +56,8 @@ def _non_blank(value: str) -> str:
 Timestamp = Annotated[
     int,
     BeforeValidator(parse_time),
-    Field(ge=0, description="ISO-8601 time (UTC when no zone is given) or integer milliseconds since the epoch",
+    Field(ge=0, le=MAX_TIME_MS,
+          description="ISO-8601 time (UTC when no zone is given) or integer milliseconds since the epoch",
           json_schema_extra={"anyOf": [{"type": "string", "format": "date-time"}, {"type": "integer"}]}),
 ]
 NonBlank = Annotated[str, AfterValidator(_non_blank)]

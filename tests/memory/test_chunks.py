@@ -197,3 +197,58 @@ def test_access_statistics_count_reads_and_search_hits_and_survive_a_reopen(
     assert again.access_count == 4 and again.last_accessed_at is not None
     assert again.last_accessed_at >= third.last_accessed_at
     assert reopened.get_chunk(other.id).access_count == 1  # only its own read
+
+
+def _nested(depth: int) -> dict[str, object]:
+    value: dict[str, object] = {}
+    for _ in range(depth - 1):
+        value = {"k": value}
+    return value
+
+
+@pytest.mark.parametrize(
+    ("item", "field", "reason"),
+    [
+        (ChunkInput("x", expires_at=2**63), "expires_at", "year 9999"),
+        (ChunkInput("x", expires_at=10**20), "expires_at", "year 9999"),
+        (ChunkInput("x", metadata={"score": float("inf")}), "metadata", "NaN or infinity"),
+        (ChunkInput("x", metadata={"score": float("nan")}), "metadata", "NaN or infinity"),
+        (ChunkInput("x", metadata={"k": "\ud800"}), "metadata", "lone surrogate"),
+        (ChunkInput("x", metadata=_nested(600)), "metadata", "deeper than 32"),
+    ],
+    ids=["expiry-2^63", "expiry-1e20", "inf", "nan", "surrogate", "deep"],
+)
+def test_values_that_could_not_be_read_back_are_refused_before_anything_is_written(
+    engine: MemoryEngine, item: ChunkInput, field: str, reason: str
+) -> None:
+    """An expiry beyond int64 used to be written and then break every later open of the data
+    directory; NaN, infinity and very deep metadata were written and then failed every read.
+    Each is VALIDATION_FAILED now, and the stream stays empty."""
+    with pytest.raises(LoomError) as info:
+        engine.add_chunk("s", item)
+    assert info.value.code == ErrorCode.VALIDATION_FAILED
+    assert info.value.details == {"field": field} and reason in info.value.message
+    assert engine.list_chunks("s").items == []
+    assert engine.add_chunk("s", ChunkInput("fine", metadata=_nested(32))).metadata == _nested(32)
+
+
+def test_a_stored_expiry_beyond_int64_no_longer_stops_the_engine_opening(open_engine: Callable[..., MemoryEngine]) -> None:
+    """Rows written before expiries were bounded may hold one beyond int64: the engine opens
+    and serves them as never expiring instead of failing with OverflowError at start-up."""
+    from loom_core.contracts.storage import WriteBatch
+    from loom_core.memory import rows
+
+    engine = open_engine()
+    chunk = engine.add_chunk("s", ChunkInput("kept for ever", expires_at=rows.MAX_TIME_MS))
+    raw = engine.storage.get("routing", rows.id_key(chunk.id))
+    assert raw is not None
+    routing = rows.Routing.from_bytes(raw)
+    routing.expires_at = 2**64
+    batch = WriteBatch()
+    batch.put("routing", rows.id_key(chunk.id), rows.encode_json(rows.asdict_routing(routing)))
+    engine.storage.write(batch, durable=True)
+    engine.close()
+    reopened = open_engine()
+    assert reopened.get_chunk(chunk.id).content == "kept for ever"
+    hits = reopened.search(SearchRequest(query="kept for ever", streams=["s"], mode="vector"))
+    assert [h.chunk.id for h in hits] == [chunk.id]

@@ -106,3 +106,28 @@ def test_graph_keys_hold_no_names(engine: MemoryEngine) -> None:
     keys = b"".join(key for key, _ in engine.storage.iterate("graph"))
     for marker in (b"Zanzibar", b"Quokka", b"marmalade"):
         assert (marker in keys) is False
+
+
+def test_graph_values_that_could_not_be_read_back_are_refused(engine: MemoryEngine) -> None:
+    """NaN or infinity in metadata, a lone surrogate in a name or in metadata, and a validity time
+    beyond the year 9999 were stored and then made every listing of the stream fail; each is
+    VALIDATION_FAILED now, naming the field, and nothing is stored."""
+    a = engine.add_entity("g", type="t", name="A")
+    cases = [
+        (lambda: engine.add_entity("g", type="t", name="B", metadata={"x": float("nan")}), "metadata"),
+        (lambda: engine.add_entity("g", type="t", name="B", metadata={"x": float("-inf")}), "metadata"),
+        (lambda: engine.add_entity("g", type="t", name="B", metadata={"x": "\ud800"}), "metadata"),
+        (lambda: engine.add_entity("g", type="t", name="B\udfff"), "name"),
+        (lambda: engine.add_entity("g", type="t", name="B", aliases=["\ud800"]), "aliases[0]"),
+        (lambda: engine.add_relation("g", subject=a.id, predicate="p", object=a.id, valid_to=2**63), "valid_to"),
+        (
+            lambda: engine.add_relation("g", subject=a.id, predicate="p", object=a.id, metadata={"w": float("inf")}),
+            "metadata",
+        ),
+    ]
+    for call, field in cases:
+        with pytest.raises(LoomError) as err:
+            call()
+        assert err.value.code is ErrorCode.VALIDATION_FAILED and err.value.details == {"field": field}
+    assert [e.name for e in engine.list_entities("g")] == ["A"]
+    assert engine.list_relations("g") == []

@@ -399,3 +399,27 @@ def test_invalid_stream_name_is_a_validation_error(http: httpx.Client) -> None:
     response = http.post("/v1/streams/bad%20name!/chunks", json={"content": "x"})
     assert response.status_code == 422, response.text
     assert error_code(response) == "VALIDATION_FAILED" and "stream name" in response.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"content": "x", "expires_at": 9223372036854775808}',
+        b'{"content": "x", "metadata": {"score": 1e400}}',
+        b'{"content": "x", "metadata": {"score": NaN}}',
+        b'{"content": "x", "metadata": ' + b'{"k": ' * 100 + b"1" + b"}" * 100 + b"}",
+    ],
+    ids=["expiry-beyond-int64", "infinity", "nan", "deep"],
+)
+def test_bodies_that_could_not_be_read_back_are_422_and_store_nothing(http: httpx.Client, body: bytes) -> None:
+    """These were answered 500 after the chunk was durably written (a far expiry then stopped the
+    data directory from opening; NaN and infinity made every later listing fail). Now: 422, and
+    the stream stays empty."""
+    stream = fresh("unreadable")
+    response = http.post(
+        f"/v1/streams/{stream}/chunks", content=body, headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 422, response.text
+    assert error_code(response) == "VALIDATION_FAILED"
+    listing = http.get(f"/v1/streams/{stream}/chunks")
+    assert listing.status_code == 200 and listing.json()["chunks"] == []

@@ -63,10 +63,11 @@ def resolve_api_key(
     reference together with the variable (two keys, one of them ignored).
     """
     if auth_token_ref:
-        return resolve_key_setting(
+        resolved = resolve_key_setting(
             auth_token_ref, ref_setting="server.auth_token_ref", env_name=auth_token_env,
             env_setting="server.auth_token_env", what="API key", environ=environ, host=host,
         )
+        return None if resolved is None else _trimmed(resolved)
     raw = environ.get(auth_token_env)
     if raw is None:
         return None
@@ -76,7 +77,15 @@ def resolve_api_key(
             f"environment variable {auth_token_env} (server.auth_token_env) is set but empty; "
             f"set it to a long random key, or unset it for local passthrough mode",
         )
-    return SecretValue(raw.encode("utf-8"))
+    return _trimmed(SecretValue(raw.encode("utf-8")))
+
+
+def _trimmed(key: SecretValue) -> SecretValue:
+    """The key without surrounding whitespace. A key read from a file or an env file often
+    ends in a newline, and HTTP strips the header value, so such a key could never match:
+    the server would start "secured" and refuse every request."""
+    raw = key.reveal()
+    return key if raw == raw.strip() else SecretValue(raw.strip())
 
 
 class Authenticator:

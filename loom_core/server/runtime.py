@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from loom_core.config import LoomConfig
+from loom_core.errors import ErrorCode, LoomError
 from loom_core.plugins.host import PluginHost
 
 if TYPE_CHECKING:
@@ -58,6 +59,15 @@ def open_engine(
     from loom_core.crypto.engine_glue import open_engine as open_with_codec
 
     directory = Path(data_dir if data_dir is not None else config.server.data_dir)
-    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LoomError(
+            ErrorCode.CONFIG_INVALID,
+            f"server.data_dir {str(directory)!r} cannot be used as the data directory "
+            f"({type(exc).__name__}: {exc.strerror or exc}); point it (or --data-dir, LOOM_DATA_DIR) at a "
+            "directory this user may create or write",
+            details={"key": "server.data_dir"},
+        ) from None
     engine: MemoryEngine = open_with_codec(config, host, directory, environ if environ is not None else host.environ)
     return engine

@@ -232,7 +232,9 @@ def test_values_that_could_not_be_read_back_are_refused_before_anything_is_writt
     assert engine.add_chunk("s", ChunkInput("fine", metadata=_nested(32))).metadata == _nested(32)
 
 
-def test_a_stored_expiry_beyond_int64_no_longer_stops_the_engine_opening(open_engine: Callable[..., MemoryEngine]) -> None:
+def test_a_stored_expiry_beyond_int64_no_longer_stops_the_engine_opening(
+    open_engine: Callable[..., MemoryEngine],
+) -> None:
     """Rows written before expiries were bounded may hold one beyond int64: the engine opens
     and serves them as never expiring instead of failing with OverflowError at start-up."""
     from loom_core.contracts.storage import WriteBatch

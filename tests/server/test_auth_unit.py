@@ -27,6 +27,21 @@ def test_variable_named_by_config_is_read() -> None:
     assert Authenticator(key).authenticate(f"Bearer {KEY}").actor == KEY_ACTOR
 
 
+@pytest.mark.parametrize("stored", [KEY + "\n", KEY + "\r\n", f"  {KEY}\t"])
+def test_a_key_with_surrounding_whitespace_still_authenticates(stored: str) -> None:
+    """A key read from a file or an env file often ends in a newline; HTTP strips the header's
+    value, so the untrimmed key could never match (the server started "secured" and refused
+    every request). The configured key is trimmed."""
+    key = resolve_api_key("LOOMEM_AUTH_TOKEN", "", {"LOOMEM_AUTH_TOKEN": stored})
+    assert key is not None and key.reveal() == KEY.encode()
+    assert Authenticator(key).authenticate(f"Bearer {KEY}").actor == KEY_ACTOR
+    from loom_core.plugins.host import PluginHost
+
+    env = {"KEY_FILE_VALUE": stored}
+    referenced = resolve_api_key("", "env://KEY_FILE_VALUE", env, PluginHost(environ=env))
+    assert referenced is not None and referenced.reveal() == KEY.encode()
+
+
 def test_blank_variable_fails_closed_without_echoing() -> None:
     """A set-but-blank variable is CONFIG_INVALID, not a silent switch to passthrough."""
     with pytest.raises(LoomError) as info:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from loom_core.client import LoomemClient
 from loom_core.errors import ErrorCode, LoomError
@@ -112,6 +113,21 @@ def test_sigkill_during_batch_ingest_loses_no_acknowledged_chunk(
         report = client.consistency()
     assert report["missing_in_index"] == [] and report["extra_in_index"] == []
     assert report["storage"] == report["index"] == report["vectors"] == len(stored)
+
+
+@pytest.mark.parametrize("where", ["a-file", "inside-a-file"])
+def test_a_data_dir_that_cannot_be_a_directory_fails_with_a_code(tmp_path: Path, unused_port: int, where: str) -> None:
+    """``--data-dir`` naming a file, or a path under a file: CONFIG_INVALID naming the setting,
+    not a Python traceback."""
+    (tmp_path / "plain-file").write_text("not a directory")
+    data_dir = tmp_path / "plain-file" if where == "a-file" else tmp_path / "plain-file" / "data"
+    result = subprocess.run(
+        [sys.executable, "-m", "loom_core.cli.main", "serve", "--data-dir", str(data_dir),
+         "--port", str(unused_port)],
+        env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 1
+    assert "error[CONFIG_INVALID]: server.data_dir" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_expected_encryption_without_a_master_key_refuses_to_start(tmp_path: Path, unused_port: int) -> None:

@@ -8,6 +8,7 @@ lists everything.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any
 
 from loom_core.errors import ErrorCode, LoomError
 from loom_core.secrets.providers import ProviderPool
-from loom_core.workflow.graph import Workflow, build_workflow, topological_order
+from loom_core.workflow.graph import Workflow, build_workflow, topological_order, variable_text
 from loom_core.workflow.loader import JsonPath, LoadedDocument, format_path, load_file
 from loom_core.workflow.refs import check_syntax
 from loom_core.workflow.schema import schema_problems
@@ -99,6 +100,50 @@ def _credential_variables(data: Any) -> list[tuple[ErrorCode, JsonPath, str]]:
     return found
 
 
+def _retyped_variables(doc: LoadedDocument) -> list[tuple[ErrorCode, JsonPath, str]]:
+    """A variable written ``1.10``, ``0755``, ``yes`` or ``12:30`` is read by YAML as a number or a
+    boolean, and the job would see ``1.1``, ``493``, ``true`` or ``750``: say so and ask for quotes,
+    since jobs get text and the author meant the text."""
+    data = doc.data
+    blocks: list[tuple[JsonPath, Any]] = []
+    if isinstance(data, Mapping):
+        blocks.append((("variables",), data.get("variables")))
+        default = data.get("default")
+        if isinstance(default, Mapping):
+            blocks.append((("default", "variables"), default.get("variables")))
+    blocks.extend((("jobs", name, "variables"), job.get("variables")) for name, job in _jobs(data).items())
+    found: list[tuple[ErrorCode, JsonPath, str]] = []
+    for where, block in blocks:
+        if not isinstance(block, Mapping):
+            continue
+        for key, value in block.items():
+            source = doc.scalars.get((*where, key))
+            if source is None or not isinstance(value, bool | int | float):
+                continue
+            seen = variable_text(value)
+            if seen != source and not (isinstance(value, bool) and seen == source.lower()):
+                found.append((
+                    ErrorCode.WORKFLOW_SCHEMA_INVALID,
+                    (*where, key),
+                    f"YAML reads {source} as {type(value).__name__} {seen}, so the job would get {seen!r}; "
+                    f"quote it to keep the text: {key}: \"{source}\"",
+                ))
+    return found
+
+
+def _finite_timeouts(data: Any) -> list[tuple[ErrorCode, JsonPath, str]]:
+    """``.nan`` and ``.inf`` pass the schema's bound (NaN compares false) and meant no timeout."""
+    where: list[tuple[JsonPath, Any]] = []
+    if isinstance(data, Mapping) and isinstance(data.get("default"), Mapping):
+        where.append((("default", "timeout"), data["default"].get("timeout")))
+    where.extend((("jobs", name, "timeout"), job.get("timeout")) for name, job in _jobs(data).items())
+    return [
+        (ErrorCode.WORKFLOW_SCHEMA_INVALID, path, "must be a finite number of seconds greater than 0")
+        for path, value in where
+        if isinstance(value, float) and not math.isfinite(value)
+    ]
+
+
 def _refs(data: Any, pool: ProviderPool | None) -> list[tuple[ErrorCode, JsonPath, str]]:
     found: list[tuple[ErrorCode, JsonPath, str]] = []
     validated: dict[str, Any] = {}
@@ -177,6 +222,8 @@ def check_document(doc: LoadedDocument, pool: ProviderPool | None) -> list[Probl
         raw.extend((ErrorCode.WORKFLOW_SCHEMA_INVALID, p.path, p.message) for p in schema_problems(doc.data))
         raw.extend(_overlaps(doc.data))
         raw.extend(_credential_variables(doc.data))
+        raw.extend(_retyped_variables(doc))
+        raw.extend(_finite_timeouts(doc.data))
         raw.extend(_refs(doc.data, pool))
         raw.extend(_dag(doc.data))
     dup_lines = dict(doc.duplicates)

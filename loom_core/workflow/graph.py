@@ -101,7 +101,8 @@ def topological_order(needs: Mapping[str, tuple[str, ...] | list[str]]) -> list[
     return order
 
 
-def _text(value: object) -> str:
+def variable_text(value: object) -> str:
+    """The text a job gets for a plain variable (YAML booleans as `true`/`false`)."""
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
@@ -122,13 +123,13 @@ def build_workflow(data: Mapping[str, Any], fallback_name: str = "workflow") -> 
             script=tuple(raw["script"]),
             needs=tuple(raw.get("needs") or ()),
             image=raw.get("image", defaults.get("image")),
-            variables={k: _text(v) for k, v in (raw.get("variables") or {}).items()},
+            variables={k: variable_text(v) for k, v in (raw.get("variables") or {}).items()},
             secrets=secrets,
             timeout=float(timeout) if timeout is not None else None,
         )
     return Workflow(
         name=str(data.get("name") or fallback_name),
-        variables={k: _text(v) for k, v in (data.get("variables") or {}).items()},
+        variables={k: variable_text(v) for k, v in (data.get("variables") or {}).items()},
         jobs=jobs,
     )
 

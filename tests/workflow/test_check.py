@@ -141,6 +141,69 @@ def test_duplicate_keys_are_reported(tmp_path: Path) -> None:
     assert [(p.to_dict()["path"], p.line) for p in problems] == [("$.jobs.a", 3)]
 
 
+def test_an_override_after_a_merge_key_is_not_a_duplicate(tmp_path: Path) -> None:
+    """``<<: *anchor`` then an override of one merged key is valid YAML and means the override;
+    it was reported as a duplicate key because the mapping was indexed after PyYAML merged it."""
+    text = (
+        "jobs:\n"
+        "  a: &base {script: [\"true\"], timeout: 5}\n"
+        "  b:\n"
+        "    <<: *base\n"
+        "    timeout: 9\n"
+        "  c: {script: [x], script: [y]}\n"
+    )
+    doc = parse_text(text, tmp_path / "w.yml")
+    assert doc.data["jobs"]["b"] == {"script": ["true"], "timeout": 9}
+    problems = check_document(doc, None)
+    assert [(p.to_dict()["path"], p.line) for p in problems] == [("$.jobs.c.script", 6)]
+
+
+def test_absurd_documents_are_coded_errors_not_tracebacks(tmp_path: Path) -> None:
+    """Nesting far beyond any workflow (it raised RecursionError), aliases that expand a small file
+    into millions of nodes, and a file that is not UTF-8 (it was reported as not found) are each
+    WORKFLOW_YAML_INVALID with a message saying which."""
+    deep = tmp_path / "deep.yml"
+    deep.write_text("jobs: " + "[" * 1500 + "]" * 1500 + "\n")
+    laughs = tmp_path / "laughs.yml"
+    rows = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    rows += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 7)]
+    laughs.write_text("\n".join(rows) + "\njobs: {a: {script: *a6}}\n")
+    latin = tmp_path / "latin.yml"
+    latin.write_bytes("jobs:\n  a: {script: ['echo caf\u00e9']}\n".encode("latin-1"))
+    expected = {"deep.yml": "deeper than 64 levels", "laughs.yml": "more than 200000 nodes", "latin.yml": "not UTF-8"}
+    for name, reason in expected.items():
+        proc = run_loom(["check", "--format", "json", name], cwd=tmp_path)
+        assert proc.returncode == 1, name
+        assert b"Traceback" not in proc.stderr, proc.stderr
+        error = json.loads(proc.stderr)["error"] if proc.stderr.strip() else json.loads(proc.stdout)[0]
+        assert error["code"] == "WORKFLOW_YAML_INVALID" and reason in error["message"], (name, error)
+
+
+def test_variables_yaml_would_retype_must_be_quoted(tmp_path: Path) -> None:
+    """YAML 1.1 reads ``1.10`` as 1.1, ``0755`` as 493, ``yes`` as true and ``12:30:00`` as 45000;
+    the job would silently get the changed text. Each is reported with the fix; values whose text
+    survives (``3``, ``1.5``, ``true``, ``True``, quoted ones) are fine."""
+    text = (
+        "variables: {VER: 1.10, MODE: 0755}\n"
+        "jobs:\n"
+        "  a:\n"
+        "    variables: {ENABLED: yes, AT: 12:30:00, N: 3, F: 1.5, T: true, T2: True, Q: \"1.10\"}\n"
+        "    script: [x]\n"
+        "    timeout: .nan\n"
+        "  b: {script: [x], timeout: .inf}\n"
+    )
+    problems = {p.to_dict()["path"]: p.message for p in check_document(parse_text(text, tmp_path / "w.yml"), None)}
+    assert set(problems) == {
+        "$.variables.VER", "$.variables.MODE", "$.jobs.a.variables.ENABLED", "$.jobs.a.variables.AT",
+        "$.jobs.a.timeout", "$.jobs.b.timeout",
+    }
+    assert problems["$.variables.VER"] == (
+        "YAML reads 1.10 as float 1.1, so the job would get '1.1'; quote it to keep the text: VER: \"1.10\""
+    )
+    assert "get 'true'" in problems["$.jobs.a.variables.ENABLED"] and "get '493'" in problems["$.variables.MODE"]
+    assert problems["$.jobs.a.timeout"] == "must be a finite number of seconds greater than 0"
+
+
 def test_missing_jobs_and_top_level_unknown_field(tmp_path: Path) -> None:
     """`jobs` is required and unknown top-level fields are rejected."""
     doc = parse_text("name: x\nsteps: []\n", tmp_path / "w.yml")

@@ -286,9 +286,11 @@ class Run:
         filters = (stream_filter(redactor), stream_filter(redactor))
         record.started_at = utc_now()
         clock = time.monotonic()
+        program: str | None = None
         try:
             with SecretFiles(job, values, self.opts.secrets_dir) as files:
                 argv, env, on_kill = self._command(workflow, job, base, values, files, trace)
+                program = argv[0]
                 outcome = run_streaming(
                     argv,
                     env=env,
@@ -306,10 +308,16 @@ class Run:
             record.error = {"code": exc.code.value, "message": scrubber(redactor)(exc.message)}
             raise
         except OSError as exc:
+            # This job's own failure (its program is missing from the PATH it set, its secret files
+            # cannot be written): its dependents are skipped, jobs that do not need it still run.
             record.status = "error"
-            message = f"job {job.name!r} could not start: {type(exc).__name__}: {exc.strerror or ''}"
+            message = f"job {job.name!r} could not start" + (f" {program!r}" if program else "")
+            message += f": {type(exc).__name__}: {exc.strerror or exc}"
+            if isinstance(exc, FileNotFoundError) and program:
+                message += " (is it on the PATH the job runs with?)"
             record.error = {"code": ErrorCode.WORKFLOW_JOB_FAILED.value, "message": scrubber(redactor)(message)}
-            raise LoomError(ErrorCode.WORKFLOW_JOB_FAILED, record.error["message"]) from None
+            self.say(record.error["message"])
+            return
         finally:
             record.finished_at = utc_now()
             record.duration_seconds = round(time.monotonic() - clock, 3)
@@ -331,6 +339,8 @@ class Run:
             record.status, record.reason = "interrupted", f"loom run received signal {outcome.signal}"
         else:
             record.status = "success" if outcome.returncode == 0 else "failed"
+            if outcome.returncode < 0:
+                record.reason = f"killed by signal {-outcome.returncode} ({_signal_name(-outcome.returncode)})"
         self.say(f"job {job.name}: {record.status} (exit {outcome.returncode})")
 
     def _command(
@@ -389,6 +399,15 @@ class Run:
         if receipt.status == "interrupted":
             return EXIT_INTERRUPTED.get(self._interrupted() or 2, 130)
         return 0 if receipt.status == "success" else 1
+
+
+def _signal_name(number: int) -> str:
+    import signal
+
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return "unknown signal"
 
 
 def _receipt_error(path: Path, exc: OSError, when: str) -> LoomError:

@@ -644,3 +644,38 @@ def test_loom_run_with_its_stdout_closed_runs_and_records(
     receipt = json.loads((tmp_path / "r.json").read_text())
     assert receipt["status"] == "success"
     assert receipt["jobs"][0]["stdout"]["tail"] == "hello [REDACTED:SECRET_DATABASE_PASSWORD]\n"
+
+
+def test_a_job_that_cannot_start_fails_alone_and_says_what_is_missing(
+    tmp_path: Path, write_workflow: Callable[..., Path]
+) -> None:
+    """A job whose PATH hides bash cannot start: it is an ``error`` naming the program and the
+    PATH, its dependents are skipped, and a job that does not need it still runs (it used to
+    abort the whole run with a bare FileNotFoundError)."""
+    path = write_workflow(
+        """\
+        jobs:
+          broken: {variables: {PATH: ./nowhere}, script: ['true']}
+          after_broken: {needs: [broken], script: ['touch after.marker']}
+          independent: {script: ['touch independent.marker']}
+        """
+    )
+    result: Any
+    result, _, err = run_inprocess(path, {})
+    statuses = {j.name: j.status for j in result.receipt.jobs}
+    assert statuses == {"broken": "error", "after_broken": "skipped", "independent": "success"}
+    broken = result.receipt.jobs[0]
+    assert broken.error is not None and broken.error["code"] == "WORKFLOW_JOB_FAILED"
+    assert "could not start 'bash'" in broken.error["message"] and "PATH" in broken.error["message"]
+    assert b"could not start 'bash'" in err
+    assert result.exit_code == 1 and result.receipt.status == "failed"
+    assert (tmp_path / "independent.marker").exists() and not (tmp_path / "after.marker").exists()
+
+
+def test_a_job_killed_by_a_signal_says_so(tmp_path: Path, write_workflow: Callable[..., Path]) -> None:
+    """``kill -9 $$`` inside the job: status failed, exit code -9 and a reason naming SIGKILL."""
+    path = write_workflow("jobs:\n  a: {script: ['kill -9 $$']}\n")
+    result: Any
+    result, _, _ = run_inprocess(path, {})
+    job = result.receipt.jobs[0]
+    assert (job.status, job.exit_code, job.reason) == ("failed", -9, "killed by signal 9 (SIGKILL)")

@@ -147,6 +147,7 @@ class MemoryEngine:
         self._graph = GraphStore(storage, codec)
         self._overlap = Overlap(config.search.helper_threads)
         self._sweeper: threading.Thread | None = None
+        self._on_expired: Callable[[int], None] | None = None  # hears deletes of expired chunks
         self._sweeper_stop = threading.Event()
         self._closed = False
         # an index failure after a durable write left intents behind: the next
@@ -497,6 +498,8 @@ class MemoryEngine:
                 old = self._routing.get(item.supersedes)
                 if old is None or old.expired(now):
                     raise _not_found("chunk", item.supersedes)
+                if self._expire_successors(old, now):
+                    old = self._routing[item.supersedes]
                 if old.stream != stream:
                     raise _invalid(
                         f"{self._item_field(i, single)}supersedes",
@@ -658,6 +661,24 @@ class MemoryEngine:
             if record is None:
                 raise _not_found("chunk", chunk_id)
             self._delete_records([record])
+
+    def _expire_successors(self, record: Routing, now: int) -> bool:
+        """Delete the expired newer versions of ``record`` now instead of at the next sweep.
+
+        An expired newest version still held its predecessor's ``superseded_by`` until the
+        sweeper ran, so the chain could not be continued in between (CONFLICT on the old
+        version, NOT_FOUND on the expired one). Called with the lock held; whether any went.
+        """
+        doomed: list[Routing] = []
+        successor = self._routing.get(record.superseded_by) if record.superseded_by else None
+        while successor is not None and successor.expired(now):
+            doomed.append(successor)
+            successor = self._routing.get(successor.superseded_by) if successor.superseded_by else None
+        if doomed:
+            self._delete_records(doomed)
+            if self._on_expired is not None:
+                self._on_expired(len(doomed))
+        return bool(doomed)
 
     def _delete_records(self, records: Sequence[Routing]) -> None:
         """Delete chunks, splicing the supersede chains around them."""
@@ -1077,6 +1098,7 @@ class MemoryEngine:
         interval = interval_seconds or self.config.retention.sweep_interval_seconds
         if self._sweeper is not None:
             return
+        self._on_expired = on_swept  # expired versions deleted early by a supersede are reported too
         self._sweeper_stop.clear()
 
         def loop() -> None:

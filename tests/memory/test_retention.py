@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
 from loom_core.memory.engine import MemoryEngine, now_ms
 from loom_core.memory.models import ChunkInput
 
@@ -40,3 +42,26 @@ def test_sweeper_thread_runs_and_stops(engine: MemoryEngine) -> None:
     engine.stop_sweeper()
     assert not any(t.name == "loomem-sweeper" for t in threading.enumerate())
     assert engine.check_consistency()["storage"] == 0
+
+
+def test_a_chain_whose_newest_version_expired_can_be_continued_before_the_sweep(
+    engine: MemoryEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A <- B where B expired: superseding A used to be CONFLICT ("already superseded by B") until
+    the sweeper deleted B. B is now deleted at that moment (and reported like a sweep), A is
+    continued, and the chain reads A <- C."""
+    from loom_core.memory import engine as engine_module
+
+    now = now_ms()
+    a = engine.add_chunk("s", ChunkInput("Alice lives in Paris"))
+    b = engine.add_chunk("s", ChunkInput("Alice lives in Lyon", supersedes=a.id, expires_at=now + 60_000))
+    reported: list[int] = []
+    engine._on_expired = reported.append  # what start_sweeper wires to the audit log
+    monkeypatch.setattr(engine_module, "now_ms", lambda: now + 120_000)
+    c = engine.add_chunk("s", ChunkInput("Alice lives in Berlin", supersedes=a.id))
+    assert reported == [1]
+    assert [x.id for x in engine.history(c.id)] == [a.id, c.id]
+    assert engine.get_chunk(a.id).superseded_by == c.id
+    assert b.id not in {x.id for x in engine.list_chunks("s").items}
+    report = engine.check_consistency()
+    assert report["storage"] == report["index"] == report["vectors"] == 2

@@ -33,6 +33,7 @@ STATUS_BY_CODE: dict[ErrorCode, int] = {
     ErrorCode.AUTH_INVALID: 401,
     ErrorCode.PAYLOAD_TOO_LARGE: 413,
     ErrorCode.ENCRYPTION_KEY_DESTROYED: 410,
+    ErrorCode.ENCRYPTION_KEY_MISSING: 409,  # e.g. a backfill asked of a server running without a key
     ErrorCode.STORAGE_LOCKED: 503,
     ErrorCode.STORAGE_CLOSED: 503,
     ErrorCode.INDEX_LOCKED: 503,
@@ -121,6 +122,10 @@ async def _on_http_exception(request: Request, exc: Exception) -> JSONResponse:
         code, message = ErrorCode.USAGE_ERROR, f"method {request.method} is not allowed on {request.url.path}"
     elif status == 413:
         code, message = ErrorCode.PAYLOAD_TOO_LARGE, str(exc.detail)
+    elif status == 400:  # the body could not be decoded at all (compressed, not UTF-8, absurd numbers)
+        code, message = ErrorCode.USAGE_ERROR, (
+            "the request body could not be read: send uncompressed UTF-8 JSON (Content-Type: application/json)"
+        )
     elif status < 500:
         code, message = ErrorCode.VALIDATION_FAILED, str(exc.detail)
     else:

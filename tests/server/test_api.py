@@ -6,6 +6,7 @@ stream names so they do not depend on each other.
 
 from __future__ import annotations
 
+import gzip
 import json
 import uuid
 from collections.abc import Iterator
@@ -239,6 +240,22 @@ def test_malformed_json_is_a_validation_error(http: httpx.Client) -> None:
     assert "not valid JSON" in response.json()["error"]["message"]
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        gzip.compress(b'{"query": "x"}'),
+        b'{"query": "caf\xe9"}',
+    ],
+    ids=["gzip", "latin-1"],
+)
+def test_an_undecodable_body_is_400_usage_error(http: httpx.Client, body: bytes) -> None:
+    """A body that is not UTF-8 text at all is 400 with USAGE_ERROR (the code 400 is documented
+    with), saying what to send; it was 400 with VALIDATION_FAILED, a code the API pairs with 422."""
+    response = http.post("/v1/search", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 400 and error_code(response) == "USAGE_ERROR"
+    assert "uncompressed UTF-8 JSON" in response.json()["error"]["message"]
+
+
 def test_unknown_ids_and_routes_are_404_in_the_error_shape(http: httpx.Client) -> None:
     """Missing records and unknown routes both answer the JSON error shape with NOT_FOUND."""
     for path in ("/v1/chunks/01NOPE", "/v1/chunks/01NOPE/history", "/v1/entities/nope", "/v1/nothing-here"):
@@ -423,3 +440,11 @@ def test_bodies_that_could_not_be_read_back_are_422_and_store_nothing(http: http
     assert error_code(response) == "VALIDATION_FAILED"
     listing = http.get(f"/v1/streams/{stream}/chunks")
     assert listing.status_code == 200 and listing.json()["chunks"] == []
+
+
+def test_a_backfill_asked_of_a_server_without_encryption_is_409_saying_why(http: httpx.Client) -> None:
+    """The server runs without a master key: the backfill is refused with ENCRYPTION_KEY_MISSING and
+    a message saying what to do (it was a 500 whose message only pointed at the server log)."""
+    response = http.post("/v1/admin/backfill/encrypt-at-rest")
+    assert response.status_code == 409 and error_code(response) == "ENCRYPTION_KEY_MISSING"
+    assert "LOOMEM_AT_REST_MASTER_KEY" in response.json()["error"]["message"]

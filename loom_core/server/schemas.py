@@ -34,7 +34,7 @@ def parse_time(value: Any) -> Any:
         return value
     if isinstance(value, str):
         text = value.strip()
-        if text.isdigit():
+        if text.isascii() and text.isdigit():  # str.isdigit alone accepts "²", which int() refuses
             return int(text)
         try:
             moment = datetime.fromisoformat(text)

@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     from loom_core.cli.audit_log import audited_command
     from loom_core.cli.datadir import load_cli_config, open_memory
     from loom_core.errors import ErrorCode, LoomError
-    from loom_core.memory.backup import restore_files
+    from loom_core.memory.backup import restore_files, undo_restore
 
     config, host = load_cli_config(args.config)
     audit = {"config": config, "host": host}
@@ -52,14 +52,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"backup written to {args.dest} ({streams} stream(s)); the index is rebuilt on restore")
         return 0
     with audited_command("admin.backup.restore", str(args.data_dir), **audit) as facts:
+        existed = Path(args.data_dir).exists()
         manifest = restore_files(args.src, args.data_dir)
         try:
             engine = open_memory(config, host, args.data_dir)
         except LoomError as exc:
+            undo_restore(Path(args.data_dir), existed)  # a retry (with the right key) must find it empty
             raise LoomError(
                 ErrorCode.BACKUP_FAILED,
-                f"{args.data_dir}: files restored from {args.src}, but opening them failed: "
-                f"error[{exc.code.value}] {exc.message}",
+                f"{args.data_dir}: the files of {args.src} could not be opened, so they were removed "
+                f"again: error[{exc.code.value}] {exc.message}",
                 details={"path": str(args.data_dir)},
             ) from exc
         with engine:

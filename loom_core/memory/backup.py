@@ -86,13 +86,31 @@ def read_manifest(src: Path) -> dict[str, Any]:
 
 
 def restore_files(src: Path, data_dir: Path) -> dict[str, Any]:
-    """Copy backup ``src`` into ``data_dir`` (which must be absent or empty)."""
+    """Copy backup ``src`` into ``data_dir`` (which must be absent or empty).
+
+    A copy that fails part-way is removed again (see :func:`undo_restore`).
+    """
     manifest = read_manifest(src)
     if data_dir.exists() and (not data_dir.is_dir() or any(data_dir.iterdir())):
         raise _failed(data_dir, "refusing to restore over a data directory that is not empty")
+    existed = data_dir.exists()
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
         shutil.copytree(src / "storage", data_dir / "storage")
     except OSError as exc:
+        undo_restore(data_dir, existed)
         raise _failed(data_dir, f"cannot copy the backup: {exc.strerror or exc}") from exc
     return manifest
+
+
+def undo_restore(data_dir: Path, existed: bool) -> None:
+    """Remove what a failed restore put into ``data_dir``, which was absent or empty before,
+    so that the restore can simply be run again (with the right key, say)."""
+    if not existed:
+        shutil.rmtree(data_dir, ignore_errors=True)
+        return
+    for child in list(data_dir.iterdir()) if data_dir.is_dir() else []:
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)

@@ -107,3 +107,27 @@ def test_backfill_command_with_progress_bar(tmp_path: Path) -> None:
         assert engine.get_chunk(ids[3]).content == "old 3"
     finally:
         engine.close()
+
+
+def test_a_restore_that_cannot_open_leaves_nothing_behind_so_it_can_be_retried(tmp_path: Path) -> None:
+    """Restoring an encrypted backup with the wrong key fails with BACKUP_FAILED and removes the
+    copied files: the retry with the right key used to be refused as "not empty"."""
+    from loom_core.cli.datadir import open_memory
+    from loom_core.config import LoomConfig
+    from loom_core.memory.models import ChunkInput
+    from loom_core.plugins.host import PluginHost
+
+    key = new_key_b64()
+    with open_memory(LoomConfig(), PluginHost(environ={ENV: key}), tmp_path / "src") as engine:
+        engine.add_chunk("notes", ChunkInput("restore me"))
+    made = _loom("backup", "create", str(tmp_path / "bk"), "--data-dir", str(tmp_path / "src"), env={ENV: key})
+    assert made.returncode == 0, made.stderr
+    for target, existed in ((tmp_path / "absent", False), (tmp_path / "empty", True)):
+        if existed:
+            target.mkdir()
+        wrong = _loom("backup", "restore", str(tmp_path / "bk"), "--data-dir", str(target), env={ENV: new_key_b64()})
+        assert wrong.returncode == 1 and "error[BACKUP_FAILED]" in wrong.stderr
+        assert "ENCRYPTION_KEY_MISMATCH" in wrong.stderr and "removed again" in wrong.stderr
+        assert target.exists() is existed and (not existed or not any(target.iterdir()))
+        right = _loom("backup", "restore", str(tmp_path / "bk"), "--data-dir", str(target), env={ENV: key})
+        assert right.returncode == 0, right.stderr

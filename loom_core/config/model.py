@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-SECRET_REF = re.compile(r"^[a-z][a-z0-9+.-]*://\S+$")
+SECRET_REF = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://\S.*$")  # names may hold spaces (op://v/my item/f)
 
 
 class SecretLiteralError(ValueError):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
-from urllib.parse import urlsplit
 
 from loom_core.errors import ErrorCode, LoomError
 
@@ -26,8 +25,9 @@ class SecretRef:
                 ErrorCode.SECRETS_REF_INVALID,
                 f"{raw!r} is not a secret reference: expected scheme://path",
             )
-        parts = urlsplit(raw)
-        scheme = parts.scheme
+        # Not urllib: it reads "[" as the start of an IPv6 host and raises; each scheme's own
+        # syntax check decides what its path may hold.
+        scheme = raw.partition("://")[0]
         if not scheme or not scheme.isascii() or not scheme.replace("-", "").isalnum():
             raise LoomError(ErrorCode.SECRETS_REF_INVALID, f"{raw!r} has no valid scheme")
         rest = raw[len(scheme) + 3 :]

@@ -157,11 +157,13 @@ def scrubbed_environ(
 ) -> dict[str, str]:
     """The inherited environment minus vault credentials, ``env://`` sources and any value copy."""
     raw = [v.reveal() for v in values.values()]
+    # The names as providers read them (stripped: "KPW " names KPW), or the variable they name
+    # would reach the job with the master password in it.
     indirect = {
-        environ[k]
+        environ[k].strip()
         for k in environ
         if k.startswith(CREDENTIAL_PREFIXES) and k.endswith(("_PASSWORD_ENV", "_KEYFILE_ENV"))
-        if environ.get(k)
+        if environ.get(k, "").strip()
     }
     out: dict[str, str] = {}
     for key, text in environ.items():

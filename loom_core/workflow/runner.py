@@ -261,7 +261,9 @@ class Run:
 
     def _run_job(self, workflow: Workflow, job: Job, record: JobRecord, trace: bool) -> None:
         def scrub_for(values: dict[str, SecretValue]) -> Any:
-            return scrubber(make_redactor(values, self.host.hook, self.min_length) if values else None)
+            # A provider error may quote a value an earlier job resolved (a keyfile path): those too.
+            known = self._redaction_values(values)
+            return scrubber(make_redactor(known, self.host.hook, self.min_length) if known else None)
 
         try:
             values = resolve_job(job, self.pool, min_length=self.min_length, scrub_with=scrub_for)

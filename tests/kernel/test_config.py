@@ -91,6 +91,15 @@ def test_secret_references_and_env_names_are_accepted() -> None:
     assert config.llm.api_key_env == "MY_OPENAI_KEY"
 
 
+@pytest.mark.parametrize(
+    "ref", ["op://prod/my item/my field", "keepass://main/My Group/postgres", "KEEPASS://main/ci/pg"]
+)
+def test_references_with_spaces_or_an_upper_case_scheme_are_references(ref: str) -> None:
+    """Item and group names may hold spaces, and schemes are case-insensitive, as in workflows;
+    the configuration refused these as literal secrets."""
+    assert validate_config({"server": {"auth_token_ref": ref}}, {}).server.auth_token_ref == ref
+
+
 def test_seed_environment_overrides() -> None:
     """LOOMEM_LOG_FORMAT and LOOMEM_AT_REST_EXPECT_ENABLED override the file."""
     config = validate_config(

@@ -260,6 +260,26 @@ def test_reference_syntax_per_scheme() -> None:
             raise AssertionError(f"{raw!r} accepted")
 
 
+def test_brackets_in_a_reference_are_a_syntax_verdict_not_a_traceback(tmp_path: Path) -> None:
+    """``[`` right after ``scheme://`` made urllib raise "Invalid IPv6 URL" out of `loom check`;
+    the reference is now judged by its scheme's own syntax."""
+    text = (
+        "jobs:\n  a:\n    secrets:\n"
+        "      A: {ref: \"env://[X\"}\n"
+        "      B: {ref: \"keepass://ma[in/x\"}\n"
+        "    script: [x]\n"
+    )
+    (tmp_path / "w.yml").write_text(text)
+    proc = run_loom(["check", "--format", "json", "w.yml"], cwd=tmp_path)
+    assert proc.returncode == 1 and b"Traceback" not in proc.stderr, proc.stderr
+    codes = {(p["path"], p["code"]) for p in json.loads(proc.stdout)}
+    assert codes == {
+        ("$.jobs.a.secrets.A.ref", "SECRETS_REF_INVALID"),
+        ("$.jobs.a.secrets.B.ref", "SECRETS_REF_INVALID"),
+    }
+    assert check_syntax("op://[vault]/item/field").path == "[vault]/item/field"
+
+
 def test_installed_provider_validate_is_consulted(tmp_path: Path) -> None:
     """References also go through the installed provider's own validate()."""
 

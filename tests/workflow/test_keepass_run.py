@@ -40,10 +40,13 @@ def _env(kdbx: Path) -> dict[str, str]:
     }
 
 
+@pytest.mark.parametrize("padding", ["", " ", "\t "], ids=["plain", "trailing-space", "padded"])
 def test_keepass_secret_injected_redacted_and_credentials_not_inherited(
-    tmp_path: Path, write_workflow: Callable[..., Path], kdbx: Path
+    tmp_path: Path, write_workflow: Callable[..., Path], kdbx: Path, padding: str
 ) -> None:
-    """The entry's password reaches the job as a file; the master password and alias map do not."""
+    """The entry's password reaches the job as a file; the master password and alias map do not,
+    also when the ``*_PASSWORD_ENV`` setting carries stray whitespace around the name (the
+    provider reads ``"KP_MASTER "`` as KP_MASTER; the job used to inherit KP_MASTER then)."""
     path = write_workflow(
         """\
         jobs:
@@ -56,8 +59,10 @@ def test_keepass_secret_injected_redacted_and_credentials_not_inherited(
               - 'echo "pw=$(cat "$DATABASE_PASSWORD")"'
         """
     )
+    environ = _env(kdbx)
+    environ["LOOM_KEEPASS_DB_MAIN_PASSWORD_ENV"] = padding + "KP_MASTER" + padding[::-1]
     result: Any
-    result, out, err = run_inprocess(path, _env(kdbx))
+    result, out, err = run_inprocess(path, environ)
     assert result.exit_code == 0, err
     assert (tmp_path / "file.sha").read_text().strip() == hashlib.sha256(VALUE.encode()).hexdigest()
     assert out == b"pw=[REDACTED:SECRET_DATABASE_PASSWORD]\n"
@@ -130,3 +135,54 @@ def test_one_run_opens_each_keepass_database_once(
     result, _, err = run_inprocess(path, _env(kdbx))
     assert result.exit_code == 0, err
     assert opened == [str(kdbx), str(kdbx)]
+
+
+def test_a_password_typed_where_its_variable_name_belongs_is_not_echoed(
+    tmp_path: Path, write_workflow: Callable[..., Path], kdbx: Path
+) -> None:
+    """``LOOM_KEEPASS_DB_MAIN_PASSWORD_ENV=<the password itself>``: SECRETS_AUTH_MISSING, and the
+    message says the setting holds no variable name without quoting what it holds."""
+    path = write_workflow(
+        """\
+        jobs:
+          a:
+            secrets: {PW: {ref: "keepass://main/ci/db/postgres"}}
+            script: ['true']
+        """
+    )
+    environ = _env(kdbx)
+    environ["LOOM_KEEPASS_DB_MAIN_PASSWORD_ENV"] = "Typed pass-phrase 9!"
+    result: Any
+    result, out, err = run_inprocess(path, environ)
+    assert result.error is not None and result.error.code is ErrorCode.SECRETS_AUTH_MISSING
+    assert "not a variable name" in result.error.message
+    receipt = (tmp_path / "receipt.json").read_bytes()
+    assert b"Typed pass-phrase" not in out + err + receipt + result.error.message.encode()
+
+
+def test_a_provider_error_quoting_an_earlier_jobs_value_is_redacted(
+    tmp_path: Path, write_workflow: Callable[..., Path], kdbx: Path
+) -> None:
+    """Job ``one`` resolves env://KEYPATH; job ``two`` unlocks a database with the keyfile KEYPATH
+    names, which does not exist. The provider's error quotes that path: it is a value the run
+    resolved, so console and receipt show its token, as for job output."""
+    planted = str(tmp_path / "planted-prior-value-xyz.keyx")
+    path = write_workflow(
+        """\
+        jobs:
+          one:
+            secrets: {KEYFILE: {ref: "env://KEYPATH"}}
+            script: ['true']
+          two:
+            needs: [one]
+            secrets: {PW: {ref: "keepass://main/ci/db/postgres"}}
+            script: ['true']
+        """
+    )
+    environ = _env(kdbx) | {"LOOM_KEEPASS_DB_MAIN_KEYFILE_ENV": "KEYPATH", "KEYPATH": planted}
+    result: Any
+    result, out, err = run_inprocess(path, environ)
+    assert result.error is not None and result.error.code is ErrorCode.SECRETS_AUTH_MISSING
+    assert "[REDACTED:SECRET_KEYFILE]" in result.error.message
+    receipt = (tmp_path / "receipt.json").read_bytes()
+    assert planted.encode() not in out + err + receipt + result.error.message.encode()

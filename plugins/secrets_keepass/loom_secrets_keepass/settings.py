@@ -7,6 +7,7 @@ name *other* variables that hold the master password and the keyfile path.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,17 @@ class Unlock:
     path: Path
     password: str | None = field(default=None, repr=False)
     keyfile: Path | None = None
+
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _shown(name: str) -> str:
+    """``name`` for an error message, unless it is not a variable name at all: then it may be
+    the password or keyfile path itself, typed where its variable's name belongs."""
+    if _ENV_NAME.match(name):
+        return name
+    return "a value that is not a variable name (not shown: it may be the secret itself)"
 
 
 def variable(alias_key: str, suffix: str) -> str:
@@ -58,7 +70,7 @@ def unlock_for(ref: KeepassRef, environ: Mapping[str, str]) -> Unlock:
         if not password:
             raise LoomError(
                 ErrorCode.SECRETS_AUTH_MISSING,
-                f"{ref.raw}: {password_var_name} names {password_var}, which is unset or empty",
+                f"{ref.raw}: {password_var_name} names {_shown(password_var)}, which is unset or empty",
             )
     keyfile: Path | None = None
     if keyfile_var:
@@ -66,7 +78,7 @@ def unlock_for(ref: KeepassRef, environ: Mapping[str, str]) -> Unlock:
         if not keyfile_text:
             raise LoomError(
                 ErrorCode.SECRETS_AUTH_MISSING,
-                f"{ref.raw}: {keyfile_var_name} names {keyfile_var}, which is unset or empty",
+                f"{ref.raw}: {keyfile_var_name} names {_shown(keyfile_var)}, which is unset or empty",
             )
         keyfile = Path(keyfile_text).expanduser()
         if not keyfile.is_file():

@@ -28,13 +28,15 @@ def factory(ctx: BackendContext) -> OpProvider:
     if op_path is not None and (not isinstance(op_path, str) or not op_path.strip()):
         raise LoomError(ErrorCode.CONFIG_INVALID, "option op_path must be a non-empty path string")
     timeout: object = ctx.options.get("timeout_seconds", DEFAULT_TIMEOUT)
+    source = "option timeout_seconds"
     if "timeout_seconds" not in ctx.options and ctx.environ.get(TIMEOUT_VAR, "").strip():
+        source = TIMEOUT_VAR
         try:
             timeout = float(ctx.environ[TIMEOUT_VAR])
         except ValueError:
             raise LoomError(ErrorCode.CONFIG_INVALID, f"{TIMEOUT_VAR} must be a number of seconds") from None
     if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= 600:
-        raise LoomError(ErrorCode.CONFIG_INVALID, "option timeout_seconds must be a number in (0, 600]")
+        raise LoomError(ErrorCode.CONFIG_INVALID, f"{source} must be a number of seconds in (0, 600]")
     return OpProvider(ctx.environ, op_path=op_path, timeout=float(timeout))
 
 

@@ -153,6 +153,10 @@ def test_timeout_from_environment(fake_op: FakeOp, make_provider: Make, failure:
     with pytest.raises(LoomError) as info:
         make_provider(LOOM_OP_TIMEOUT_SECONDS="soon")
     assert info.value.code is ErrorCode.CONFIG_INVALID
+    with pytest.raises(LoomError) as info:
+        make_provider(LOOM_OP_TIMEOUT_SECONDS="900")
+    assert info.value.code is ErrorCode.CONFIG_INVALID
+    assert info.value.message.startswith("LOOM_OP_TIMEOUT_SECONDS must be"), "names where the value came from"
 
 
 def test_binary_location_precedence(

@@ -148,6 +148,7 @@ class MemoryEngine:
         self._overlap = Overlap(config.search.helper_threads)
         self._sweeper: threading.Thread | None = None
         self._on_expired: Callable[[int], None] | None = None  # hears deletes of expired chunks
+        self._last_id: str | None = None  # the newest chunk id minted by this engine (ids ascend)
         self._sweeper_stop = threading.Event()
         self._closed = False
         # an index failure after a durable write left intents behind: the next
@@ -491,6 +492,17 @@ class MemoryEngine:
         vectors = self.llm.embed([item.content for item in items])
         with self._lock, _collection_paused():
             self._ensure_open()
+            # Ids and times are taken here, under the lock, so that they follow the order in which
+            # writes commit (the embedding above may take long): a reader paging by id or polling
+            # with `since` never misses a write that committed after its last page.
+            now = max(now_ms(), now)
+            for i, item in enumerate(items):
+                if item.expires_at is not None and item.expires_at <= now:
+                    raise _invalid(
+                        f"{self._item_field(i, single)}expires_at",
+                        "must be a time in the future, in ms since the Unix epoch (it passed while the "
+                        "chunk was being embedded)",
+                    )
             claimed: set[str] = set()
             for i, item in enumerate(items):
                 if item.supersedes is None:
@@ -514,7 +526,9 @@ class MemoryEngine:
                         details={"id": item.supersedes, "superseded_by": old.superseded_by},
                     )
                 claimed.add(item.supersedes)
-            fresh = new_ids(len(items), timestamp_ms=now)
+            fresh = new_ids(len(items), timestamp_ms=now, after=self._last_id)
+            self._last_id = fresh[-1]
+            now = max(now, ULID.from_str(fresh[-1]).milliseconds)
             created = [
                 Routing(
                     id=chunk_id,

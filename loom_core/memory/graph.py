@@ -166,8 +166,11 @@ class GraphStore:
         metadata: dict[str, Any],
     ) -> Relation:
         pred = _text("predicate", predicate)
+        # Stored as looked up (stripped): the cascade on entity delete and the `entity` filter
+        # match ids exactly, so a padded id would outlive its entity.
+        subject, object = _text("subject", subject), _text("object", object)
         for field, entity_id in (("subject", subject), ("object", object)):
-            entity = self.get_entity(_text(field, entity_id))
+            entity = self.get_entity(entity_id)
             if entity.stream != stream:
                 raise _invalid(field, f"entity {entity_id!r} belongs to stream {entity.stream!r}, not {stream!r}")
         for field, value in (("valid_from", valid_from), ("valid_to", valid_to)):

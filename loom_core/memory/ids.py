@@ -18,12 +18,25 @@ _ALPHABET = np.frombuffer(b"0123456789ABCDEFGHJKMNPQRSTVWXYZ", dtype=np.uint8)
 _MASK80 = (1 << 80) - 1
 
 
-def new_ids(count: int, *, timestamp_ms: int | None = None) -> list[str]:
-    """``count`` fresh ULID strings sharing one timestamp, ascending."""
+def new_ids(count: int, *, timestamp_ms: int | None = None, after: str | None = None) -> list[str]:
+    """``count`` fresh ULID strings sharing one timestamp, ascending.
+
+    With ``after`` (the last id minted before), every new id sorts after it even
+    within the same millisecond or when the clock stepped back: the batch then
+    continues from ``after``'s random part (its timestamp, if that is later), so
+    ids keep the order in which batches were committed.
+    """
     if count <= 0:
         return []
     ts = time.time_ns() // 1_000_000 if timestamp_ms is None else timestamp_ms
     start = int.from_bytes(os.urandom(10), "big")
+    if after is not None:
+        previous = int(ULID.from_str(after))
+        last_ts, last_random = previous >> 80, previous & _MASK80
+        if ts <= last_ts:
+            ts, start = last_ts, last_random + 1
+            if start + count > _MASK80:  # this millisecond's space is used up: the next one
+                ts, start = last_ts + 1, int.from_bytes(os.urandom(10), "big")
     if start + count > _MASK80:  # keep the increment inside the 80 random bits
         start -= count
     # 128-bit values as (hi, lo) uint64 halves: ts(48) | random(80)

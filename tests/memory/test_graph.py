@@ -131,3 +131,15 @@ def test_graph_values_that_could_not_be_read_back_are_refused(engine: MemoryEngi
         assert err.value.code is ErrorCode.VALIDATION_FAILED and err.value.details == {"field": field}
     assert [e.name for e in engine.list_entities("g")] == ["A"]
     assert engine.list_relations("g") == []
+
+
+def test_relation_ids_with_surrounding_spaces_are_stored_as_looked_up(engine: MemoryEngine) -> None:
+    """`" <id>"` was accepted (looked up stripped) but stored padded, so the `entity` filter missed
+    the relation and deleting the entity left it behind, pointing at nothing."""
+    a = engine.add_entity("g", type="t", name="A")
+    b = engine.add_entity("g", type="t", name="B")
+    relation = engine.add_relation("g", subject=f" {a.id}", predicate="knows", object=f"{b.id}\t")
+    assert (relation.subject, relation.object) == (a.id, b.id)
+    assert [r.id for r in engine.list_relations("g", entity=a.id)] == [relation.id]
+    engine.delete_entity(a.id)
+    assert engine.list_relations("g") == []

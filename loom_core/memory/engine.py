@@ -56,7 +56,7 @@ if TYPE_CHECKING:
 
 _log = logging.getLogger("loom.memory")
 
-MAX_LEVEL = 16
+MAX_LEVEL = rows.MAX_LEVEL
 MAX_BATCH = 10_000
 #: hook points a test may stop the process at (see ``fault_hook``)
 FAULT_POINTS = ("after_storage_write", "after_index_commit")

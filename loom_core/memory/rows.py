@@ -54,6 +54,8 @@ _STRICT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=
 #: The latest time a record may carry: 9999-12-31T23:59:59.999Z in ms. Times live in int64
 #: columns and print as ISO-8601, so larger values would be stored and then break every open.
 MAX_TIME_MS = 253_402_300_799_999
+#: The highest chunk level (0 = raw, 1+ = consolidated).
+MAX_LEVEL = 16
 #: How deeply metadata may nest. Deeper values were stored and then failed every read.
 MAX_METADATA_DEPTH = 32
 

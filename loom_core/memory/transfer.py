@@ -24,6 +24,7 @@ from loom_core.contracts.storage import WriteBatch
 from loom_core.errors import ErrorCode, LoomError
 from loom_core.memory import rows
 from loom_core.memory.ids import is_id
+from loom_core.memory.import_checks import check_chunks, check_graph
 from loom_core.memory.models import Entity, Relation
 from loom_core.memory.rows import Routing, check_stream
 
@@ -44,7 +45,8 @@ def export_stream(engine: MemoryEngine, stream: str, fp: IO[str], *, embeddings:
     from loom_core.memory.engine import now_ms
 
     check_stream(stream)
-    records = engine._routing_of_stream(stream)
+    moment = now_ms()  # expired chunks waiting for the sweeper are gone for every reader: not exported
+    records = [r for r in engine._routing_of_stream(stream) if not r.expired(moment)]
     entities = engine._graph.list_entities(stream, type=None, name=None)
     relations = engine._graph.list_relations(stream, entity=None, predicate=None, at=None)
     if not records and not entities and not relations:
@@ -126,6 +128,8 @@ def import_stream(engine: MemoryEngine, fp: IO[str], *, stream: str | None) -> d
         missing = [f for f in ("content", "level", "created_at", "updated_at") if f not in c]
         if missing or not isinstance(c.get("content"), str):
             raise LoomError(ErrorCode.VALIDATION_FAILED, f"chunk {c['id']}: missing or bad field(s) {missing}")
+    check_chunks(chunks, engine.dim, reuse_vectors)
+    check_graph(entities, relations, known=set())
     clashes = [c["id"] for c in chunks if c.get("id") in engine._routing]
     clashes += [e.id for e in entities if engine._graph.exists(rows.entity_key(e.id))]
     clashes += [r.id for r in relations if engine._graph.exists(rows.relation_key(r.id))]

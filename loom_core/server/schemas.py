@@ -15,10 +15,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
-from loom_core.memory.rows import MAX_TIME_MS
+from loom_core.memory.rows import MAX_LEVEL, MAX_TIME_MS
 
 MAX_BATCH = 10_000
-MAX_LEVEL = 16
 
 
 def to_millis(value: int | None) -> int | None:

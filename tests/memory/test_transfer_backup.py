@@ -196,3 +196,64 @@ def test_a_failed_checkpoint_leaves_no_half_written_backup(
         engine.checkpoint(tmp_path / "bk")
     assert err.value.code is ErrorCode.BACKUP_FAILED and str(tmp_path / "bk") in err.value.message
     assert not (tmp_path / "bk").exists()
+
+
+def _export_lines(engine: MemoryEngine) -> list[dict[str, Any]]:
+    buffer = io.StringIO()
+    engine.export_stream("notes", buffer, embeddings=True)
+    return [json.loads(line) for line in buffer.getvalue().splitlines()]
+
+
+def _as_text(lines: list[dict[str, Any]]) -> io.StringIO:
+    return io.StringIO("".join(json.dumps(line) + "\n" for line in lines))
+
+
+@pytest.mark.parametrize(
+    ("record", "field", "value", "reason"),
+    [
+        ("chunk", "level", 99, "from 0 to 16"),
+        ("chunk", "level", "one", "from 0 to 16"),
+        ("chunk", "created_at", 10**16, "year 9999"),
+        ("chunk", "supersedes", "01J00000000000000000000000", "not in the import"),
+        ("chunk", "metadata", {"x": float("inf")}, "NaN or infinity"),
+        ("chunk", "embedding_b64", "AAAA", "float32 values"),
+        ("entity", "name", "", "non-empty string"),
+        ("relation", "subject", "01J00000000000000000000000", "neither in the import nor stored"),
+    ],
+)
+def test_an_import_with_one_bad_record_writes_nothing(
+    open_engine: Callable[..., MemoryEngine], tmp_path: Path, record: str, field: str, value: object, reason: str
+) -> None:
+    """A bad record after more than one write batch (1,000 chunks) used to leave the batches before
+    it written, with an uncoded error, and the retry then clashed with them. Every record is now
+    checked first: VALIDATION_FAILED naming the record and field, nothing written, and the
+    corrected file then imports."""
+    source = open_engine(tmp_path / "a")
+    _populate(source)
+    source.add_chunks("notes", [ChunkInput(f"filler chunk {i}") for i in range(1100)])
+    lines = _export_lines(source)
+    position = max(i for i, line in enumerate(lines) if line["record"] == record)
+    broken = [dict(line) for line in lines]
+    broken[position][field] = value
+    target = open_engine(tmp_path / "b")
+    with pytest.raises(LoomError) as err:
+        target.import_stream(_as_text(broken))
+    assert err.value.code is ErrorCode.VALIDATION_FAILED
+    assert err.value.details == {"field": field} and reason in err.value.message
+    assert target.list_streams() == [] and target.list_entities("notes") == []
+    assert target.import_stream(_as_text(lines))["chunks"] == 1103
+
+
+def test_expired_chunks_waiting_for_the_sweeper_are_not_exported(
+    open_engine: Callable[..., MemoryEngine], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Expiry hides a chunk from every reader the moment it passes; export is a reader too."""
+    from loom_core.memory import engine as engine_module
+
+    source = open_engine(tmp_path / "a")
+    now = engine_module.now_ms()
+    source.add_chunk("notes", ChunkInput("keep me"))
+    source.add_chunk("notes", ChunkInput("temporary detail", expires_at=now + 60_000))
+    monkeypatch.setattr(engine_module, "now_ms", lambda: now + 120_000)
+    contents = [line.get("content") for line in _export_lines(source) if line["record"] == "chunk"]
+    assert contents == ["keep me"]

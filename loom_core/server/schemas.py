@@ -10,7 +10,7 @@ plain dictionaries in exactly these shapes.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
@@ -18,6 +18,10 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from loom_core.memory.rows import MAX_LEVEL, MAX_TIME_MS
 
 MAX_BATCH = 10_000
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MILLISECOND = timedelta(milliseconds=1)
 
 
 def to_millis(value: int | None) -> int | None:
@@ -42,7 +46,7 @@ def parse_time(value: Any) -> Any:
                              "or integer milliseconds since the epoch") from None
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=UTC)
-        return int(moment.timestamp() * 1000)
+        return (moment - _EPOCH) // _MILLISECOND  # exact; float timestamp() * 1000 can be 1 ms short
     raise ValueError("expected an ISO-8601 time or integer milliseconds since the epoch")
 
 

@@ -128,3 +128,4 @@ def test_the_gate_leaves_health_open_under_a_proxy_prefix() -> None:
         asyncio.run(gate(scope, receive, send))  # type: ignore[arg-type]
     assert reached == ["/loomem/health"]
     assert [m["status"] for m in sent if m["type"] == "http.response.start"] == [401]
+

@@ -1,6 +1,7 @@
 """The ``hash`` LLM backend: deterministic feature-hashing embeddings, no model, no network.
 
-Each text is lower-cased and split into word tokens; every unigram (weight
+Each text is lower-cased and split into word tokens (each Chinese, Japanese or
+Korean character is a token of its own); every unigram (weight
 1) and adjacent-word bigram (weight 0.5) is hashed to a bucket in
 ``dimension`` dims with a hashed sign, and each row is L2-normalised. Texts
 sharing words therefore land close together, which is enough for tests and
@@ -36,13 +37,17 @@ CAPABILITIES = frozenset({"embed"})
 DEFAULT_DIMENSION = 384
 MIN_DIMENSION, MAX_DIMENSION = 8, 8192
 BIGRAM_WEIGHT = 0.5
-_WORD = re.compile(r"\w+")
+#: Chinese, Japanese and Korean letters (Hangul Jamo, kana, bopomofo, compatibility Jamo,
+#: ideographs and their extensions, syllables): scripts written without spaces between words, so
+#: each character is a token of its own (as in the tantivy index), not one whole sentence.
+_CJK = "\u1100-\u11ff\u3040-\u318f\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\U00020000-\U0002fa1f"
+_WORD = re.compile(rf"[{_CJK}]|[^\W{_CJK}]+")
 #: Stand-in token for a text with no words, so its row is still a unit vector.
 _EMPTY = "\x00empty"
 #: Joins texts for one-pass tokenising; a non-word character, so never part of a token.
 _SEPARATOR = "\x1f"
 _SEPARATOR_HASH = 1 << 40  # outside crc32's range: cannot collide with a word's hash
-_WORD_OR_SEPARATOR = re.compile(r"\w+|\x1f")
+_WORD_OR_SEPARATOR = re.compile(rf"[{_CJK}]|[^\W{_CJK}]+|\x1f")
 #: Joins texts; the spaces (non-word) keep the separator a token of its own for ``str.split``.
 _SPACED_SEPARATOR = f" {_SEPARATOR} "
 #: ASCII fast path: word bytes (what ``\w`` matches in ASCII) stay, the separator becomes NUL,

@@ -201,3 +201,18 @@ def test_replaying_a_stream_delete_spares_what_the_stream_holds_since(
     reopened = open_engine()  # the intent is replayed at open this time
     assert reopened.get_entity(again.id).name == "newer heron"
     _consistent(reopened)
+
+
+def test_an_index_of_an_older_analyzer_format_is_rebuilt_at_open(
+    open_engine: Callable[..., MemoryEngine], tmp_path: Path
+) -> None:
+    """Upgrading the index's analyzer needs no manual step: the older index is emptied and the
+    engine rebuilds it from storage, after which the new analysis applies to old chunks too."""
+    engine = open_engine(tmp_path / "d")
+    chunk = engine.add_chunk("s", ChunkInput("我住在東京已经三年了"))
+    engine.close()
+    settings = tmp_path / "d" / "index" / "loom-index.json"
+    settings.write_text(json.dumps({**json.loads(settings.read_text()), "format": 1}))
+    reopened = open_engine(tmp_path / "d")
+    assert reopened.check_consistency()["index"] == 1
+    assert [r.chunk.id for r in reopened.search(SearchRequest("東京", stream="s", mode="bm25"))] == [chunk.id]

@@ -42,6 +42,24 @@ def test_each_mode_finds_the_matching_chunk_first(engine: MemoryEngine, corpus: 
 
 
 @pytest.mark.parametrize("mode", ["hybrid", "bm25", "vector"])
+def test_words_in_scripts_without_spaces_and_long_words_are_found(engine: MemoryEngine, mode: str) -> None:
+    """A Chinese, Japanese or Korean sentence was one term, so no word inside it could be found
+    in any mode; a 21-letter Russian word (42 bytes) and a 40-letter identifier were dropped
+    from the index. Each is found now."""
+    made = {
+        "tokyo": engine.add_chunk("w", ChunkInput("我住在東京已经三年了")),
+        "seoul": engine.add_chunk("w", ChunkInput("저는 서울에서 일합니다")),
+        "sights": engine.add_chunk("w", ChunkInput("мы видели достопримечательности города")),
+        "ident": engine.add_chunk("w", ChunkInput("the build id is " + "k" * 40)),
+        "other": engine.add_chunk("w", ChunkInput("nothing relevant in this one")),
+    }
+    for query, expected in (("東京", "tokyo"), ("서울", "seoul"), ("достопримечательности", "sights"),
+                            ("k" * 40, "ident")):
+        results = engine.search(SearchRequest(query, stream="w", mode=mode))  # type: ignore[arg-type]
+        assert results and results[0].chunk.id == made[expected].id, (query, mode)
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "bm25", "vector"])
 def test_filters_are_exact(engine: MemoryEngine, corpus: dict[str, str], mode: str) -> None:
     """Stream, streams, levels and time filters never let an excluded chunk through."""
 

@@ -2,12 +2,22 @@
 
 The analyzer is baked into the index on disk, so the analysis settings are
 recorded in ``loom-index.json`` next to it; reopening with different ones is
-refused (``CONFIG_INVALID``) instead of silently mixing two tokenizations.
+refused (``CONFIG_INVALID``) instead of silently mixing two tokenizations. An
+index written by an older analyzer *format* of this plugin is emptied at open
+instead (it is derived data): the engine then sees its document count differ
+from storage and rebuilds it.
+
+Format 2 (current): letters and digits form words, except that Chinese,
+Japanese and Korean characters are terms of their own (those scripts do not
+put spaces between words, so a whole sentence used to be one unsearchable
+term); words of 100 bytes or more are dropped. Format 1: Unicode alphanumeric
+runs, words of 40 bytes or more dropped (a 21-letter Cyrillic word).
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,11 +28,14 @@ from tantivy import Filter, TextAnalyzer, TextAnalyzerBuilder, Tokenizer
 from loom_core.errors import ErrorCode, LoomError
 
 SETTINGS_FILE = "loom-index.json"
-FORMAT = 1
+FORMAT = 2
 #: Tantivy refuses less than this much writer memory per indexing thread.
 MIN_HEAP_PER_THREAD = 15_000_000
-#: Tokens longer than this are dropped (hashes, base64 blobs), as tantivy's own analyzers do.
-MAX_TOKEN_CHARS = 40
+#: Tokens of this many UTF-8 bytes or more are dropped (base64 blobs), per analyzer format.
+MAX_TOKEN_BYTES = {1: 40, 2: 100}
+_CJK = r"\p{Han}\p{Hiragana}\p{Katakana}\p{Hangul}"
+#: One CJK character, or a run of other letters and digits.
+WORD_PATTERN = rf"[{_CJK}]|[[\p{{L}}\p{{N}}&&[^{_CJK}]]]+"
 
 STEMMERS = frozenset(
     {
@@ -40,9 +53,11 @@ class Analysis:
     stemmer: str = "english"
     ascii_fold: bool = True
 
-    def analyzer(self) -> TextAnalyzer:
-        """Simple (Unicode alphanumeric) tokenizer, long-token removal, lowercase, folding, stemming."""
-        builder = TextAnalyzerBuilder(Tokenizer.simple()).filter(Filter.remove_long(MAX_TOKEN_CHARS))
+    def analyzer(self, version: int = FORMAT) -> TextAnalyzer:
+        """Words (see the module docstring), long-token removal, lowercase, folding, stemming;
+        ``version`` is the analyzer format."""
+        tokenizer = Tokenizer.simple() if version == 1 else Tokenizer.regex(WORD_PATTERN)
+        builder = TextAnalyzerBuilder(tokenizer).filter(Filter.remove_long(MAX_TOKEN_BYTES[version]))
         builder = builder.filter(Filter.lowercase())
         if self.ascii_fold:
             builder = builder.filter(Filter.ascii_fold())
@@ -89,7 +104,11 @@ class Tuning:
 
 
 def check_recorded(directory: Path, analysis: Analysis) -> None:
-    """Record ``analysis`` in a new index directory, or refuse a mismatch with the recorded one."""
+    """Record ``analysis`` in a new index directory, or refuse a mismatch with the recorded one.
+
+    An index of an older analyzer format with the same options is emptied (see the module
+    docstring). The caller holds the data directory (the storage lock is taken first).
+    """
     path = directory / SETTINGS_FILE
     wanted = {"format": FORMAT, **asdict(analysis)}
     if path.exists():
@@ -97,17 +116,36 @@ def check_recorded(directory: Path, analysis: Analysis) -> None:
             recorded = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise LoomError(ErrorCode.INDEX_IO, f"cannot read {path}: {exc}") from None
-        if recorded != wanted:
+        older = isinstance(recorded, dict) and isinstance(recorded.get("format"), int) and recorded["format"] < FORMAT
+        if older and {**recorded, "format": FORMAT} == wanted:
+            _empty(directory)
+            recorded = None
+        elif recorded != wanted:
             raise _invalid(
                 f"the index in {directory} was built with analysis settings {recorded}, "
                 f"but the configuration asks for {wanted}; restore the old options, or delete "
                 "the index directory so it is rebuilt from storage"
             )
-        return
+        if recorded is not None:
+            return
     try:
         path.write_text(json.dumps(wanted, sort_keys=True) + "\n", encoding="utf-8")
     except OSError as exc:
         raise LoomError(ErrorCode.INDEX_IO, f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def _empty(directory: Path) -> None:
+    """Remove an index of an older format (every file of the directory; it is rebuilt)."""
+    try:
+        for child in directory.iterdir():
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
+    except OSError as exc:
+        raise LoomError(
+            ErrorCode.INDEX_IO, f"cannot clear the older-format index in {directory}: {exc.strerror or exc}"
+        ) from None
 
 
 def _invalid(message: str) -> LoomError:

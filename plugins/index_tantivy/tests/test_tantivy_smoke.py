@@ -49,6 +49,36 @@ def test_second_process_gets_index_locked(tmp_path: Path) -> None:
     assert str(tmp_path / "ix") in result.stdout
 
 
+def test_an_index_of_the_older_analyzer_format_is_emptied_to_be_rebuilt(tmp_path: Path) -> None:
+    """An index written by analyzer format 1 (whole CJK sentences as one term) would answer
+    format-2 queries wrongly; with the same options it is emptied at open and recorded as the
+    current format, so the engine, seeing the count differ from storage, rebuilds it."""
+    import json
+
+    from loom_index_tantivy.settings import FORMAT, SETTINGS_FILE
+
+    index = create(BackendContext(data_dir=tmp_path))
+    index.upsert([IndexDocument("a", "s", 0, "我住在東京", 1)])
+    index.commit()
+    index.close()
+    settings_path = tmp_path / SETTINGS_FILE
+    recorded = json.loads(settings_path.read_text())
+    settings_path.write_text(json.dumps({**recorded, "format": 1}))
+    reopened = create(BackendContext(data_dir=tmp_path))
+    try:
+        assert reopened.count() == 0
+        assert json.loads(settings_path.read_text())["format"] == FORMAT
+        reopened.upsert([IndexDocument("a", "s", 0, "我住在東京", 1)])
+        reopened.commit()
+        assert [h.id for h in reopened.search(IndexQuery("東京"))] == ["a"]
+    finally:
+        reopened.close()
+    settings_path.write_text(json.dumps({**recorded, "format": 1, "stemmer": "none"}))
+    with pytest.raises(LoomError) as info:  # other options too: refused, as any analysis change
+        create(BackendContext(data_dir=tmp_path))
+    assert info.value.code is ErrorCode.CONFIG_INVALID
+
+
 def test_analysis_change_refused(tmp_path: Path) -> None:
     """Proves reopening an index with different analysis options fails closed with CONFIG_INVALID."""
     create(BackendContext(data_dir=tmp_path)).close()

@@ -7,7 +7,8 @@ index written by an older analyzer *format* of this plugin is emptied at open
 instead (it is derived data): the engine then sees its document count differ
 from storage and rebuilds it.
 
-Format 2 (current): letters and digits form words, except that Chinese,
+Format 2 (current): letters with their combining marks, and digits, form
+words (the simple tokenizer of format 1 cut Hindi words at every virama), except that Chinese,
 Japanese and Korean characters are terms of their own (those scripts do not
 put spaces between words, so a whole sentence used to be one unsearchable
 term); words of 100 bytes or more are dropped. Format 1: Unicode alphanumeric
@@ -34,8 +35,9 @@ MIN_HEAP_PER_THREAD = 15_000_000
 #: Tokens of this many UTF-8 bytes or more are dropped (base64 blobs), per analyzer format.
 MAX_TOKEN_BYTES = {1: 40, 2: 100}
 _CJK = r"\p{Han}\p{Hiragana}\p{Katakana}\p{Hangul}"
-#: One CJK character, or a run of other letters and digits.
-WORD_PATTERN = rf"[{_CJK}]|[[\p{{L}}\p{{N}}&&[^{_CJK}]]]+"
+#: One CJK character, or a run of other letters (with their combining marks: Devanagari vowel
+#: signs and viramas, Arabic harakat) and digits.
+WORD_PATTERN = rf"[{_CJK}]|[[\p{{Alphabetic}}\p{{N}}\p{{M}}]--[{_CJK}]]+"
 
 STEMMERS = frozenset(
     {

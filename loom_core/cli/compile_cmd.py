@@ -24,7 +24,8 @@ def run(args: argparse.Namespace) -> int:
     from loom_core.workflow.graph import graph_ir
 
     config = load_config(args.config, os.environ)
-    pool = ProviderPool(PluginHost(disabled=config.plugins.disabled, environ=os.environ), os.environ)
+    host = PluginHost(disabled=config.plugins.disabled, environ=os.environ, secrets_options=config.secrets.providers)
+    pool = ProviderPool(host, os.environ)
     try:
         workflow = load_workflow(args.file, pool)
     finally:

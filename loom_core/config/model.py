@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*$")
 SECRET_REF = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://\S.*$")  # names may hold spaces (op://v/my item/f)
 
 
@@ -128,10 +129,20 @@ class PluginSettings(Section):
     disabled: list[str] = Field(default_factory=list)
 
 
+def _provider_tables(value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    for scheme in value:
+        if not SCHEME.match(scheme):
+            raise ValueError(f"{scheme!r} is not a reference scheme (lower-case letters, digits, + . -)")
+    return value
+
+
 class SecretsSettings(Section):
     # 8 is also the shortest encoded form redaction matches: below it some encodings of a value
     # would go unmasked without a word, so lower settings are refused
     min_length: int = Field(default=8, ge=8, le=64)
+    #: ``[secrets.providers.<scheme>]``: the options each provider is built with
+    #: (``BackendContext.options``); credentials never go here (they come from the environment).
+    providers: Annotated[dict[str, dict[str, Any]], AfterValidator(_provider_tables)] = Field(default_factory=dict)
 
 
 class LoomConfig(Section):

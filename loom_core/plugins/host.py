@@ -29,8 +29,11 @@ class PluginHost:
         *,
         disabled: Iterable[str] = (),
         environ: Mapping[str, str] | None = None,
+        secrets_options: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
         self.environ: Mapping[str, str] = dict(os.environ if environ is None else environ)
+        #: ``secrets.providers`` of the configuration: each scheme's provider options
+        self.secrets_options: dict[str, dict[str, Any]] = {k: dict(v) for k, v in (secrets_options or {}).items()}
         self.disabled = disabled_from(self.environ, disabled)
         self.pm = pluggy.PluginManager(hookspecs.PROJECT)
         self.pm.add_hookspecs(hookspecs)

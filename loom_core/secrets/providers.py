@@ -33,9 +33,13 @@ def _identity(text: str) -> str:
 class ProviderPool:
     """Builds each scheme's provider on first use and closes them all at the end."""
 
-    def __init__(self, host: SecretsHost, environ: Mapping[str, str]) -> None:
+    def __init__(
+        self, host: SecretsHost, environ: Mapping[str, str], options: Mapping[str, Mapping[str, Any]] | None = None
+    ) -> None:
         self.host = host
         self.environ = dict(environ)
+        # per scheme, from [secrets.providers.<scheme>]; the host carries the configuration's
+        self.options = dict(options if options is not None else getattr(host, "secrets_options", None) or {})
         self._providers: dict[str, Any] = {}
         self._failed: dict[str, LoomError] = {}
 
@@ -63,7 +67,8 @@ class ProviderPool:
             raise self._failed[scheme]
         self.available(scheme)
         try:
-            provider = self.host.create(Kind.SECRETS, scheme, BackendContext(environ=self.environ))
+            context = BackendContext(environ=self.environ, options=dict(self.options.get(scheme) or {}))
+            provider = self.host.create(Kind.SECRETS, scheme, context)
         except LoomError as exc:
             if not exc.code.value.startswith("SECRETS_"):
                 exc = LoomError(

@@ -111,7 +111,7 @@ class Run:
         self.host = opts.host or PluginHost(disabled=self.config.plugins.disabled, environ=self.environ)
         self.out: BinaryIO = opts.stdout if opts.stdout is not None else _console(sys.stdout)
         self.err: BinaryIO = opts.stderr if opts.stderr is not None else _console(sys.stderr)
-        self.pool = ProviderPool(self.host, self.environ)
+        self.pool = ProviderPool(self.host, self.environ, self.config.secrets.providers)
         self.run_id = _new_run_id()
         self.watch: SignalWatch | None = None
         self.workdir = opts.workflow.resolve().parent

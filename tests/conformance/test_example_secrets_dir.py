@@ -7,6 +7,7 @@ example the documentation shows is the example that is tested.
 from __future__ import annotations
 
 import importlib.util
+import io
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -65,3 +66,39 @@ def test_bad_configuration_fails_closed(options: dict[str, str], code: ErrorCode
     with pytest.raises(LoomError) as info:
         plugin.create(BackendContext(options=options))
     assert info.value.code is code
+
+
+def test_the_example_runs_in_a_workflow_configured_from_secrets_providers(tmp_path: Path) -> None:
+    """The walkthrough's provider takes ``root`` from ``[secrets.providers.dir]``: a `loom run` with
+    that configuration injects the file's bytes and redacts them. Providers used to be built
+    without options, so the example could not run at all."""
+    from loom_core.config import validate_config
+    from loom_core.plugins.host import PluginHost
+    from loom_core.workflow.runner import RunOptions, run_workflow
+
+    root = tmp_path / "secrets"
+    root.mkdir()
+    (root / "db_password").write_bytes(b"dir-provider-value-5150")
+    workflow = tmp_path / "w.yml"
+    workflow.write_text(
+        "jobs:\n  a:\n    secrets: {PW: {ref: \"dir://db_password\"}}\n    script: ['echo \"pw=$(cat \"$PW\")\"']\n"
+    )
+    config = validate_config({"secrets": {"providers": {"dir": {"root": str(root)}}}}, {})
+    host = PluginHost(environ={"PATH": "/usr/bin:/bin"})
+    host.register_plugin(plugin, "loom-secrets-dir-example")
+    out, err = io.BytesIO(), io.BytesIO()
+    result = run_workflow(
+        RunOptions(workflow=workflow, environ={"PATH": "/usr/bin:/bin"}, config=config, host=host,
+                   stdout=out, stderr=err, receipt=tmp_path / "r.json", handle_signals=False)
+    )
+    assert result.exit_code == 0, err.getvalue()
+    assert out.getvalue() == b"pw=[REDACTED:SECRET_PW]\n"
+
+
+def test_provider_tables_must_be_named_by_a_scheme() -> None:
+    """``[secrets.providers."Not A Scheme"]`` is CONFIG_INVALID naming the key."""
+    from loom_core.config import validate_config
+
+    with pytest.raises(LoomError) as info:
+        validate_config({"secrets": {"providers": {"Not A Scheme": {}}}}, {})
+    assert info.value.code is ErrorCode.CONFIG_INVALID and "secrets.providers" in info.value.message

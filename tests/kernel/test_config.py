@@ -138,7 +138,7 @@ def _keys(model: type[BaseModel], prefix: str = "") -> set[str]:
 def _flatten(raw: dict[str, Any], prefix: str = "") -> set[str]:
     out: set[str] = set()
     for key, value in raw.items():
-        if isinstance(value, dict) and key != "options":
+        if isinstance(value, dict) and key not in ("options", "providers"):  # free-form tables
             out |= _flatten(value, f"{prefix}{key}.")
         else:
             out.add(prefix + key)

@@ -30,6 +30,9 @@ CORE_ATTR = "__loom_core__"
 REQUIRES_ATTR = "__loom_requires__"
 EXPECTED_FAILURE_ATTR = "__loom_expected_failure__"
 GUARD_NAME = "test_core_tier_intact"
+#: Fixtures of the kit that core tests rely on; a suite subclass may not redefine them.
+KIT_FIXTURES = frozenset({"secret_leak_check", "leak_scanner", "_loom_capability_gate"})
+_KIT_MODULE = "loom_core.testing"
 
 
 def core(fn: F) -> F:
@@ -119,7 +122,38 @@ class ConformanceSuite:
                 violations.append(
                     f"{cls.__qualname__}.{name}: core test overridden without @expected_failure(reason)"
                 )
+        violations.extend(cls._foreign_replacements(inherited))
         cls.__loom_violations__ = tuple(violations)
+
+    @classmethod
+    def _foreign_replacements(cls, inherited: frozenset[str]) -> list[str]:
+        """Core tests and kit fixtures replaced from outside the suite hierarchy.
+
+        ``vars(cls)`` does not show a mixin listed before the suite
+        (``class TestX(Mixin, Suite)``): its methods and fixtures win by method
+        resolution order all the same. A replaced guard is put back so it runs.
+        """
+        found: list[str] = []
+        for name in sorted(inherited):
+            owner = next(k for k in cls.__mro__ if name in vars(k))
+            if issubclass(owner, ConformanceSuite):
+                continue  # the kit's own, or checked when that class was created
+            if name == GUARD_NAME:
+                found.append(f"{cls.__qualname__}.{name}: the guard is replaced by {owner.__qualname__}")
+                setattr(cls, name, ConformanceSuite.__dict__[GUARD_NAME])
+            elif not getattr(vars(owner)[name], EXPECTED_FAILURE_ATTR, None):
+                found.append(
+                    f"{cls.__qualname__}.{name}: core test replaced by {owner.__qualname__}.{name} "
+                    "without @expected_failure(reason)"
+                )
+        for fixture in sorted(KIT_FIXTURES):
+            for klass in cls.__mro__:
+                if fixture in vars(klass) and not klass.__module__.startswith(_KIT_MODULE):
+                    found.append(
+                        f"{cls.__qualname__}: fixture {fixture!r} is redefined by {klass.__qualname__}; "
+                        "the core tests depend on the kit's own"
+                    )
+        return found
 
     @classmethod
     def core_test_names(cls) -> frozenset[str]:

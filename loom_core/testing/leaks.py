@@ -9,6 +9,7 @@ report names *where* and *which form* leaked, never the value.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shlex
@@ -43,6 +44,10 @@ def redaction_variants(value: bytes | str) -> dict[str, bytes]:
         forms["shell-quoted"] = shlex.quote(text).encode("utf-8")
         forms["stripped"] = text.strip().encode("utf-8")
     forms["bytes-repr-escaped"] = repr(raw)[2:-1].encode("ascii")
+    # An error or log line holding the value base64-encoded leaks it as surely (padding dropped:
+    # the value may sit inside longer base64 text).
+    forms["base64"] = base64.b64encode(raw).rstrip(b"=")
+    forms["base64-urlsafe"] = base64.urlsafe_b64encode(raw).rstrip(b"=")
     if b"\n" in raw or b"\r" in raw:
         forms["crlf"] = raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
         forms["lf"] = raw.replace(b"\r\n", b"\n")

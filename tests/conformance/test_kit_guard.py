@@ -80,6 +80,20 @@ def test_override_without_reason_fails_guard(run: Run) -> None:
     assert "TestOverridden.test_alpha" in run.message("TestOverridden::test_core_tier_intact")
 
 
+def test_replacing_from_a_mixin_fails_guard(run: Run) -> None:
+    """Proves a core test replaced by a mixin listed before the suite, a guard replaced the same
+    way, and a kit fixture redefined in the class all fail the guard (the class's own namespace,
+    all the guard used to read, shows none of them); a sanctioned mixin passes."""
+    assert run.outcome("TestMixinReplaced::test_core_tier_intact") == "failure"
+    assert "replaced by PassingMixin.test_alpha" in run.message("TestMixinReplaced::test_core_tier_intact")
+    assert run.outcome("TestMixinGuard::test_core_tier_intact") == "failure"
+    assert "the guard is replaced by GuardMixin" in run.message("TestMixinGuard::test_core_tier_intact")
+    assert run.outcome("TestMixinSanctioned::test_core_tier_intact") == "passed"
+    assert run.outcome("TestMixinSanctioned::test_beta") == "xfail"
+    assert run.outcome("TestFixtureShadowed::test_core_tier_intact") == "failure"
+    assert "fixture 'secret_leak_check' is redefined" in run.message("TestFixtureShadowed::test_core_tier_intact")
+
+
 def test_deleting_fails_guard(run: Run) -> None:
     """Proves setting a core test to None, or deleting it after class creation, fails the guard."""
     assert run.outcome("TestDeleted::test_core_tier_intact") == "failure"

@@ -26,6 +26,7 @@ class OpStore:
         self.op = FakeOp(tmp_path / "op-bin")
         self.op.grant(KIT_TOKEN, ["kit"])
         self.allowed_dirs = [self.op.path.parent]  # the stand-in's own call log
+        self.vault_paths = [self.op.state_path]  # the stand-in's vault (values base64 in JSON, by design)
         self.auth_material = [KIT_TOKEN.encode()]
         self.auth_environ = {"OP_SERVICE_ACCOUNT_TOKEN": KIT_TOKEN}
         self.environ = {"PATH": "/usr/bin:/bin", **self.auth_environ}

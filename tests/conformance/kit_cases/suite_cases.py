@@ -85,6 +85,40 @@ class TestXfailClass(MiniSuite):
     weak = True
 
 
+class PassingMixin:
+    def test_alpha(self) -> None:
+        """Listed before the suite, so it wins over the core test by method resolution order."""
+
+
+class TestMixinReplaced(PassingMixin, MiniSuite):
+    pass
+
+
+class GuardMixin:
+    def test_core_tier_intact(self) -> None:
+        """Tries to silence the guard from a mixin."""
+
+
+class TestMixinGuard(GuardMixin, PassingMixin, MiniSuite):
+    pass
+
+
+class SanctionedMixin:
+    @expected_failure("shared by our backends that lack beta")
+    def test_beta(self) -> None:
+        raise AssertionError("beta unsupported")
+
+
+class TestMixinSanctioned(SanctionedMixin, MiniSuite):
+    pass
+
+
+class TestFixtureShadowed(MiniSuite):
+    @pytest.fixture
+    def secret_leak_check(self) -> None:
+        """A no-op in place of the kit's leak check."""
+
+
 class LaterBase(ConformanceSuite):
     @core
     def test_gamma(self) -> None:

@@ -16,6 +16,7 @@ from loom_core.contracts.secrets import SecretRef, SecretValue
 from loom_core.errors import ErrorCode, LoomError
 from loom_core.hookspecs import hookimpl
 from loom_core.plugins.registry import BackendRegistry
+from loom_core.secrets.credentials import indirect_credentials, is_credential_name
 
 SCHEME = "env"
 #: POSIX portable environment variable names.
@@ -53,12 +54,16 @@ class EnvSecretsProvider:
                 f"{ref.raw!r}: {ref.path!r} is not a variable name "
                 "(letters, digits and _, not starting with a digit)",
             )
+        if is_credential_name(ref.path):
+            raise _credential(ref)
 
     def resolve(self, ref: SecretRef) -> SecretValue:
         """The variable's value as UTF-8 bytes, or a ``SECRETS_*`` error."""
         self.validate(ref)
         if self._closed:
             raise LoomError(ErrorCode.SECRETS_PROVIDER_UNAVAILABLE, f"{ref.raw}: the env provider is closed")
+        if ref.path in indirect_credentials(self._environ):
+            raise _credential(ref)
         value = self._environ.get(ref.path)
         if value is None:
             raise LoomError(
@@ -74,6 +79,14 @@ class EnvSecretsProvider:
 
     def close(self) -> None:
         self._closed = True
+
+
+def _credential(ref: SecretRef) -> LoomError:
+    return LoomError(
+        ErrorCode.SECRETS_ACCESS_DENIED,
+        f"{ref.raw}: {ref.path} holds a secrets provider's own credential or setting, which workflows "
+        "may not read (jobs never get it); give the job its own credential in another variable",
+    )
 
 
 def create(ctx: BackendContext) -> EnvSecretsProvider:

@@ -81,7 +81,7 @@ def _credential_variables(data: Any) -> list[tuple[ErrorCode, JsonPath, str]]:
     """Provider credentials (a 1Password token, a KeePass database setting) are not workflow
     variables: they come only from the runtime environment, which jobs never inherit them from, and
     a value here would be a credential written into the workflow file."""
-    from loom_core.workflow.inject import CREDENTIAL_PREFIXES, CREDENTIAL_VARIABLES
+    from loom_core.secrets.credentials import is_credential_name
 
     blocks: list[tuple[JsonPath, Any]] = []
     if isinstance(data, Mapping):
@@ -90,7 +90,7 @@ def _credential_variables(data: Any) -> list[tuple[ErrorCode, JsonPath, str]]:
     found: list[tuple[ErrorCode, JsonPath, str]] = []
     for where, block in blocks:
         for key in _names(block):
-            if key in CREDENTIAL_VARIABLES or key.startswith(CREDENTIAL_PREFIXES):
+            if is_credential_name(key):
                 found.append((
                     ErrorCode.WORKFLOW_SCHEMA_INVALID,
                     (*where, key),

@@ -20,11 +20,9 @@ from types import TracebackType
 
 from loom_core.contracts.secrets import SecretValue
 from loom_core.errors import ErrorCode, LoomError
+from loom_core.secrets.credentials import credential_names
 from loom_core.workflow.graph import Job
 
-#: Environment variables that carry vault credentials; a job never inherits them.
-CREDENTIAL_VARIABLES = ("OP_SERVICE_ACCOUNT_TOKEN", "OP_CONNECT_TOKEN")
-CREDENTIAL_PREFIXES = ("LOOM_KEEPASS_DB_",)
 #: ``<prefix><job>-<random>``: a run's private secrets directory
 DIR_PREFIX = "loom-secrets-"
 #: held (``flock``) by ``loom run`` and inherited by the job while the directory is in use
@@ -157,17 +155,10 @@ def scrubbed_environ(
 ) -> dict[str, str]:
     """The inherited environment minus vault credentials, ``env://`` sources and any value copy."""
     raw = [v.reveal() for v in values.values()]
-    # The names as providers read them (stripped: "KPW " names KPW), or the variable they name
-    # would reach the job with the master password in it.
-    indirect = {
-        environ[k].strip()
-        for k in environ
-        if k.startswith(CREDENTIAL_PREFIXES) and k.endswith(("_PASSWORD_ENV", "_KEYFILE_ENV"))
-        if environ.get(k, "").strip()
-    }
+    withheld = credential_names(environ)  # the vault credentials, and the variables they name
     out: dict[str, str] = {}
     for key, text in environ.items():
-        if key in CREDENTIAL_VARIABLES or key.startswith(CREDENTIAL_PREFIXES) or key in indirect:
+        if key in withheld:
             continue
         if key in env_refs:
             continue

@@ -10,7 +10,7 @@ from typing import Any
 import pykeepass
 import pytest
 
-from loom_core.errors import ErrorCode
+from loom_core.errors import ErrorCode, LoomError
 
 from .conftest import run_inprocess
 
@@ -163,15 +163,15 @@ def test_a_password_typed_where_its_variable_name_belongs_is_not_echoed(
 def test_a_provider_error_quoting_an_earlier_jobs_value_is_redacted(
     tmp_path: Path, write_workflow: Callable[..., Path], kdbx: Path
 ) -> None:
-    """Job ``one`` resolves env://KEYPATH; job ``two`` unlocks a database with the keyfile KEYPATH
-    names, which does not exist. The provider's error quotes that path: it is a value the run
-    resolved, so console and receipt show its token, as for job output."""
+    """Job ``one`` resolves env://PRIOR; job ``two`` unlocks a database with the keyfile KEYPATH
+    names, which holds the same text and does not exist. The provider's error quotes that path:
+    it is a value the run resolved, so console and receipt show its token, as for job output."""
     planted = str(tmp_path / "planted-prior-value-xyz.keyx")
     path = write_workflow(
         """\
         jobs:
           one:
-            secrets: {KEYFILE: {ref: "env://KEYPATH"}}
+            secrets: {KEYFILE: {ref: "env://PRIOR"}}
             script: ['true']
           two:
             needs: [one]
@@ -179,10 +179,36 @@ def test_a_provider_error_quoting_an_earlier_jobs_value_is_redacted(
             script: ['true']
         """
     )
-    environ = _env(kdbx) | {"LOOM_KEEPASS_DB_MAIN_KEYFILE_ENV": "KEYPATH", "KEYPATH": planted}
+    environ = _env(kdbx) | {"LOOM_KEEPASS_DB_MAIN_KEYFILE_ENV": "KEYPATH", "KEYPATH": planted, "PRIOR": planted}
     result: Any
     result, out, err = run_inprocess(path, environ)
     assert result.error is not None and result.error.code is ErrorCode.SECRETS_AUTH_MISSING
     assert "[REDACTED:SECRET_KEYFILE]" in result.error.message
     receipt = (tmp_path / "receipt.json").read_bytes()
     assert planted.encode() not in out + err + receipt + result.error.message.encode()
+
+
+@pytest.mark.parametrize("name", ["OP_SERVICE_ACCOUNT_TOKEN", "LOOM_KEEPASS_DB_MAIN_PATH", "KP_MASTER"])
+def test_env_references_cannot_read_the_providers_own_credentials(
+    tmp_path: Path, write_workflow: Callable[..., Path], kdbx: Path, name: str
+) -> None:
+    """``env://OP_SERVICE_ACCOUNT_TOKEN``, an alias setting, or the variable an alias names as
+    holding its master password: SECRETS_ACCESS_DENIED before any job runs. Jobs never inherit
+    these; reading them through a reference handed them to any job that asked."""
+    path = write_workflow(
+        f"""\
+        jobs:
+          a:
+            secrets: {{LOOT: {{ref: "env://{name}"}}}}
+            script: ['touch ran.marker']
+        """
+    )
+    environ = _env(kdbx) | {"OP_SERVICE_ACCOUNT_TOKEN": "ops_made-up-token-for-test"}
+    try:  # fixed names are refused by the check before the run; indirect ones at resolution
+        result: Any
+        result, _, _ = run_inprocess(path, environ)
+        error = result.error
+    except LoomError as exc:
+        error = exc
+    assert error is not None and error.code is ErrorCode.SECRETS_ACCESS_DENIED
+    assert not (tmp_path / "ran.marker").exists()

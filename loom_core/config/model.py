@@ -140,6 +140,8 @@ class SecretsSettings(Section):
     # 8 is also the shortest encoded form redaction matches: below it some encodings of a value
     # would go unmasked without a word, so lower settings are refused
     min_length: int = Field(default=8, ge=8, le=64)
+    # larger values are refused: their redactor would cost ~3.5 s and ~550 MB per MiB
+    max_length: int = Field(default=262_144, ge=1024, le=16_777_216)
     #: ``[secrets.providers.<scheme>]``: the options each provider is built with
     #: (``BackendContext.options``); credentials never go here (they come from the environment).
     providers: Annotated[dict[str, dict[str, Any]], AfterValidator(_provider_tables)] = Field(default_factory=dict)

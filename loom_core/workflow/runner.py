@@ -266,7 +266,10 @@ class Run:
             return scrubber(make_redactor(known, self.host.hook, self.min_length) if known else None)
 
         try:
-            values = resolve_job(job, self.pool, min_length=self.min_length, scrub_with=scrub_for)
+            values = resolve_job(
+                job, self.pool, min_length=self.min_length, scrub_with=scrub_for,
+                max_length=int(self.config.secrets.max_length),
+            )
             known = self._redaction_values(values)  # this job's values and the run's earlier ones
             redactor = make_redactor(known, self.host.hook, self.min_length)
         except LoomError as exc:

@@ -405,6 +405,22 @@ def test_short_and_blank_values_are_refused(tmp_path: Path, write_workflow: Call
     assert result.exit_code == 0 and (tmp_path / "a.marker").exists()
 
 
+def test_values_larger_than_max_length_are_refused_before_the_job(
+    tmp_path: Path, write_workflow: Callable[..., Path]
+) -> None:
+    """A 10 MB value took 43 s and 2.6 GB building its redactor; values over secrets.max_length
+    (default 256 KiB) are SECRETS_VALUE_UNSAFE naming the setting, and a raised limit lets them in."""
+    path = write_workflow("jobs:\n  a: {secrets: {S: {ref: 'env://V'}}, script: ['touch a.marker']}\n")
+    big = "x" * 300_000
+    result: Any
+    result, _, _ = run_inprocess(path, {"V": big})
+    assert result.error.code == ErrorCode.SECRETS_VALUE_UNSAFE and "secrets.max_length" in result.error.message
+    assert not (tmp_path / "a.marker").exists()
+    config = LoomConfig.model_validate({"secrets": {"max_length": 400_000}})
+    result, _, _ = run_inprocess(path, {"V": big}, config=config)
+    assert result.exit_code == 0 and (tmp_path / "a.marker").exists()
+
+
 def test_job_selection_runs_the_job_and_its_needs(tmp_path: Path, write_workflow: Callable[..., Path]) -> None:
     """--job NAME runs NAME and everything it needs, nothing else."""
     path = write_workflow(

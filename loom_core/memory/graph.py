@@ -10,6 +10,7 @@ name or allow guessing it from the files).
 from __future__ import annotations
 
 import time
+import unicodedata
 from collections.abc import Sequence
 from typing import Any
 
@@ -51,7 +52,9 @@ def _metadata(value: object) -> dict[str, Any]:
 
 
 def _fold(value: str) -> str:
-    return " ".join(value.casefold().split())
+    """Name matching ignores case, repeated spaces and Unicode representation: NFKC makes a
+    decomposed "Zoë" (e + combining diaeresis) and full-width "ＺＯＥ" equal to their usual forms."""
+    return " ".join(unicodedata.normalize("NFKC", value).casefold().split())
 
 
 class GraphStore:

@@ -143,3 +143,11 @@ def test_relation_ids_with_surrounding_spaces_are_stored_as_looked_up(engine: Me
     assert [r.id for r in engine.list_relations("g", entity=a.id)] == [relation.id]
     engine.delete_entity(a.id)
     assert engine.list_relations("g") == []
+
+
+def test_name_lookup_ignores_unicode_representation(engine: MemoryEngine) -> None:
+    """A name stored composed (NFC) is found from its decomposed form (what macOS file names and
+    some keyboards produce) and from full-width letters, as from other case and spacing."""
+    zoe = engine.add_entity("u", type="person", name="Zoë Müller")
+    for query in ("Zoe\u0308 Mu\u0308ller", "ＺＯＥ\u0308  MÜLLER", "zoë müller"):
+        assert [e.id for e in engine.list_entities("u", name=query)] == [zoe.id], query

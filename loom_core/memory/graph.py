@@ -53,7 +53,7 @@ def _metadata(value: object) -> dict[str, Any]:
 
 def _fold(value: str) -> str:
     """Name matching ignores case, repeated spaces and Unicode representation: NFKC makes a
-    decomposed "Zoë" (e + combining diaeresis) and full-width "ＺＯＥ" equal to their usual forms."""
+    decomposed "Zoë" (e + combining diaeresis) and full-width letters equal to their usual forms."""
     return " ".join(unicodedata.normalize("NFKC", value).casefold().split())
 
 

@@ -1156,14 +1156,14 @@ class MemoryEngine:
     def check_consistency(self) -> dict[str, Any]:
         """Compare storage, index and vectors: ``{"storage": n, "index": n,
         "vectors": n, "missing_in_index": [...], "extra_in_index": [...],
-        "missing_vectors": [...]}``."""
+        "missing_vectors": [...], ..., "consistent": bool}``."""
         with self._lock:
             self._ensure_open()
             stored = {key.decode() for key, _ in self.storage.iterate("routing")}
             content = {key.decode().rsplit(":", 1)[1] for key, _ in self.storage.iterate("chunks")}
             indexed = set(self.index.ids())
             vectors = {i for store in self._vectors.values() for i in store.ids()}
-            return {
+            report: dict[str, Any] = {
                 "storage": len(stored),
                 "content_rows": len(content),
                 "index": len(indexed),
@@ -1175,6 +1175,11 @@ class MemoryEngine:
                 "routing_without_content": sorted(stored - content),
                 "pending_intents": sum(1 for _ in self.storage.iterate("intents")),
             }
+            # every layer agrees and nothing waits to be replayed
+            report["consistent"] = not report["pending_intents"] and not any(
+                report[key] for key in report if isinstance(report[key], list)
+            )
+            return report
 
     # -- transfer and backup -----------------------------------------------
     def export_stream(self, stream: str, fp: IO[str], *, embeddings: bool = True) -> dict[str, int]:

@@ -21,7 +21,7 @@ router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(req
 def consistency(request: Request, engine: EngineDep) -> dict[str, Any]:
     with audited(request, "admin.consistency_check", None) as facts:
         report = engine.check_consistency()
-        facts["consistent"] = not report.get("missing_in_index") and not report.get("extra_in_index")
+        facts["consistent"] = report["consistent"]
     return report
 
 

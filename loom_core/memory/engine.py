@@ -33,7 +33,7 @@ from loom_core.contracts.storage import WriteBatch
 from loom_core.errors import ErrorCode, LoomError
 from loom_core.memory import overlap, rows, scoring
 from loom_core.memory.graph import GraphStore
-from loom_core.memory.ids import new_ids
+from loom_core.memory.ids import is_id, new_ids
 from loom_core.memory.models import (
     SEARCH_MODES,
     Chunk,
@@ -792,6 +792,9 @@ class MemoryEngine:
         check_stream(stream)
         if not 1 <= limit <= 1000:
             raise _invalid("limit", "must be from 1 to 1000")
+        if cursor is not None and cursor != "" and not is_id(cursor):
+            # a cursor is a chunk id; anything else silently gave an arbitrary (often empty) page
+            raise _invalid("cursor", "is not a next_cursor this API returned (a chunk id)")
         with self._lock:
             self._ensure_open()
             ids = self._sorted_ids.get(stream)

@@ -254,3 +254,13 @@ def test_a_stored_expiry_beyond_int64_no_longer_stops_the_engine_opening(
     assert reopened.get_chunk(chunk.id).content == "kept for ever"
     hits = reopened.search(SearchRequest(query="kept for ever", streams=["s"], mode="vector"))
     assert [h.chunk.id for h in hits] == [chunk.id]
+
+
+def test_a_cursor_that_is_not_a_chunk_id_is_refused(engine: MemoryEngine) -> None:
+    """A tampered or mistyped cursor was answered with an arbitrary, often empty, page, which a
+    client reads as "no more chunks"; it is VALIDATION_FAILED naming the field now."""
+    made = engine.add_chunks("s", [ChunkInput(f"chunk {i}") for i in range(3)])
+    with pytest.raises(LoomError) as err:
+        engine.list_chunks("s", cursor="zzzz")
+    assert err.value.code is ErrorCode.VALIDATION_FAILED and err.value.details == {"field": "cursor"}
+    assert [c.id for c in engine.list_chunks("s", cursor=made[0].id).items] == [made[1].id, made[2].id]

@@ -46,14 +46,16 @@ class SealedFamily:
     body_offset: BodyOffset = _whole
 
 
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
 def status(storage: Any) -> dict[str, Any]:
     """The persisted progress: ``state`` is ``never``, ``running`` or ``done``."""
     record = read_record(storage, layout.BACKFILL_RECORD)
     if record is None:
         return {"state": "never", "scanned": 0, "encrypted": 0, "total": None}
-    record = dict(record)
-    record.pop("after", None)  # internal cursor (a storage key), not for display
-    return record
+    return status_view(dict(record))
 
 
 def count_rows(storage: Any, families: Sequence[SealedFamily]) -> int:
@@ -85,7 +87,7 @@ def run(
             "backfill needs encryption at rest: set LOOMEM_AT_REST_MASTER_KEY and restart",
         )
     record = read_record(storage, layout.BACKFILL_RECORD)
-    now = time.time()
+    now = _now_ms()
     if record is None or restart or record.get("state") == "done":
         record = {
             "state": "running",
@@ -119,7 +121,7 @@ def run(
                 record["after"] = None
             else:
                 record["after"] = layout.b64(rows[-1][0])
-            record["updated_at"] = time.time()
+            record["updated_at"] = _now_ms()
             if int(record["family"]) >= len(families):
                 record["state"] = "done"
                 record["finished_at"] = record["updated_at"]
@@ -136,8 +138,14 @@ def run(
 
 
 def status_view(record: dict[str, Any]) -> dict[str, Any]:
+    """``record`` without its internal cursor (a storage key), times in ms since the epoch like
+    every time of the API (records written before were float seconds)."""
     view = dict(record)
     view.pop("after", None)
+    for key in ("started_at", "updated_at", "finished_at"):
+        value = view.get(key)
+        if isinstance(value, float):
+            view[key] = int(value * 1000)
     return view
 
 

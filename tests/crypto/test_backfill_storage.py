@@ -104,7 +104,10 @@ def test_backfill_interrupted_then_resumed(tmp_path: Path) -> None:
             assert codec.open(json.loads(plain)["stream"], rkey, stored) == plain
         again = backfill.run(storage, codec, FAMILIES, batch_size=50)
         assert again["encrypted"] == 0 and again["scanned"] == ROWS, "a second pass must change nothing"
-        assert backfill.status(storage)["state"] == "done"
+        done = backfill.status(storage)
+        assert done["state"] == "done"
+        # times in integer ms since the epoch, as everywhere in the API (they were float seconds)
+        assert all(isinstance(done[k], int) and done[k] > 10**12 for k in ("started_at", "updated_at", "finished_at"))
     finally:
         storage.close()
 

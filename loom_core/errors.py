@@ -163,7 +163,7 @@ _CATALOGUE_ROWS: dict[ErrorCode, tuple[str, str]] = {
     ),
     ErrorCode.ENCRYPTION_KEY_INVALID: (
         "`LOOMEM_AT_REST_MASTER_KEY` is not 32 bytes of base64.",
-        "Generate one with `python -c \"import os,base64;print(base64.b64encode(os.urandom(32)).decode())\"`.",
+        "Generate one with `python3 -c \"import os,base64;print(base64.b64encode(os.urandom(32)).decode())\"`.",
     ),
     ErrorCode.ENCRYPTION_KEY_MISSING: (
         "Encryption is expected (`LOOMEM_AT_REST_EXPECT_ENABLED=1`) or required by the "
@@ -219,7 +219,7 @@ _CATALOGUE_ROWS: dict[ErrorCode, tuple[str, str]] = {
         "Select a backend that declares the capability.",
     ),
     ErrorCode.PII_CONFIG_INVALID: (
-        "The PII filter's configuration is invalid (e.g. an empty blocklist term).",
+        "The PII filter's options are invalid (e.g. an unknown `detect` kind).",
         "Fix the `[pii]` key the message names.",
     ),
     ErrorCode.SECRETS_REF_INVALID: (

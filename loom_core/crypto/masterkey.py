@@ -66,7 +66,7 @@ def parse_master_key(text: str | bytes, source: str) -> MasterKey:
     raw = text.decode("ascii", "replace") if isinstance(text, bytes) else text
     raw = raw.strip()
     how = (
-        'generate one with `python -c "import os,base64;'
+        'generate one with `python3 -c "import os,base64;'
         'print(base64.b64encode(os.urandom(32)).decode())"`'
     )
     if not raw:

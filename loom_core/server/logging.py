@@ -45,6 +45,18 @@ def record_fields(record: logging.LogRecord) -> dict[str, Any]:
     return {}
 
 
+class _AccessPathOnly(logging.Filter):
+    """Drop the query string from access-log lines: it may hold entity names and relation
+    predicates (content that is encrypted at rest) or a token sent in the wrong place."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name == "uvicorn.access" and isinstance(record.args, tuple) and len(record.args) == 5:
+            client, method, path, http_version, status = record.args
+            if isinstance(path, str) and "?" in path:
+                record.args = (client, method, path.split("?", 1)[0] + "?…", http_version, status)
+        return True
+
+
 def _timestamp(record: logging.LogRecord) -> str:
     moment = datetime.fromtimestamp(record.created, tz=UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
@@ -78,7 +90,8 @@ class TextFormatter(logging.Formatter):
         if isinstance(getattr(record, "audit", None), dict):  # the message already says action and outcome
             fields = {k: v for k, v in fields.items() if k not in ("action", "outcome")}
         rendered = " ".join(f"{k}={_compact(v)}" for k, v in fields.items() if v not in (None, {}, ""))
-        line = f"{_timestamp(record)} {record.levelname:<7} {record_target(record)}: {record.getMessage()}"
+        message = _one_line(record.getMessage())
+        line = f"{_timestamp(record)} {record.levelname:<7} {record_target(record)}: {message}"
         if rendered:
             line = f"{line} {rendered}"
         if record.exc_info:
@@ -87,9 +100,20 @@ class TextFormatter(logging.Formatter):
 
 
 def _compact(value: Any) -> str:
+    """A field value that cannot break the line: strings with spaces or control characters
+    (a percent-decoded ``%0A`` in a request path) are JSON-quoted, which escapes them."""
     if isinstance(value, str):
-        return value if value and " " not in value else json.dumps(value)
-    return json.dumps(value, default=str, separators=(",", ":"))
+        plain = value and " " not in value and value.isprintable()
+        return value if plain else json.dumps(value, ensure_ascii=False)
+    return json.dumps(value, default=str, separators=(",", ":"), ensure_ascii=False)
+
+
+def _one_line(text: str) -> str:
+    """``text`` with control characters escaped, so one record is always one line: a request
+    path decoded from ``%0A...`` could otherwise start a line that looks like an audit record."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() or ch == " " else json.dumps(ch)[1:-1] for ch in text)
 
 
 def make_formatter(fmt: str) -> logging.Formatter:
@@ -118,6 +142,7 @@ def configure_logging(fmt: str = "text", level: str = "info", stream: TextIO | N
     handler = logging.StreamHandler(stream if stream is not None else sys.stdout)
     handler.set_name(_HANDLER_NAME)
     handler.setFormatter(make_formatter(fmt))
+    handler.addFilter(_AccessPathOnly())
     root = logging.getLogger()
     for old in [h for h in root.handlers if h.get_name() == _HANDLER_NAME]:
         root.removeHandler(old)

@@ -94,3 +94,30 @@ def test_default_destination_is_stdout(restore_root_logging: None) -> None:
 
     handler = configure_logging("text", "info")
     assert isinstance(handler, logging.StreamHandler) and handler.stream is sys.stdout
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_access_lines_leave_out_the_query_string(restore_root_logging: None, fmt: str) -> None:
+    """``?name=...`` holds entity names (encrypted at rest) and may hold a token sent in the wrong
+    place: access lines keep the path and drop the query, in both formats."""
+    out = io.StringIO()
+    configure_logging(fmt, "info", out)
+    logging.getLogger("uvicorn.access").info(
+        '%s - "%s %s HTTP/%s" %d', "127.0.0.1:5000", "GET", "/v1/streams/s/entities?name=QS-MARKER", "1.1", 200
+    )
+    text = out.getvalue()
+    assert "QS-MARKER" not in text and "/v1/streams/s/entities?" in text
+
+
+def test_a_newline_in_a_request_path_cannot_forge_an_audit_line(restore_root_logging: None) -> None:
+    """A path decoded from ``%0A`` went into the text line raw, starting a second line that read
+    like an audit record. Control characters are escaped: one record, one line."""
+    out = io.StringIO()
+    configure_logging("text", "info", out)
+    forged = "/v1/x\n2026-11-24T00:00:00.000Z\tINFO\taudit:\tFORGED"
+    emit(AuditEvent(action="auth.failure", outcome="failure", actor="anonymous", resource=forged))
+    logging.getLogger("loom.server").warning("request %s failed", forged)
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2
+    assert not any(line.startswith("2026-11-24T00:00:00.000Z") for line in lines)
+    assert "\\n2026-11-24T00:00:00.000Z\\tINFO" in lines[0]

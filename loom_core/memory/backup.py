@@ -58,6 +58,7 @@ def write_checkpoint(engine: MemoryEngine, dest: Path) -> dict[str, Any]:
             "index": "not included; rebuilt from storage when the restored directory is opened",
         }
         (dest / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        _make_private(dest)
     except (LoomError, OSError) as exc:
         if created:  # no half-written backup left behind to be mistaken for one
             shutil.rmtree(dest, ignore_errors=True)
@@ -67,6 +68,18 @@ def write_checkpoint(engine: MemoryEngine, dest: Path) -> dict[str, Any]:
             raise
         raise _failed(dest, f"checkpoint failed: {exc.message}") from exc
     return manifest
+
+
+def _make_private(dest: Path) -> None:
+    """Only the owner may enter the backup's directories (mode 0700), whatever the umask.
+
+    A backup holds everything the data directory holds, but a default ``<data_dir>-backups``
+    sits beside it, outside the protection the data directory's own mode gives. Files keep
+    their modes: RocksDB hard-links table files into checkpoints, so changing a file's mode
+    would change the live one's too; closed directories are enough.
+    """
+    for directory in [dest, *(p for p in dest.rglob("*") if p.is_dir() and not p.is_symlink())]:
+        directory.chmod(0o700)
 
 
 def read_manifest(src: Path) -> dict[str, Any]:

@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pydantic import ValidationError
+
 from loom_core.config import LoomConfig
 from loom_core.errors import ErrorCode, LoomError
 from loom_core.plugins.host import PluginHost
@@ -35,7 +37,13 @@ def with_overrides(
         update["port"] = port
     if not update:
         return config
-    server = type(config.server).model_validate({**config.server.model_dump(), **update})
+    try:
+        server = type(config.server).model_validate({**config.server.model_dump(), **update})
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise LoomError(
+            ErrorCode.CONFIG_INVALID, f"command-line override of [server] is invalid: {problems}"
+        ) from None
     return config.model_copy(update={"server": server})
 
 

@@ -257,3 +257,23 @@ def test_expired_chunks_waiting_for_the_sweeper_are_not_exported(
     monkeypatch.setattr(engine_module, "now_ms", lambda: now + 120_000)
     contents = [line.get("content") for line in _export_lines(source) if line["record"] == "chunk"]
     assert contents == ["keep me"]
+
+
+def test_a_backup_is_closed_to_other_users_whatever_the_umask(
+    open_engine: Callable[..., MemoryEngine], tmp_path: Path
+) -> None:
+    """A backup holds everything the data directory does, but may sit outside its protection
+    (the default backup folder is beside it): every directory of it is mode 0700, even under a
+    permissive umask."""
+    import stat
+
+    engine = open_engine(tmp_path / "data")
+    engine.add_chunk("notes", ChunkInput("private note"))
+    old = os.umask(0o022)
+    try:
+        engine.checkpoint(tmp_path / "bk")
+    finally:
+        os.umask(old)
+    directories = [tmp_path / "bk", *(p for p in (tmp_path / "bk").rglob("*") if p.is_dir())]
+    assert len(directories) >= 2
+    assert {stat.S_IMODE(d.stat().st_mode) for d in directories} == {0o700}

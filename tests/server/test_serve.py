@@ -115,6 +115,18 @@ def test_sigkill_during_batch_ingest_loses_no_acknowledged_chunk(
     assert report["storage"] == report["index"] == report["vectors"] == len(stored)
 
 
+@pytest.mark.parametrize("port", ["99999", "-1"])
+def test_an_out_of_range_port_is_config_invalid(tmp_path: Path, port: str) -> None:
+    """``--port 99999`` printed a pydantic traceback; it is CONFIG_INVALID naming the setting."""
+    result = subprocess.run(
+        [sys.executable, "-m", "loom_core.cli.main", "serve", "--data-dir", str(tmp_path / "d"), "--port", port],
+        env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 1
+    assert "error[CONFIG_INVALID]" in result.stderr and "port" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 @pytest.mark.parametrize("where", ["a-file", "inside-a-file"])
 def test_a_data_dir_that_cannot_be_a_directory_fails_with_a_code(tmp_path: Path, unused_port: int, where: str) -> None:
     """``--data-dir`` naming a file, or a path under a file: CONFIG_INVALID naming the setting,

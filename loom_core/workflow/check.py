@@ -77,18 +77,23 @@ def _overlaps(data: Any) -> list[tuple[ErrorCode, JsonPath, str]]:
     return found
 
 
+def _variable_blocks(data: Any) -> list[tuple[JsonPath, Any]]:
+    """Every ``variables`` mapping of the document with its path: the workflow's and each job's."""
+    blocks: list[tuple[JsonPath, Any]] = []
+    if isinstance(data, Mapping):
+        blocks.append((("variables",), data.get("variables")))
+    blocks.extend((("jobs", name, "variables"), job.get("variables")) for name, job in _jobs(data).items())
+    return blocks
+
+
 def _credential_variables(data: Any) -> list[tuple[ErrorCode, JsonPath, str]]:
     """Provider credentials (a 1Password token, a KeePass database setting) are not workflow
     variables: they come only from the runtime environment, which jobs never inherit them from, and
     a value here would be a credential written into the workflow file."""
     from loom_core.secrets.credentials import is_credential_name
 
-    blocks: list[tuple[JsonPath, Any]] = []
-    if isinstance(data, Mapping):
-        blocks.append((("variables",), data.get("variables")))
-    blocks.extend((("jobs", name, "variables"), job.get("variables")) for name, job in _jobs(data).items())
     found: list[tuple[ErrorCode, JsonPath, str]] = []
-    for where, block in blocks:
+    for where, block in _variable_blocks(data):
         for key in _names(block):
             if is_credential_name(key):
                 found.append((
@@ -104,16 +109,8 @@ def _retyped_variables(doc: LoadedDocument) -> list[tuple[ErrorCode, JsonPath, s
     """A variable written ``1.10``, ``0755``, ``yes`` or ``12:30`` is read by YAML as a number or a
     boolean, and the job would see ``1.1``, ``493``, ``true`` or ``750``: say so and ask for quotes,
     since jobs get text and the author meant the text."""
-    data = doc.data
-    blocks: list[tuple[JsonPath, Any]] = []
-    if isinstance(data, Mapping):
-        blocks.append((("variables",), data.get("variables")))
-        default = data.get("default")
-        if isinstance(default, Mapping):
-            blocks.append((("default", "variables"), default.get("variables")))
-    blocks.extend((("jobs", name, "variables"), job.get("variables")) for name, job in _jobs(data).items())
     found: list[tuple[ErrorCode, JsonPath, str]] = []
-    for where, block in blocks:
+    for where, block in _variable_blocks(doc.data):
         if not isinstance(block, Mapping):
             continue
         for key, value in block.items():

@@ -140,7 +140,8 @@ class SecretsSettings(Section):
     # 8 is also the shortest encoded form redaction matches: below it some encodings of a value
     # would go unmasked without a word, so lower settings are refused
     min_length: int = Field(default=8, ge=8, le=64)
-    # larger values are refused: their redactor would cost ~3.5 s and ~550 MB per MiB
+    # larger values are refused: building the redactor for a value (its encoded forms) costs
+    # ~3.5 s of CPU and ~550 MB per MiB, so a 10 MB value would stall the run
     max_length: int = Field(default=262_144, ge=1024, le=16_777_216)
     #: ``[secrets.providers.<scheme>]``: the options each provider is built with
     #: (``BackendContext.options``); credentials never go here (they come from the environment).

@@ -27,14 +27,7 @@ def _fail(job: Job, spec: SecretSpec, code: ErrorCode, reason: str) -> LoomError
     )
 
 
-#: Default of ``secrets.max_length``: building the redactor for a value costs about 3.5 s of CPU
-#: and 550 MB per MiB of value (its encoded forms), so a 10 MB value would stall the run.
-DEFAULT_MAX_LENGTH = 262_144
-
-
-def check_value(
-    job: Job, spec: SecretSpec, value: SecretValue, min_length: int, max_length: int = DEFAULT_MAX_LENGTH
-) -> None:
+def check_value(job: Job, spec: SecretSpec, value: SecretValue, min_length: int, max_length: int) -> None:
     """Refuse blank or short values (redaction could not mask them safely) and values too large
     to redact at a reasonable cost."""
     if len(value) > max_length:
@@ -65,8 +58,8 @@ def resolve_job(
     pool: ProviderPool,
     *,
     min_length: int,
+    max_length: int,
     scrub_with: Callable[[dict[str, SecretValue]], Scrub],
-    max_length: int = DEFAULT_MAX_LENGTH,
 ) -> dict[str, SecretValue]:
     """Resolve every secret of ``job`` or raise the first failure (nothing is returned partly)."""
     values: dict[str, SecretValue] = {}

@@ -108,6 +108,7 @@ class Run:
         self.environ: dict[str, str] = dict(os.environ if opts.environ is None else opts.environ)
         self.config = opts.config if opts.config is not None else _default_config(self.environ)
         self.min_length = int(self.config.secrets.min_length)
+        self.max_length = int(self.config.secrets.max_length)
         self.host = opts.host or PluginHost(disabled=self.config.plugins.disabled, environ=self.environ)
         self.out: BinaryIO = opts.stdout if opts.stdout is not None else _console(sys.stdout)
         self.err: BinaryIO = opts.stderr if opts.stderr is not None else _console(sys.stderr)
@@ -156,10 +157,11 @@ class Run:
         receipt.jobs = list(records.values())
         path = self.opts.receipt or Path.cwd() / ".loom" / "runs" / f"{self.run_id}.json"
         result = RunResult(receipt, path, 0)
-        try:
-            self._write_first_receipt(receipt, path)
-        except LoomError as exc:
-            receipt.status, result.error, result.exit_code = "error", exc, 1
+        # Written first (status running): an unwritable path is refused while nothing has run, and a
+        # run killed outright still leaves a record of what it was.
+        failure = _write_receipt(receipt, path, "before the first job; nothing ran")
+        if failure is not None:
+            receipt.status, result.error, result.exit_code = "error", failure, 1
             return result
         started = False
         if self.opts.handle_signals and threading.current_thread() is threading.main_thread():
@@ -196,24 +198,11 @@ class Run:
                 self.watch.uninstall()
             receipt.finished_at = utc_now()
             receipt.status = self._status(receipt, result)
-            try:
-                write_receipt(receipt, path)
-                self.say(f"receipt: {_display_path(path)}")
-            except OSError as exc:
-                failure = _receipt_error(path, exc, "at the end of the run; the jobs' outcome is above")
-                self.say(failure.message)
-                result.error = result.error or failure
+            failure = _write_receipt(receipt, path, "at the end of the run; the jobs' outcome is above")
+            self.say(failure.message if failure is not None else f"receipt: {_display_path(path)}")
+            result.error = result.error or failure
         result.exit_code = self._exit_code(receipt, result)
         return result
-
-    def _write_first_receipt(self, receipt: Receipt, path: Path) -> None:
-        """Write the receipt (status ``running``) before anything runs: a path that cannot be
-        written is refused while nothing has happened yet, and a run killed outright still
-        leaves a record of what it was."""
-        try:
-            write_receipt(receipt, path)
-        except OSError as exc:
-            raise _receipt_error(path, exc, "before the first job; nothing ran") from None
 
     def _redaction_values(self, values: dict[str, SecretValue]) -> dict[str, SecretValue]:
         """``values`` plus every value earlier jobs resolved; an earlier value whose name is
@@ -267,8 +256,7 @@ class Run:
 
         try:
             values = resolve_job(
-                job, self.pool, min_length=self.min_length, scrub_with=scrub_for,
-                max_length=int(self.config.secrets.max_length),
+                job, self.pool, min_length=self.min_length, max_length=self.max_length, scrub_with=scrub_for
             )
             known = self._redaction_values(values)  # this job's values and the run's earlier ones
             redactor = make_redactor(known, self.host.hook, self.min_length)
@@ -415,12 +403,18 @@ def _signal_name(number: int) -> str:
         return "unknown signal"
 
 
-def _receipt_error(path: Path, exc: OSError, when: str) -> LoomError:
-    return LoomError(
-        ErrorCode.WORKFLOW_RECEIPT_UNWRITABLE,
-        f"cannot write the receipt {_display_path(path)} ({type(exc).__name__}: {exc.strerror or exc}) {when}; "
-        "pass --receipt a path in a writable directory",
-    )
+def _write_receipt(receipt: Receipt, path: Path, when: str) -> LoomError | None:
+    """Write ``receipt``; the coded error saying why it could not be written (``when`` says at
+    which point of the run), or ``None``."""
+    try:
+        write_receipt(receipt, path)
+    except OSError as exc:
+        return LoomError(
+            ErrorCode.WORKFLOW_RECEIPT_UNWRITABLE,
+            f"cannot write the receipt {_display_path(path)} ({type(exc).__name__}: {exc.strerror or exc}) "
+            f"{when}; pass --receipt a path in a writable directory",
+        )
+    return None
 
 
 def run_workflow(opts: RunOptions) -> RunResult:

@@ -461,8 +461,8 @@ class MemoryEngine:
         where = self._item_field(i, single)
         if not isinstance(item.content, str) or not item.content.strip():
             raise _invalid(f"{where}content", "must be a non-empty string")
-        if isinstance(item.level, bool) or not isinstance(item.level, int) or not 0 <= item.level <= MAX_LEVEL:
-            raise _invalid(f"{where}level", f"must be an integer from 0 to {MAX_LEVEL}")
+        if (problem := rows.level_problem(item.level)) is not None:
+            raise _invalid(f"{where}level", problem)
         if not isinstance(item.metadata, Mapping):
             raise _invalid(f"{where}metadata", "must be an object")
         if item.metadata and (problem := rows.metadata_problem(dict(item.metadata))) is not None:
@@ -1124,8 +1124,8 @@ class MemoryEngine:
                     return
                 try:
                     removed = self.sweep_expired()
-                    if removed and on_swept is not None:
-                        on_swept(removed)
+                    if removed and self._on_expired is not None:
+                        self._on_expired(removed)
                 except Exception:  # keep sweeping; the next round retries
                     if self._closed:
                         return

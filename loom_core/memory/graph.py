@@ -34,12 +34,9 @@ def _invalid(field: str, why: str) -> LoomError:
 
 
 def _text(field: str, value: object) -> str:
-    if not isinstance(value, str) or not value.strip() or len(value) > MAX_NAME:
-        raise _invalid(field, f"must be a non-empty string of at most {MAX_NAME} characters")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise _invalid(field, "is not valid Unicode (a lone surrogate)") from None
+    if (problem := rows.text_problem(value, MAX_NAME)) is not None:
+        raise _invalid(field, problem)
+    assert isinstance(value, str)
     return value.strip()
 
 

@@ -17,8 +17,6 @@ from loom_core.errors import ErrorCode, LoomError
 from loom_core.memory import rows
 from loom_core.memory.models import Entity, Relation
 
-MAX_LEVEL = rows.MAX_LEVEL
-
 
 def _bad(record: str, field: str, why: str) -> LoomError:
     return LoomError(ErrorCode.VALIDATION_FAILED, f"import {record}: {field} {why}", details={"field": field})
@@ -32,12 +30,8 @@ def _time(record: str, field: str, value: Any, *, optional: bool = False) -> Non
 
 
 def _text(record: str, field: str, value: Any) -> None:
-    if not isinstance(value, str) or not value.strip():
-        raise _bad(record, field, "must be a non-empty string")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise _bad(record, field, "is not valid Unicode (a lone surrogate)") from None
+    if (problem := rows.text_problem(value)) is not None:
+        raise _bad(record, field, problem)
 
 
 def _metadata(record: str, value: Any) -> None:
@@ -55,9 +49,8 @@ def check_chunks(chunks: Sequence[Mapping[str, Any]], dim: int, reuse_vectors: b
     for c in chunks:
         record = f"chunk {c['id']}"
         _text(record, "content", c.get("content"))
-        level = c.get("level")
-        if isinstance(level, bool) or not isinstance(level, int) or not 0 <= level <= MAX_LEVEL:
-            raise _bad(record, "level", f"must be an integer from 0 to {MAX_LEVEL}")
+        if (problem := rows.level_problem(c.get("level"))) is not None:
+            raise _bad(record, "level", problem)
         for field in ("created_at", "updated_at"):
             _time(record, field, c.get(field))
         _time(record, "expires_at", c.get("expires_at"), optional=True)
@@ -79,9 +72,9 @@ def check_chunks(chunks: Sequence[Mapping[str, Any]], dim: int, reuse_vectors: b
                 raise _bad(record, "embedding_b64", f"holds {len(raw)} bytes, not {dim} float32 values")
 
 
-def check_graph(entities: Iterable[Entity], relations: Iterable[Relation], known: set[str]) -> None:
-    """Entity and relation fields; relation ends must be entities of the import or ``known``."""
-    entity_ids = set(known)
+def check_graph(entities: Iterable[Entity], relations: Iterable[Relation]) -> None:
+    """Entity and relation fields; relation ends must be entities of the import."""
+    entity_ids: set[str] = set()
     for entity in entities:
         record = f"entity {entity.id}"
         _text(record, "type", entity.type)
@@ -99,7 +92,7 @@ def check_graph(entities: Iterable[Entity], relations: Iterable[Relation], known
         _text(record, "predicate", relation.predicate)
         for field in ("subject", "object"):
             if getattr(relation, field) not in entity_ids:
-                raise _bad(record, field, "names an entity that is neither in the import nor stored")
+                raise _bad(record, field, "names an entity that is not in the import")
         _time(record, "valid_from", relation.valid_from, optional=True)
         _time(record, "valid_to", relation.valid_to, optional=True)
         _time(record, "created_at", relation.created_at)

@@ -204,6 +204,24 @@ def metadata_problem(value: Any) -> str | None:
     return None
 
 
+def text_problem(value: Any, max_chars: int | None = None) -> str | None:
+    """Why ``value`` is not a storable non-blank text field (never quoting it), or None."""
+    if not isinstance(value, str) or not value.strip() or (max_chars is not None and len(value) > max_chars):
+        return "must be a non-empty string" + (f" of at most {max_chars} characters" if max_chars else "")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "is not valid Unicode (a lone surrogate)"
+    return None
+
+
+def level_problem(value: Any) -> str | None:
+    """Why ``value`` is not a chunk level, or None."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_LEVEL:
+        return f"must be an integer from 0 to {MAX_LEVEL}"
+    return None
+
+
 def time_problem(value: Any) -> str | None:
     """Why ``value`` is not a storable time in ms since the Unix epoch, or None."""
     if isinstance(value, bool) or not isinstance(value, int):

@@ -129,7 +129,7 @@ def import_stream(engine: MemoryEngine, fp: IO[str], *, stream: str | None) -> d
         if missing or not isinstance(c.get("content"), str):
             raise LoomError(ErrorCode.VALIDATION_FAILED, f"chunk {c['id']}: missing or bad field(s) {missing}")
     check_chunks(chunks, engine.dim, reuse_vectors)
-    check_graph(entities, relations, known=set())
+    check_graph(entities, relations)
     clashes = [c["id"] for c in chunks if c.get("id") in engine._routing]
     clashes += [e.id for e in entities if engine._graph.exists(rows.entity_key(e.id))]
     clashes += [r.id for r in relations if engine._graph.exists(rows.relation_key(r.id))]

@@ -218,7 +218,7 @@ def _as_text(lines: list[dict[str, Any]]) -> io.StringIO:
         ("chunk", "metadata", {"x": float("inf")}, "NaN or infinity"),
         ("chunk", "embedding_b64", "AAAA", "float32 values"),
         ("entity", "name", "", "non-empty string"),
-        ("relation", "subject", "01J00000000000000000000000", "neither in the import nor stored"),
+        ("relation", "subject", "01J00000000000000000000000", "names an entity that is not in the import"),
     ],
 )
 def test_an_import_with_one_bad_record_writes_nothing(

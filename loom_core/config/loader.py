@@ -67,19 +67,25 @@ def validate_config(raw: Mapping[str, Any], environ: Mapping[str, str] | None = 
     try:
         return LoomConfig.model_validate(data)
     except ValidationError as exc:
-        problems = []
-        literal = False
-        for err in exc.errors():
-            key = _location(err["loc"])
-            ctx_error = (err.get("ctx") or {}).get("error")
-            literal = literal or isinstance(ctx_error, SecretLiteralError)
-            if err["type"] == "extra_forbidden":
-                problems.append(f"{key}: unknown key (see config.example.toml for every key)")
-            else:
-                message = str(ctx_error) if ctx_error is not None else err["msg"]
-                problems.append(f"{key}: {message}")
-        code = ErrorCode.CONFIG_SECRET_LITERAL if literal else ErrorCode.CONFIG_INVALID
-        raise LoomError(code, "; ".join(problems), details={"problems": problems}) from None
+        raise config_error(exc) from None
+
+
+def config_error(exc: ValidationError, section: tuple[str, ...] = ()) -> LoomError:
+    """The coded error for a failed validation of the configuration (or of its ``section``):
+    every problem named by its key, never echoing a rejected value."""
+    problems = []
+    literal = False
+    for err in exc.errors():
+        key = _location((*section, *err["loc"]))
+        ctx_error = (err.get("ctx") or {}).get("error")
+        literal = literal or isinstance(ctx_error, SecretLiteralError)
+        if err["type"] == "extra_forbidden":
+            problems.append(f"{key}: unknown key (see config.example.toml for every key)")
+        else:
+            message = str(ctx_error) if ctx_error is not None else err["msg"]
+            problems.append(f"{key}: {message}")
+    code = ErrorCode.CONFIG_SECRET_LITERAL if literal else ErrorCode.CONFIG_INVALID
+    return LoomError(code, "; ".join(problems), details={"problems": problems})
 
 
 def load_config(path: Path | str | None = None, environ: Mapping[str, str] | None = None) -> LoomConfig:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from loom_core.config import LoomConfig
+from loom_core.config.loader import config_error
 from loom_core.errors import ErrorCode, LoomError
 from loom_core.plugins.host import PluginHost
 
@@ -40,10 +41,7 @@ def with_overrides(
     try:
         server = type(config.server).model_validate({**config.server.model_dump(), **update})
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-        raise LoomError(
-            ErrorCode.CONFIG_INVALID, f"command-line override of [server] is invalid: {problems}"
-        ) from None
+        raise config_error(exc, ("server",)) from None
     return config.model_copy(update={"server": server})
 
 

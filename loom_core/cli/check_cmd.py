@@ -23,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
     from loom_core.workflow.loader import load_file
 
     config = load_config(args.config, os.environ)
-    host = PluginHost(disabled=config.plugins.disabled, environ=os.environ, secrets_options=config.secrets.providers)
+    host = PluginHost.for_config(config, os.environ)
     pool = ProviderPool(host, os.environ)
     try:
         try:

@@ -18,9 +18,7 @@ def load_cli_config(config_path: Path | None) -> tuple[Any, Any]:
     from loom_core.plugins.host import PluginHost
 
     config = load_config(config_path, os.environ)
-    return config, PluginHost(
-        disabled=config.plugins.disabled, environ=os.environ, secrets_options=config.secrets.providers
-    )
+    return config, PluginHost.for_config(config, os.environ)
 
 
 def data_dir_of(config: Any, data_dir: Path | None) -> Path:

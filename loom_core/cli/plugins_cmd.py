@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from loom_core.plugins.host import PluginHost
 
     config = load_config(args.config)
-    host = PluginHost(disabled=config.plugins.disabled, environ=os.environ, secrets_options=config.secrets.providers)
+    host = PluginHost.for_config(config, os.environ)
     targets = [] if args.no_load else selected_backends(config)
     targets += [_parse_target(t) for t in args.load]
     missing: list[dict[str, str]] = []

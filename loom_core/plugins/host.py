@@ -40,6 +40,11 @@ class PluginHost:
         self.registry = BackendRegistry()
         self._failures: dict[str, LoomError] = {}
 
+    @classmethod
+    def for_config(cls, config: Any, environ: Mapping[str, str] | None = None) -> PluginHost:
+        """The host a configuration asks for: its disabled plugins and its secrets providers' options."""
+        return cls(disabled=config.plugins.disabled, environ=environ, secrets_options=config.secrets.providers)
+
     @property
     def hook(self) -> Any:
         """pluggy's hook relay: ``host.hook.loom_audit_event(event=...)``."""

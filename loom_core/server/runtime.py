@@ -47,7 +47,7 @@ def with_overrides(
 
 def make_host(config: LoomConfig, environ: Mapping[str, str] | None = None) -> PluginHost:
     """A plugin host honouring ``plugins.disabled`` (plus ``LOOM_DISABLE_PLUGINS``)."""
-    return PluginHost(disabled=config.plugins.disabled, environ=environ, secrets_options=config.secrets.providers)
+    return PluginHost.for_config(config, environ)
 
 
 def open_engine(

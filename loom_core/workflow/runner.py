@@ -109,7 +109,7 @@ class Run:
         self.config = opts.config if opts.config is not None else _default_config(self.environ)
         self.min_length = int(self.config.secrets.min_length)
         self.max_length = int(self.config.secrets.max_length)
-        self.host = opts.host or PluginHost(disabled=self.config.plugins.disabled, environ=self.environ)
+        self.host = opts.host or PluginHost.for_config(self.config, self.environ)
         self.out: BinaryIO = opts.stdout if opts.stdout is not None else _console(sys.stdout)
         self.err: BinaryIO = opts.stderr if opts.stderr is not None else _console(sys.stderr)
         self.pool = ProviderPool(self.host, self.environ, self.config.secrets.providers)

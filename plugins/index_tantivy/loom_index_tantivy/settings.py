@@ -32,8 +32,8 @@ SETTINGS_FILE = "loom-index.json"
 FORMAT = 2
 #: Tantivy refuses less than this much writer memory per indexing thread.
 MIN_HEAP_PER_THREAD = 15_000_000
-#: Tokens of this many UTF-8 bytes or more are dropped (base64 blobs), per analyzer format.
-MAX_TOKEN_BYTES = {1: 40, 2: 100}
+#: Tokens of this many UTF-8 bytes or more are dropped (base64 blobs).
+MAX_TOKEN_BYTES = 100
 _CJK = r"\p{Han}\p{Hiragana}\p{Katakana}\p{Hangul}"
 #: One CJK character, or a run of other letters (with their combining marks: Devanagari vowel
 #: signs and viramas, Arabic harakat) and digits.
@@ -55,11 +55,10 @@ class Analysis:
     stemmer: str = "english"
     ascii_fold: bool = True
 
-    def analyzer(self, version: int = FORMAT) -> TextAnalyzer:
-        """Words (see the module docstring), long-token removal, lowercase, folding, stemming;
-        ``version`` is the analyzer format."""
-        tokenizer = Tokenizer.simple() if version == 1 else Tokenizer.regex(WORD_PATTERN)
-        builder = TextAnalyzerBuilder(tokenizer).filter(Filter.remove_long(MAX_TOKEN_BYTES[version]))
+    def analyzer(self) -> TextAnalyzer:
+        """Words (see the module docstring), long-token removal, lowercase, folding, stemming.
+        Only the current format is built: an index of an older one is emptied at open."""
+        builder = TextAnalyzerBuilder(Tokenizer.regex(WORD_PATTERN)).filter(Filter.remove_long(MAX_TOKEN_BYTES))
         builder = builder.filter(Filter.lowercase())
         if self.ascii_fold:
             builder = builder.filter(Filter.ascii_fold())

@@ -15,9 +15,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from loom_core.contracts.secrets import is_scheme
+
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*$")
-SECRET_REF = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://\S.*$")  # names may hold spaces (op://v/my item/f)
 
 
 class SecretLiteralError(ValueError):
@@ -34,7 +34,9 @@ def _env_name(value: str) -> str:
 
 
 def _secret_ref(value: str) -> str:
-    if value and not SECRET_REF.match(value):
+    scheme, sep, rest = value.partition("://")
+    # the path may hold spaces (op://v/my item/f) but must not start with one
+    if value and not (sep and is_scheme(scheme) and rest[:1].strip()):
         raise SecretLiteralError(
             "must be a secret reference like env://NAME, keepass://ALIAS/Group/Entry or "
             "op://vault/item/field; literal secret values are not accepted in the config file"
@@ -131,8 +133,9 @@ class PluginSettings(Section):
 
 def _provider_tables(value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     for scheme in value:
-        if not SCHEME.match(scheme):
-            raise ValueError(f"{scheme!r} is not a reference scheme (lower-case letters, digits, + . -)")
+        # references are matched in lower case, so an upper-case table would never be used
+        if not is_scheme(scheme) or scheme != scheme.lower():
+            raise ValueError(f"{scheme!r} is not a reference scheme (lower-case letters, digits and -)")
     return value
 
 

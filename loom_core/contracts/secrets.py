@@ -8,6 +8,15 @@ from typing import Protocol, runtime_checkable
 from loom_core.errors import ErrorCode, LoomError
 
 
+def is_scheme(name: str) -> bool:
+    """Whether ``name`` can be a reference scheme: ASCII letters, digits and ``-``.
+
+    One rule for references and for ``[secrets.providers.<scheme>]`` tables, so a
+    table is never accepted under a name no reference can carry.
+    """
+    return bool(name) and name.isascii() and name.replace("-", "").isalnum()
+
+
 @dataclass(frozen=True)
 class SecretRef:
     """A parsed ``scheme://rest#fragment`` reference. Holds no secret bytes."""
@@ -28,7 +37,7 @@ class SecretRef:
         # Not urllib: it reads "[" as the start of an IPv6 host and raises; each scheme's own
         # syntax check decides what its path may hold.
         scheme = raw.partition("://")[0]
-        if not scheme or not scheme.isascii() or not scheme.replace("-", "").isalnum():
+        if not is_scheme(scheme):
             raise LoomError(ErrorCode.SECRETS_REF_INVALID, f"{raw!r} has no valid scheme")
         rest = raw[len(scheme) + 3 :]
         path, sep, fragment = rest.partition("#")

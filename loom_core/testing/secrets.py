@@ -99,7 +99,7 @@ from typing import Any, cast
 
 import pytest
 
-from loom_core.contracts.secrets import SecretRef, SecretsProvider, SecretValue
+from loom_core.contracts.secrets import SecretRef, SecretsProvider, SecretValue, is_scheme
 from loom_core.errors import ErrorCode, LoomError
 from loom_core.testing.base import ConformanceSuite, core, requires
 from loom_core.testing.leaks import (
@@ -233,6 +233,9 @@ class SecretsProviderSuite(ConformanceSuite):
         assert isinstance(provider, SecretsProvider), "provider lacks scheme/capabilities/validate/resolve/close"
         assert isinstance(provider.scheme, str) and provider.scheme, "scheme must be a non-empty string"
         assert provider.scheme == provider.scheme.lower(), "scheme must be lower-case (URIs compare it so)"
+        assert is_scheme(provider.scheme), (
+            f"scheme {provider.scheme!r} can never appear in a reference: use ASCII letters, digits and -"
+        )
         assert frozenset(provider.capabilities) == type(self).capabilities, (
             f"provider declares {sorted(provider.capabilities)} but the test class says "
             f"{sorted(type(self).capabilities)}; make them equal"

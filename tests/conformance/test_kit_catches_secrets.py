@@ -126,3 +126,32 @@ def test_redaction_catches_escaped_and_single_line_forms(run: Run) -> None:
     assert "captured logs: line 2" in run.outcomes["TestLogsOneLine"]["test_value_never_leaks"][1]
     assert (LEAK_LINE in run.output) is False, "the leaked line appeared in pytest's output"
     assert (LEAK_LINE in str(run.outcomes)) is False, "the leaked line appeared in the JUnit report"
+
+
+@pytest.mark.parametrize("scheme", ["my_vault", "vault.v2", "a+b"])
+def test_a_scheme_no_reference_can_carry_fails_the_contract_check(scheme: str) -> None:
+    """A provider serving ``my_vault`` could never be reached (references refuse ``_``): the kit says so
+    in the contract check, rather than through a parse error deep in another test."""
+    from loom_core.contracts.secrets import SecretRef, SecretValue
+    from loom_core.testing.secrets import SecretsProviderSuite
+
+    class Unreachable:
+        capabilities: frozenset[str] = frozenset()
+
+        def __init__(self) -> None:
+            self.scheme = scheme
+
+        def validate(self, ref: SecretRef) -> None:
+            return None
+
+        def resolve(self, ref: SecretRef) -> SecretValue:
+            raise NotImplementedError
+
+        def close(self) -> None:
+            return None
+
+    class Suite(SecretsProviderSuite):
+        capabilities = frozenset()
+
+    with pytest.raises(AssertionError, match="can never appear in a reference"):
+        Suite().test_provider_satisfies_contract(Unreachable())  # type: ignore[arg-type]

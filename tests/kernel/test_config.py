@@ -10,6 +10,7 @@ import pytest
 from pydantic import BaseModel
 
 from loom_core.config import LoomConfig, load_config, validate_config
+from loom_core.contracts.secrets import SecretRef
 from loom_core.errors import ErrorCode, LoomError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -150,3 +151,24 @@ def test_example_config_covers_every_key_and_is_valid() -> None:
     raw = tomllib.loads((ROOT / "config.example.toml").read_text())
     assert _flatten(raw) == _keys(LoomConfig)
     assert validate_config(raw, {}) == LoomConfig()
+
+
+@pytest.mark.parametrize("table", ["a+b", "vault.v2", "OP", "my vault"])
+def test_provider_tables_need_a_name_references_can_carry(table: str) -> None:
+    """References take schemes of letters, digits and ``-``, matched in lower case: a
+    ``[secrets.providers.<scheme>]`` table under any other name would never be used, so it is refused."""
+    err = refused({"secrets": {"providers": {table: {}}}})
+    assert err.code is ErrorCode.CONFIG_INVALID and "secrets.providers" in err.message
+
+
+def test_provider_tables_accept_every_scheme_references_accept() -> None:
+    """The same names a reference may use are accepted for tables (``-`` and digits included)."""
+    config = validate_config({"secrets": {"providers": {"my-vault2": {"root": "/srv"}}}}, {})
+    assert SecretRef.parse("my-vault2://item").scheme in config.secrets.providers
+
+
+@pytest.mark.parametrize("value", ["a+b://item", "x.y://item", "-://item", "env:// NAME"])
+def test_config_references_follow_the_reference_syntax(value: str) -> None:
+    """A value shaped like no reference the providers could parse is refused at load, not at
+    resolve time."""
+    assert refused({"server": {"auth_token_ref": value}}).code is ErrorCode.CONFIG_SECRET_LITERAL

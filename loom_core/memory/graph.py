@@ -22,8 +22,6 @@ from loom_core.memory import rows
 from loom_core.memory.models import Entity, Relation
 from loom_core.memory.rowcodec import RowCodec
 
-MAX_NAME = 512
-
 
 def _now() -> int:
     return time.time_ns() // 1_000_000
@@ -34,7 +32,7 @@ def _invalid(field: str, why: str) -> LoomError:
 
 
 def _text(field: str, value: object) -> str:
-    if (problem := rows.text_problem(value, MAX_NAME)) is not None:
+    if (problem := rows.text_problem(value, rows.MAX_NAME)) is not None:
         raise _invalid(field, problem)
     assert isinstance(value, str)
     return value.strip()

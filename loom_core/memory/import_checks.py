@@ -29,8 +29,8 @@ def _time(record: str, field: str, value: Any, *, optional: bool = False) -> Non
         raise _bad(record, field, problem)
 
 
-def _text(record: str, field: str, value: Any) -> None:
-    if (problem := rows.text_problem(value)) is not None:
+def _text(record: str, field: str, value: Any, max_chars: int | None = None) -> None:
+    if (problem := rows.text_problem(value, max_chars)) is not None:
         raise _bad(record, field, problem)
 
 
@@ -77,19 +77,20 @@ def check_graph(entities: Iterable[Entity], relations: Iterable[Relation]) -> No
     entity_ids: set[str] = set()
     for entity in entities:
         record = f"entity {entity.id}"
-        _text(record, "type", entity.type)
-        _text(record, "name", entity.name)
+        # held to the same length as add_entity holds them
+        _text(record, "type", entity.type, rows.MAX_NAME)
+        _text(record, "name", entity.name, rows.MAX_NAME)
         if not isinstance(entity.aliases, list):
             raise _bad(record, "aliases", "must be a list of strings")
         for i, alias in enumerate(entity.aliases):
-            _text(record, f"aliases[{i}]", alias)
+            _text(record, f"aliases[{i}]", alias, rows.MAX_NAME)
         _metadata(record, entity.metadata)
         _time(record, "created_at", entity.created_at)
         _time(record, "updated_at", entity.updated_at)
         entity_ids.add(entity.id)
     for relation in relations:
         record = f"relation {relation.id}"
-        _text(record, "predicate", relation.predicate)
+        _text(record, "predicate", relation.predicate, rows.MAX_NAME)
         for field in ("subject", "object"):
             if getattr(relation, field) not in entity_ids:
                 raise _bad(record, field, "names an entity that is not in the import")

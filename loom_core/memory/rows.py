@@ -204,6 +204,10 @@ def metadata_problem(value: Any) -> str | None:
     return None
 
 
+#: longest entity type, name, alias or relation predicate (characters)
+MAX_NAME = 512
+
+
 def text_problem(value: Any, max_chars: int | None = None) -> str | None:
     """Why ``value`` is not a storable non-blank text field (never quoting it), or None."""
     if not isinstance(value, str) or not value.strip() or (max_chars is not None and len(value) > max_chars):

@@ -218,6 +218,9 @@ def _as_text(lines: list[dict[str, Any]]) -> io.StringIO:
         ("chunk", "metadata", {"x": float("inf")}, "NaN or infinity"),
         ("chunk", "embedding_b64", "AAAA", "float32 values"),
         ("entity", "name", "", "non-empty string"),
+        ("entity", "name", "n" * 513, "at most 512 characters"),
+        ("entity", "aliases", ["a" * 513], "at most 512 characters"),
+        ("relation", "predicate", "p" * 513, "at most 512 characters"),
         ("relation", "subject", "01J00000000000000000000000", "names an entity that is not in the import"),
     ],
 )
@@ -239,7 +242,7 @@ def test_an_import_with_one_bad_record_writes_nothing(
     with pytest.raises(LoomError) as err:
         target.import_stream(_as_text(broken))
     assert err.value.code is ErrorCode.VALIDATION_FAILED
-    assert err.value.details == {"field": field} and reason in err.value.message
+    assert err.value.details in ({"field": field}, {"field": f"{field}[0]"}) and reason in err.value.message
     assert target.list_streams() == [] and target.list_entities("notes") == []
     assert target.import_stream(_as_text(lines))["chunks"] == 1103
 

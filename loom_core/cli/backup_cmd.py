@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         existed = Path(args.data_dir).exists()
         manifest = restore_files(args.src, args.data_dir)
         try:
-            engine = open_memory(config, host, args.data_dir)
+            engine = open_memory(config, host, args.data_dir, create=True)
         except LoomError as exc:
             undo_restore(Path(args.data_dir), existed)  # a retry (with the right key) must find it empty
             raise LoomError(

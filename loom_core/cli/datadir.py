@@ -3,6 +3,11 @@
 ``loom backup``, ``loom export`` / ``import`` and ``loom encryption`` load the
 same configuration, build the same plugin host and open the same directory
 (``--data-dir`` or ``server.data_dir``) with the configured row codec.
+
+Only ``loom serve``, ``loom import`` and ``loom backup restore`` may create a
+data directory. The commands that read one (backup, export, encryption)
+refuse a directory holding no store: opening it would create an empty one,
+and a mistyped ``--data-dir`` would give an empty backup that reports success.
 """
 
 from __future__ import annotations
@@ -10,6 +15,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any
+
+STORE = "storage"  # the engine keeps its storage backend's files here
 
 
 def load_cli_config(config_path: Path | None) -> tuple[Any, Any]:
@@ -26,11 +33,31 @@ def data_dir_of(config: Any, data_dir: Path | None) -> Path:
     return Path(data_dir if data_dir is not None else config.server.data_dir)
 
 
-def open_memory(config: Any, host: Any, data_dir: Path | None) -> Any:
-    """The memory engine for the data directory with the configured backends and row codec."""
+def existing_data_dir(config: Any, data_dir: Path | None) -> Path:
+    """``data_dir_of`` for a command that needs a store there already; ``CONFIG_INVALID`` if none."""
+    from loom_core.errors import ErrorCode, LoomError
+
+    directory = data_dir_of(config, data_dir)
+    if not (directory / STORE).is_dir():
+        given = "--data-dir" if data_dir is not None else "server.data_dir"
+        raise LoomError(
+            ErrorCode.CONFIG_INVALID,
+            f"{str(directory)!r} ({given}) holds no Loomem data (no {STORE}/ directory); point {given} at the "
+            "directory the server uses (`loom serve` creates one on first start)",
+            details={"key": "server.data_dir", "path": str(directory)},
+        )
+    return directory
+
+
+def open_memory(config: Any, host: Any, data_dir: Path | None, *, create: bool = False) -> Any:
+    """The memory engine for the data directory with the configured backends and row codec.
+
+    Without ``create`` the directory must already hold a store (see the module docstring).
+    """
     from loom_core.crypto.engine_glue import open_engine
 
-    return open_engine(config, host, data_dir_of(config, data_dir), os.environ)
+    directory = data_dir_of(config, data_dir) if create else existing_data_dir(config, data_dir)
+    return open_engine(config, host, directory, os.environ)
 
 
-__all__ = ["data_dir_of", "load_cli_config", "open_memory"]
+__all__ = ["data_dir_of", "existing_data_dir", "load_cli_config", "open_memory"]

@@ -68,17 +68,17 @@ def _emit(args: argparse.Namespace, body: dict[str, Any], lines: list[str]) -> N
 
 
 def run(args: argparse.Namespace) -> int:
-    from loom_core.cli.datadir import data_dir_of, load_cli_config
+    from loom_core.cli.datadir import data_dir_of, existing_data_dir, load_cli_config
 
     config, host = load_cli_config(args.config)
-    data_dir = data_dir_of(config, args.data_dir)
     if args.action == "status":
-        return _status(args, config, host, data_dir)
+        return _status(args, config, host, existing_data_dir(config, args.data_dir))
     from loom_core.cli.audit_log import audited_command
 
     rotating = args.action == "rotate"
     action = "admin.encryption.rotate" if rotating else "admin.backfill.encrypt_at_rest"
-    with audited_command(action, str(data_dir), config=config, host=host):
+    with audited_command(action, str(data_dir_of(config, args.data_dir)), config=config, host=host):
+        data_dir = existing_data_dir(config, args.data_dir)
         return _rotate(args, config, host, data_dir) if rotating else _backfill(args, config, host, data_dir)
 
 

@@ -47,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
                 fp = args.file.open(encoding="utf-8")
             except OSError as exc:
                 raise _failed(args.file, f"cannot read the import file: {exc.strerror or exc}") from exc
-            with fp, open_memory(config, host, args.data_dir) as engine:
+            # an import may start a new installation (e.g. on another storage backend)
+            with fp, open_memory(config, host, args.data_dir, create=True) as engine:
                 counts = engine.import_stream(fp, stream=args.stream)
             facts.update(counts)
         print(

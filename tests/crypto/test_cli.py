@@ -118,7 +118,7 @@ def test_a_restore_that_cannot_open_leaves_nothing_behind_so_it_can_be_retried(t
     from loom_core.plugins.host import PluginHost
 
     key = new_key_b64()
-    with open_memory(LoomConfig(), PluginHost(environ={ENV: key}), tmp_path / "src") as engine:
+    with open_memory(LoomConfig(), PluginHost(environ={ENV: key}), tmp_path / "src", create=True) as engine:
         engine.add_chunk("notes", ChunkInput("restore me"))
     made = _loom("backup", "create", str(tmp_path / "bk"), "--data-dir", str(tmp_path / "src"), env={ENV: key})
     assert made.returncode == 0, made.stderr

@@ -125,6 +125,28 @@ def test_cli_backup_restore_and_export_import(open_engine: Callable[..., MemoryE
     assert [s.name for s in copies["moved"].list_streams()] == ["notes"]
 
 
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("backup", "create", "{tmp}/bk"),
+        ("export", "--stream", "notes", "-o", "{tmp}/notes.jsonl"),
+        ("encryption", "status"),
+        ("encryption", "backfill", "--no-progress"),
+    ],
+)
+def test_commands_that_read_a_data_directory_refuse_one_without_a_store(
+    tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    """A mistyped --data-dir used to be created as a new, empty store: `loom backup create` then wrote
+    an empty backup and reported success. Now CONFIG_INVALID naming the directory, and nothing is
+    created (neither the directory nor the backup or export)."""
+    typo = tmp_path / "loom-dat"
+    done = _loom(*(part.format(tmp=tmp_path) for part in command), "--data-dir", typo)
+    assert done.returncode == 1 and "error[CONFIG_INVALID]" in done.stderr, done.stderr
+    assert str(typo) in done.stderr and "holds no Loomem data" in done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
 def test_cli_admin_commands_log_audit_events_on_stderr(
     open_engine: Callable[..., MemoryEngine], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager as ContextManager
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
 from loom_core.contracts.storage import WriteBatch
@@ -150,10 +151,6 @@ def status_view(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def _next_rows(storage: Any, family: SealedFamily, start: bytes | None, limit: int) -> list[tuple[bytes, bytes]]:
-    rows: list[tuple[bytes, bytes]] = []
-    with contextlib.closing(storage.iterate(family.keyspace, prefix=family.prefix, start=start)) as items:
-        for item in items:
-            rows.append(item)
-            if len(rows) >= limit:
-                break
-    return rows
+    # The contract promises an Iterator, nothing more (no close()): the one taken here is
+    # dropped, and so released, as soon as the slice is read.
+    return list(islice(storage.iterate(family.keyspace, prefix=family.prefix, start=start), limit))

@@ -145,3 +145,44 @@ def test_backfill_leaves_no_plaintext_on_disk(tmp_path: Path) -> None:
         storage.close()
     left = sum(1 for m in markers if raw_files_containing(tmp_path, m))
     assert left == 0, f"{left} legacy plaintext markers still on disk after the backfill"
+
+
+class _PlainIterators:
+    """A storage whose ``iterate`` returns what the contract promises and no more: an Iterator
+    without ``close()`` (a class with ``__next__``, as a non-generator backend may return)."""
+
+    def __init__(self, storage: object) -> None:
+        self._storage = storage
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._storage, name)
+
+    def iterate(self, *args: object, **kwargs: object) -> object:
+        rows = list(self._storage.iterate(*args, **kwargs))  # type: ignore[attr-defined]
+
+        class Plain:
+            def __iter__(self) -> Plain:
+                return self
+
+            def __next__(self) -> tuple[bytes, bytes]:
+                if not rows:
+                    raise StopIteration
+                return rows.pop(0)
+
+        return Plain()
+
+
+def test_backfill_needs_only_the_iterator_the_contract_promises(tmp_path: Path) -> None:
+    """The backfill called ``close()`` on what ``iterate`` returned: a backend returning a plain
+    iterator passed the storage kit and then crashed ``loom encryption backfill`` with an
+    AttributeError."""
+    storage = open_storage(tmp_path, {})
+    try:
+        for n in range(30):
+            storage.put("chunks", f"row:{n:03d}".encode(), json.dumps({"stream": "s", "n": n}).encode())
+        plain = _PlainIterators(storage)
+        codec = codec_for(storage, {ENV: new_key_b64()})
+        assert backfill.run(plain, codec, FAMILIES, batch_size=7)["encrypted"] == 30
+        assert all(is_sealed(value) for _, value in storage.iterate("chunks"))
+    finally:
+        storage.close()

@@ -15,6 +15,7 @@ from typing import Any
 from loom_core.crypto.masterguard import open_keyring, refuse_plaintext_start
 from loom_core.crypto.masterkey import DEFAULT_MASTER_KEY_ENV, MasterKey, load_master_key
 from loom_core.crypto.rowcodec import EncryptingRowCodec, PlaintextRowCodec
+from loom_core.errors import ErrorCode, LoomError
 
 Codec = EncryptingRowCodec | PlaintextRowCodec
 
@@ -88,7 +89,26 @@ def _codec_for(storage: Any, settings: Any, cipher: Any, master: MasterKey | Non
     if master is None:
         refuse_plaintext_start(storage, env_name)
         return PlaintextRowCodec(env_name)
+    _require_compaction(storage)
     return EncryptingRowCodec(open_keyring(storage, cipher, master))
+
+
+def _require_compaction(storage: Any) -> None:
+    """Refuse encryption over a storage that cannot compact.
+
+    Crypto-shredding removes a destroyed key from the files by compacting the
+    ``keys`` keyspace, and rotation and backfill drop replaced bytes the same
+    way; without compaction they would claim what they cannot do.
+    """
+    if "compact" not in frozenset(getattr(storage, "capabilities", ())):
+        raise LoomError(
+            ErrorCode.CONFIG_INVALID,
+            "encryption at rest needs a storage backend with the 'compact' capability (deleting a stream "
+            "destroys its key by compacting it out of the files; rotation and backfill drop replaced bytes "
+            f"the same way), and the configured one ({type(storage).__name__}) does not declare it: select "
+            "a storage backend that does (rocksdb), or leave LOOMEM_AT_REST_MASTER_KEY unset",
+            details={"key": "storage.backend", "capability": "compact"},
+        )
 
 
 __all__ = [

@@ -214,3 +214,29 @@ def test_master_key_env_name_is_configurable(tmp_path: Path) -> None:
         assert info.value.code == ErrorCode.ENCRYPTION_KEY_MISSING and "MY_AT_REST_KEY" in info.value.message
     finally:
         storage.close()
+
+
+class _NoCompaction:
+    """Real RocksDB storage that does not declare ``compact`` (as a backend without it would)."""
+
+    def __init__(self, storage: object) -> None:
+        self._storage = storage
+        self.capabilities = frozenset(storage.capabilities) - {"compact"}  # type: ignore[attr-defined]
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._storage, name)
+
+
+def test_encryption_refuses_a_storage_that_cannot_compact(tmp_path: Path) -> None:
+    """Crypto-shredding drops a destroyed key by compaction: over a storage without ``compact`` a
+    stream delete answered 500 (or, with a no-op compact, left the wrapped key on disk while status
+    counted it destroyed). A key over such a storage is refused at start; without a key it opens."""
+    storage = open_storage(tmp_path)
+    try:
+        with pytest.raises(LoomError) as info:
+            codec_for(_NoCompaction(storage), {ENV: new_key_b64()})
+        assert info.value.code is ErrorCode.CONFIG_INVALID
+        assert "'compact' capability" in info.value.message and "_NoCompaction" in info.value.message
+        assert isinstance(codec_for(_NoCompaction(storage), {}), PlaintextRowCodec)
+    finally:
+        storage.close()

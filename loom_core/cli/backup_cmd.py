@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     with audited_command("admin.backup.restore", str(args.data_dir), **audit) as facts:
         existed = Path(args.data_dir).exists()
-        manifest = restore_files(args.src, args.data_dir)
+        manifest = restore_files(args.src, args.data_dir, config.storage.backend)
         try:
             engine = open_memory(config, host, args.data_dir, create=True)
         except LoomError as exc:

@@ -24,8 +24,14 @@ def storage_dir(data_dir: Path) -> Path:
 
 
 def open_key_storage(config: Any, host: Any, data_dir: Path) -> Any:
-    """The configured storage backend on ``data_dir``, with ``keys`` and ``meta`` open."""
+    """The configured storage backend on ``data_dir``, with ``keys`` and ``meta`` open.
+
+    Refuses a data directory another storage backend wrote (``CONFIG_INVALID``).
+    """
     from loom_core.contracts import BackendContext
+    from loom_core.memory.backends_record import check_storage
+
+    check_storage(Path(data_dir), config.storage.backend)
 
     ctx = BackendContext(
         options=dict(config.storage.options),

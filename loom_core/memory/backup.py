@@ -98,12 +98,22 @@ def read_manifest(src: Path) -> dict[str, Any]:
     return manifest
 
 
-def restore_files(src: Path, data_dir: Path) -> dict[str, Any]:
+def restore_files(src: Path, data_dir: Path, storage_backend: str) -> dict[str, Any]:
     """Copy backup ``src`` into ``data_dir`` (which must be absent or empty).
 
+    ``storage_backend`` is the configured one: a checkpoint another backend
+    wrote is refused, since opening it would start an empty store beside it.
     A copy that fails part-way is removed again (see :func:`undo_restore`).
     """
     manifest = read_manifest(src)
+    taken_with = manifest.get("storage_backend")
+    if taken_with is not None and taken_with != storage_backend:
+        raise _failed(
+            src,
+            f"the backup was taken from storage backend {taken_with!r}, but the configuration selects "
+            f"{storage_backend!r}: restore it with a configuration selecting {taken_with!r} (--config), then "
+            "move the streams with `loom export` / `loom import` if you are changing backends",
+        )
     if data_dir.exists() and (not data_dir.is_dir() or any(data_dir.iterdir())):
         raise _failed(data_dir, "refusing to restore over a data directory that is not empty")
     existed = data_dir.exists()

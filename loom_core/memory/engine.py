@@ -31,7 +31,7 @@ from loom_core.contracts import BackendContext
 from loom_core.contracts.index import ADD_NEW, IndexDocument, IndexQuery
 from loom_core.contracts.storage import WriteBatch
 from loom_core.errors import ErrorCode, LoomError
-from loom_core.memory import overlap, rows, scoring
+from loom_core.memory import backends_record, overlap, rows, scoring
 from loom_core.memory.graph import GraphStore
 from loom_core.memory.ids import is_id, new_ids
 from loom_core.memory.models import (
@@ -178,6 +178,7 @@ class MemoryEngine:
         env: Mapping[str, str] = host.environ if environ is None else environ
         data_dir = Path(data_dir)
         data_dir.mkdir(parents=True, exist_ok=True)
+        backends_record.check_storage(data_dir, config.storage.backend)
         storage = host.create(
             "storage",
             config.storage.backend,
@@ -189,6 +190,7 @@ class MemoryEngine:
             ),
         )
         try:
+            backends_record.reset_index_if_changed(data_dir, config.index.backend)  # rebuilt below
             index = host.create(
                 "index",
                 config.index.backend,
@@ -211,6 +213,7 @@ class MemoryEngine:
             )
             engine._owns_llm = owns_llm
             engine._check_schema()
+            backends_record.record_backends(data_dir, config.storage.backend, config.index.backend)
             engine._load()
             engine.recover()
             if index.count() != len(engine._routing):

@@ -194,7 +194,7 @@ def test_checkpoint_while_open_is_consistent(open_engine: Callable[..., MemoryEn
     engine.add_chunks("s", [ChunkInput(f"puffin {i}") for i in range(30)])
     engine.checkpoint(tmp_path / "bk")
     engine.add_chunk("s", ChunkInput("puffin after the backup"))
-    restore_files(tmp_path / "bk", tmp_path / "back")
+    restore_files(tmp_path / "bk", tmp_path / "back", "rocksdb")
     restored = open_engine(tmp_path / "back")
     assert restored.check_consistency()["index"] == 30
     assert len(restored.search(SearchRequest("puffin", k=100, mode="bm25"))) == 30

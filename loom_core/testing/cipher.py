@@ -11,7 +11,11 @@ What it checks, and why each matters for encryption at rest:
 
 * the output never contains the plaintext, and a fresh nonce is used for
   every encryption (10 000 encryptions of one plaintext are all distinct: a
-  repeated nonce under one key breaks AES-GCM completely);
+  repeated nonce under one key breaks AES-GCM completely), also across
+  processes: two fresh processes (the cipher built through the plugin host
+  by ``backend_name``, default ``cipher.name``) never repeat each other's
+  nonces, as a counter or a seeded generator restarting with every server
+  start would;
 * every single-byte change, truncation or extension of a ciphertext fails
   authentication (the tag is verified before anything is returned);
 * associated data is required and binds the ciphertext: another ``aad``
@@ -32,10 +36,13 @@ the per-row hot path.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
+import subprocess
+import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -44,6 +51,19 @@ from loom_core.errors import ErrorCode, LoomError
 from loom_core.testing.base import ConformanceSuite, core, requires
 
 NONCE_SAMPLE = 10_000
+CHILD_SAMPLE = 2_000  # encryptions per fresh process in the cross-process nonce test
+
+# Builds the cipher in a fresh process and prints a digest of each of N encryptions of one
+# plaintext under the key read from stdin (never argv: it would show in the process list).
+_CHILD_ENCRYPT = """
+import hashlib, sys
+from loom_core.plugins.host import PluginHost
+name, count, aad, plaintext = sys.argv[1], int(sys.argv[2]), sys.argv[3].encode(), sys.argv[4].encode()
+key = bytes.fromhex(sys.stdin.read().strip())
+cipher = PluginHost(environ={}).create("cipher", name)
+for _ in range(count):
+    print(hashlib.sha256(cipher.encrypt(key, plaintext, aad)).hexdigest())
+"""
 AAD = b"stream:kit|key:chunk:L0:01J0KIT"
 PLAINTEXT = b'{"content": "the conformance kit plaintext 5e1d9c", "metadata": {"k": "v"}}'
 
@@ -65,6 +85,10 @@ def _expect(code: ErrorCode, call: Callable[[], Any], what: str) -> LoomError:
 
 class CipherSuite(ConformanceSuite):
     """Guarantees of :class:`loom_core.contracts.cipher.Cipher` (fixture: ``cipher``)."""
+
+    #: The name the cipher registers (its entry point name), when it differs from ``cipher.name``;
+    #: the cross-process nonce test builds the cipher by it in fresh processes.
+    backend_name: ClassVar[str | None] = None
 
     # -- shape --------------------------------------------------------------
 
@@ -131,6 +155,39 @@ class CipherSuite(ConformanceSuite):
         key = cipher.generate_key()
         outputs = {cipher.encrypt(key, b"same plaintext every time", AAD) for _ in range(NONCE_SAMPLE)}
         assert len(outputs) == NONCE_SAMPLE, f"{NONCE_SAMPLE - len(outputs)} repeated ciphertexts (nonce reuse)"
+
+    @core
+    def test_fresh_nonces_across_processes(self, cipher: Cipher) -> None:
+        """Proves two fresh processes encrypting one plaintext under one key never repeat a ciphertext.
+
+        Fix: take every nonce from the operating system's random source
+        (``os.urandom``); a counter or a generator seeded at start-up restarts
+        with each process, so every server restart would reuse nonces under
+        the same stream keys. Set ``backend_name`` if the entry point name
+        differs from ``cipher.name``.
+        """
+        name = type(self).backend_name or cipher.name
+        key = cipher.generate_key()
+        plaintext = "same plaintext in every process"
+        children = []
+        for _ in range(2):
+            done = subprocess.run(
+                [sys.executable, "-c", _CHILD_ENCRYPT, name, str(CHILD_SAMPLE), AAD.decode(), plaintext],
+                input=key.hex(), capture_output=True, text=True, timeout=300, check=False,
+            )
+            assert done.returncode == 0, (
+                f"could not build cipher {name!r} through the plugin host in a new process (exit "
+                f"{done.returncode}); install the backend's distribution, or set backend_name to the "
+                f"name it registers. Last line of its stderr: {done.stderr.strip().splitlines()[-1:]}"
+            )
+            children.append(set(done.stdout.split()))
+        here = {hashlib.sha256(cipher.encrypt(key, plaintext.encode(), AAD)).hexdigest() for _ in range(CHILD_SAMPLE)}
+        assert all(len(c) == CHILD_SAMPLE for c in children), "a process repeated its own ciphertexts"
+        shared = (children[0] & children[1]) | ((children[0] | children[1]) & here)
+        assert not shared, (
+            f"{len(shared)} ciphertexts repeated between processes: nonces restart with the process "
+            "(a counter or a seeded generator)"
+        )
 
     @core
     def test_output_carries_magic(self, cipher: Cipher) -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import suppress
 from pathlib import Path
@@ -287,6 +288,70 @@ class IndexSuite(ConformanceSuite):
         index.delete_stream("agent b:c")
         index.commit()
         assert index.ids() == {"b1"}
+
+    @core
+    def test_queued_changes_apply_in_call_order(self, index: Index) -> None:
+        """Proves changes queued before one ``commit`` take effect in the order they were made:
+        a document upserted after its stream (or its id) was deleted is present, one deleted
+        after its upsert is absent.
+
+        Recovery relies on this: it deletes a stream, re-adds the stream's current chunks and
+        commits once. Fix: apply queued deletes and upserts in call order (or let a later
+        upsert cancel an earlier delete of the same id or stream), never "upserts first".
+        """
+        index.upsert([doc("old", "heron", stream="s"), doc("keep", "heron", stream="other")])
+        index.commit()
+        index.delete_stream("s")
+        index.upsert([doc("new", "heron", stream="s")])
+        index.delete(["keep"])
+        index.upsert([doc("keep", "heron again", stream="other")])
+        index.upsert([doc("gone", "heron", stream="s")])
+        index.delete(["gone"])
+        index.commit()
+        assert index.ids() == {"new", "keep"}, (
+            f"after delete_stream + upsert, delete + upsert, upsert + delete in one commit: ids "
+            f"{sorted(index.ids())}, want ['keep', 'new']"
+        )
+        assert sorted(hit_ids(index.search(IndexQuery("heron", limit=10)))) == ["keep", "new"]
+
+    @core
+    def test_searches_while_another_thread_commits(self, index: Index) -> None:
+        """Proves searches running in three threads while a fourth upserts and commits neither
+        raise nor return an id that was never added.
+
+        The memory server searches without its write lock (only writes hold it), so readers
+        overlap commits. Fix: guard whatever ``commit`` swaps or mutates that ``search`` reads
+        (a lock, or a new immutable snapshot published at commit).
+        """
+        index.upsert([doc(f"base-{i}", "heron base") for i in range(50)])
+        index.commit()
+        known = {f"base-{i}" for i in range(50)} | {f"w-{r}-{i}" for r in range(8) for i in range(20)}
+        problems: list[str] = []
+        stop = threading.Event()
+
+        def read() -> None:
+            while not stop.is_set() and not problems:
+                try:
+                    found = set(hit_ids(index.search(IndexQuery("heron", limit=300))))
+                except Exception as exc:  # reported, not raised: the thread must not die silently
+                    problems.append(f"search raised {type(exc).__name__}: {exc}")
+                    return
+                if found - known:
+                    problems.append(f"search returned ids never added: {sorted(found - known)[:3]}")
+
+        readers = [threading.Thread(target=read, daemon=True) for _ in range(3)]
+        for reader in readers:
+            reader.start()
+        try:
+            for r in range(8):
+                index.upsert([doc(f"w-{r}-{i}", f"heron written {r}") for i in range(20)])
+                index.commit()
+        finally:
+            stop.set()
+            for reader in readers:
+                reader.join(timeout=60)
+        assert not problems, f"concurrent search and commit: {problems[0]}"
+        assert index.count() == len(known)
 
     @core
     def test_rebuild_replaces_everything(self, index: Index) -> None:

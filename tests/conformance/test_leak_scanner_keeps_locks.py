@@ -46,3 +46,32 @@ def test_scan_of_open_database_keeps_it_locked(tmp_path: Path) -> None:
         assert second.stdout.strip() == "STORAGE_LOCKED", second.stderr
     finally:
         storage.close()
+
+
+TRY_LOCK = """
+import fcntl, sys
+with open(sys.argv[1], "r+b") as f:
+    try:
+        fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        print("ACQUIRED")
+    except OSError:
+        print("HELD")
+"""
+
+
+def test_scan_keeps_a_posix_lock_on_a_file_of_any_name(tmp_path: Path) -> None:
+    """A backend's lock file named other than RocksDB's or Tantivy's (here ``store.lck``) was read
+    and closed by the scan, which dropped the fcntl lock this process held on it: a second server
+    could then open the same directory. Locked files are found through /proc/locks now."""
+    import fcntl
+
+    lock_path = tmp_path / "store.lck"
+    lock_path.write_bytes(b"lock")
+    (tmp_path / "data.bin").write_bytes(b"holds the marker-value")
+    with lock_path.open("r+b") as held:
+        fcntl.lockf(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        leaks = scan_files(tmp_path, {"marker": b"marker-value"})
+        other = subprocess.run([sys.executable, "-c", TRY_LOCK, str(lock_path)], capture_output=True, text=True,
+                               timeout=60, check=False)
+        assert other.stdout.strip() == "HELD", "the scan released this process's lock"
+    assert [leak.path.name for leak in leaks] == ["data.bin"]

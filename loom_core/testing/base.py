@@ -192,7 +192,7 @@ class ConformanceSuite:
         if not (plugins.hasplugin("loom") or plugins.hasplugin("loom_core.testing.pytest_plugin")):
             pytest.fail(
                 "the 'loom' pytest plugin is not active, so core tiers are not enforced; "
-                "install loom-core (pytest11 entry point) or run pytest with -p loom_core.testing.pytest_plugin"
+                "install loom-framework (pytest11 entry point) or run pytest with -p loom_core.testing.pytest_plugin"
             )
         missing = missing_capabilities(type(self), getattr(request, "function", None))
         if missing:

@@ -1,6 +1,6 @@
 """The ``loom`` pytest plugin (``pytest11`` entry point): tiers and leak fixtures.
 
-Loaded automatically wherever ``loom-core`` is installed. It
+Loaded automatically wherever ``loom-framework`` is installed. It
 
 * skips capability-gated tests (:func:`~loom_core.testing.base.requires`)
   at collection, with a reason naming the missing capability;

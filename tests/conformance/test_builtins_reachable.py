@@ -25,13 +25,13 @@ EXPECTED = {("cipher", "aes256gcm"), ("pii", "regex"), ("secrets", "env"), ("llm
 def _builtin_entry_points() -> list[tuple[str, str, str]]:
     return sorted(
         (ep.group.removeprefix("loom."), ep.name, ep.value)
-        for ep in distribution("loom-core").entry_points
+        for ep in distribution("loom-framework").entry_points
         if ep.group.startswith("loom.")
     )
 
 
 def test_expected_builtins_are_declared() -> None:
-    """Proves loom-core declares the four built-ins as entry points (so discovery finds them)."""
+    """Proves loom-framework declares the four built-ins as entry points (so discovery finds them)."""
     declared = {(kind, name) for kind, name, _ in _builtin_entry_points()}
     assert declared >= EXPECTED, f"missing entry points: {sorted(EXPECTED - declared)}"
 

@@ -61,13 +61,13 @@ def site(tmp_path: Path) -> Path:
 
 
 def test_listing_shows_builtins_with_distribution_and_version(tmp_path: Path) -> None:
-    """``loom plugins`` lists the built-ins under distribution loom-core with its version."""
+    """``loom plugins`` lists the built-ins under distribution loom-framework with its version."""
     result = run_loom(["plugins", "--no-load", "--format", "json"], None, tmp_path)
     rows = {(r["kind"], r["name"]): r for r in json.loads(result.stdout)}
     from loom_core import __version__
 
     for key in [("cipher", "aes256gcm"), ("pii", "regex"), ("secrets", "env"), ("llm", "hash")]:
-        assert rows[key]["distribution"] == "loom-core"
+        assert rows[key]["distribution"] == "loom-framework"
         assert rows[key]["version"] == __version__
         assert rows[key]["status"] == "available"
 

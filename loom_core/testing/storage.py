@@ -137,6 +137,21 @@ while True:
 """
 
 
+def _range_difference(got: list[bytes], want: list[bytes]) -> str:
+    """Say how an iteration differs from the model: extra or missing keys, or only their order."""
+    extra, missing = set(got) - set(want), set(want) - set(got)
+    if not extra and not missing and len(got) == len(want):
+        first = next(i for i, (g, w) in enumerate(zip(got, want, strict=True)) if g != w)
+        return (
+            f"the right {len(got)} keys in the wrong order "
+            f"(position {first}: got {got[first]!r}, want {want[first]!r})"
+        )
+    return (
+        f"got {len(got)} keys, want {len(want)} ({len(extra)} extra, e.g. {sorted(extra)[:2]}; "
+        f"{len(missing)} missing, e.g. {sorted(missing)[:2]})"
+    )
+
+
 class StorageSuite(ConformanceSuite):
     """Guarantees of :class:`loom_core.contracts.storage.Storage`.
 
@@ -257,8 +272,13 @@ class StorageSuite(ConformanceSuite):
             store.put(ks, b"shared", ks.encode())
             store.put(ks, b"only-" + ks.encode(), b"x")
         for ks in KEYSPACES:
-            assert store.get(ks, b"shared") == ks.encode()
-            assert [k for k, _ in store.iterate(ks)] == [b"only-" + ks.encode(), b"shared"]
+            assert store.get(ks, b"shared") == ks.encode(), (
+                f"get({ks!r}, b'shared') returned another keyspace's value: keyspaces must not share keys"
+            )
+            listed = [k for k, _ in store.iterate(ks)]
+            assert listed == [b"only-" + ks.encode(), b"shared"], (
+                f"iterate({ks!r}) listed {listed}: it must see only the keys written to {ks!r}"
+            )
 
     # -- iteration ----------------------------------------------------------------
 
@@ -277,7 +297,9 @@ class StorageSuite(ConformanceSuite):
         got = list(store.iterate("gamma"))
         assert [k for k, _ in got] == want, "ascending iteration is not in unsigned byte order"
         assert all(v == b"v:" + k for k, v in got), "iteration paired a key with another key's value"
-        assert [k for k, _ in store.iterate("gamma", order="desc")] == want[::-1]
+        assert [k for k, _ in store.iterate("gamma", order="desc")] == want[::-1], (
+            "descending iteration is not the ascending order reversed"
+        )
 
     @core
     def test_prefix_and_range_bounds(self, store: Storage) -> None:
@@ -308,7 +330,7 @@ class StorageSuite(ConformanceSuite):
                         if got != expected:
                             failures.append(
                                 f"prefix={prefix!r} start={start!r} end={end!r} order={order}: "
-                                f"got {len(got)} keys, want {len(expected)}"
+                                + _range_difference(got, expected)
                             )
         assert not failures, f"{len(failures)} wrong ranges, e.g.:\n  " + "\n  ".join(failures[:10])
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -95,6 +96,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        if os.environ.get(DEBUG_ENV):
+            raise
+        report_error(_unexpected(ns.command, exc), args.format)
+        return 1
+
+
+DEBUG_ENV = "LOOM_DEBUG"
+
+
+def _unexpected(command: str, exc: Exception) -> Any:
+    """An uncoded failure as INTERNAL_ERROR naming its type and place, never its message.
+
+    The message and a traceback may quote whatever the failing code held (a
+    backend's error can carry a value), so they are shown only with LOOM_DEBUG.
+    """
+    import traceback
+    from pathlib import Path
+
+    from loom_core.errors import ErrorCode, LoomError
+
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" in {Path(frames[-1].filename).name}:{frames[-1].lineno} ({frames[-1].name})" if frames else ""
+    return LoomError(
+        ErrorCode.INTERNAL_ERROR,
+        f"loom {command} failed unexpectedly: {type(exc).__name__}{where}; run again with {DEBUG_ENV}=1 "
+        "to see the traceback, and report it",
+        details={"exception": type(exc).__name__},
+    )
 
 
 def serve_main() -> int:

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.kernel.fakedist import run_loom
 
 HEAVY = ["fastapi", "numpy", "tantivy", "rocksdict", "pydantic", "uvicorn", "pluggy", "stevedore"]
@@ -64,3 +66,27 @@ def test_config_check_accepts_the_example_and_refuses_a_literal_secret(tmp_path:
     assert refused.returncode != 0
     assert refused.stderr.startswith("error[CONFIG_SECRET_LITERAL]: server.auth_token")
     assert ("s3cr3t-value-here" in refused.stderr) is False
+
+
+def test_an_unexpected_failure_is_coded_and_does_not_print_its_message(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bug or a backend's uncoded exception printed a traceback whose message could quote a value
+    the code held. It is INTERNAL_ERROR naming the type and place now; LOOM_DEBUG=1 shows the rest."""
+    from loom_core.cli import config_cmd
+    from loom_core.cli.main import main
+
+    def broken(args: object) -> int:
+        raise RuntimeError("value-7f3a-that-must-not-print")
+
+    monkeypatch.setattr(config_cmd, "run", broken)
+    monkeypatch.delenv("LOOM_DEBUG", raising=False)
+    assert main(["config", "check"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error[INTERNAL_ERROR]: loom config failed unexpectedly: RuntimeError in test_cli.py")
+    assert "value-7f3a" not in err and "Traceback" not in err and "LOOM_DEBUG=1" in err
+    assert main(["--format", "json", "config", "check"]) == 1
+    assert json.loads(capsys.readouterr().err)["error"]["details"] == {"exception": "RuntimeError"}
+    monkeypatch.setenv("LOOM_DEBUG", "1")
+    with pytest.raises(RuntimeError, match="value-7f3a"):
+        main(["config", "check"])

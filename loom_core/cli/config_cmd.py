@@ -18,7 +18,7 @@ def run(args: argparse.Namespace) -> int:
     from loom_core.cli.selection import selected_backends
     from loom_core.config import load_config
     from loom_core.errors import ErrorCode, LoomError
-    from loom_core.plugins.discovery import disabled_from, installed, is_disabled
+    from loom_core.plugins.discovery import disabled_from, installed, is_disabled, not_installed_message
 
     config = load_config(args.file, os.environ)
     disabled = disabled_from(os.environ, config.plugins.disabled)
@@ -26,10 +26,7 @@ def run(args: argparse.Namespace) -> int:
         if is_disabled(kind, name, disabled):
             raise LoomError(ErrorCode.PLUGIN_DISABLED, f"{kind.value} backend {name!r} is selected but disabled")
         if not any(info.name == name for info in installed(kind)):
-            raise LoomError(
-                ErrorCode.PLUGIN_NOT_FOUND,
-                f"{kind.value} backend {name!r} is selected but no installed plugin provides it",
-            )
+            raise LoomError(ErrorCode.PLUGIN_NOT_FOUND, not_installed_message(kind, name))
     source = args.file or "(defaults)"
     if args.format == "json":
         print(json.dumps({"ok": True, "file": source}))

@@ -45,6 +45,24 @@ def installed(kind: Kind) -> list[PluginInfo]:
     return sorted(unique.values(), key=lambda r: (r.name, r.distribution))
 
 
+#: Backends this project ships as separate distributions (the defaults among them), so a missing
+#: one can be named with the distribution that provides it.
+FIRST_PARTY: Mapping[tuple[Kind, str], str] = {
+    (Kind.STORAGE, "rocksdb"): "loom-storage-rocksdb",
+    (Kind.INDEX, "tantivy"): "loom-index-tantivy",
+    (Kind.SECRETS, "keepass"): "loom-secrets-keepass",
+    (Kind.SECRETS, "op"): "loom-secrets-op",
+}
+
+
+def not_installed_message(kind: Kind, name: str) -> str:
+    """Why ``kind:name`` cannot be built: nothing provides it; what is installed; what to install."""
+    known = ", ".join(sorted({i.name for i in installed(kind)})) or "none"
+    distribution = FIRST_PARTY.get((kind, name))
+    fix = f"pip install {distribution}" if distribution else "install the distribution that provides it"
+    return f"no installed plugin provides {kind.value} backend {name!r} (installed: {known}); {fix}"
+
+
 def parse_disabled(values: Iterable[str]) -> frozenset[str]:
     """Normalise ``kind:name`` / ``name`` entries; blanks are ignored."""
     out: set[str] = set()

@@ -17,7 +17,7 @@ import pluggy
 from loom_core import hookspecs
 from loom_core.contracts import BackendContext, Kind
 from loom_core.errors import ErrorCode, LoomError
-from loom_core.plugins.discovery import PluginInfo, disabled_from, installed, is_disabled
+from loom_core.plugins.discovery import PluginInfo, disabled_from, installed, is_disabled, not_installed_message
 from loom_core.plugins.registry import BackendRegistry, BackendSpec
 
 
@@ -97,12 +97,7 @@ class PluginHost:
             )
         candidates = [i for i in installed(kind) if i.name == name]
         if not candidates:
-            known = ", ".join(sorted({i.name for i in installed(kind)})) or "none"
-            raise LoomError(
-                ErrorCode.PLUGIN_NOT_FOUND,
-                f"no installed plugin provides {kind.value} backend {name!r} "
-                f"(installed: {known}); install its distribution",
-            )
+            raise LoomError(ErrorCode.PLUGIN_NOT_FOUND, not_installed_message(kind, name))
         if len({c.distribution for c in candidates}) > 1:
             raise LoomError(
                 ErrorCode.PLUGIN_CONFLICT,

@@ -188,3 +188,26 @@ def test_sketch_candidates_are_the_nearest_by_hamming_distance() -> None:
         assert len(rows) >= want
         assert chosen.tolist() == np.sort(expected)[: len(rows)].tolist()
         assert {store._ids[r] for r in rows.tolist()} <= {ids[i] for i in kept}
+
+
+def test_a_stream_with_one_chunk_costs_little_memory() -> None:
+    """Each stream built its own 384 x 768 float32 hyperplanes (1.2 MB) and 64 rows up front:
+    3,000 one-chunk streams (one per user or agent) held 3.9 GB. The planes are shared now and a
+    new stream starts small, so a hundred one-chunk streams take well under 2 MB of arrays."""
+    import tracemalloc
+
+    rng = np.random.default_rng(7)
+    VectorStore(384)  # the shared planes are built once, before measuring
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        stores = []
+        for i in range(100):
+            store = VectorStore(384)
+            vector = rng.standard_normal((1, 384)).astype(np.float32)
+            store.add([f"c{i}"], vector, levels=[0], created=[1], expires=[None], superseded=[False])
+            stores.append(store)
+        per_stream = (tracemalloc.get_traced_memory()[0] - before) / len(stores)
+    finally:
+        tracemalloc.stop()
+    assert per_stream < 20_000, f"{per_stream:.0f} bytes per one-chunk stream"

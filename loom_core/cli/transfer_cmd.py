@@ -9,6 +9,7 @@ directory themselves, so the server must be stopped.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -63,11 +64,18 @@ def run(args: argparse.Namespace) -> int:
                 counts = engine.export_stream(args.stream, sys.stdout, embeddings=not args.no_embeddings)
             else:
                 try:
-                    out = args.output.open("x", encoding="utf-8")
+                    # 0600 whatever the umask: an export is the stream's content in plaintext,
+                    # even from an encrypted store (backups are closed the same way)
+                    out = os.fdopen(os.open(args.output, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w",
+                                    encoding="utf-8")
                 except OSError as exc:
                     raise _failed(args.output, f"cannot create the export file: {exc.strerror or exc}") from exc
-                with out:
-                    counts = engine.export_stream(args.stream, out, embeddings=not args.no_embeddings)
+                try:
+                    with out:
+                        counts = engine.export_stream(args.stream, out, embeddings=not args.no_embeddings)
+                except BaseException:
+                    args.output.unlink(missing_ok=True)  # no partial file to be taken for an export
+                    raise
         facts.update(counts)
     print(
         f"exported {counts['chunks']} chunk(s), {counts['entities']} entit(ies), "

@@ -302,3 +302,28 @@ def test_a_backup_is_closed_to_other_users_whatever_the_umask(
     directories = [tmp_path / "bk", *(p for p in (tmp_path / "bk").rglob("*") if p.is_dir())]
     assert len(directories) >= 2
     assert {stat.S_IMODE(d.stat().st_mode) for d in directories} == {0o700}
+
+
+def test_an_export_file_is_private_and_a_failed_one_is_not_left_behind(
+    open_engine: Callable[..., MemoryEngine], tmp_path: Path
+) -> None:
+    """An export is the stream's content in plaintext (even from an encrypted store) but was created
+    0644 under the usual umask; and an export of an unknown stream left an empty file, so the retry
+    with the right name was refused as "exists"."""
+    import stat
+
+    engine = open_engine(tmp_path / "data")
+    engine.add_chunk("notes", ChunkInput("private note"))
+    engine.close()
+    out = tmp_path / "notes.jsonl"
+    old = os.umask(0o022)
+    try:
+        wrong = _loom("export", "--stream", "nots", "-o", out, "--data-dir", tmp_path / "data")
+        assert wrong.returncode == 1 and "error[NOT_FOUND]" in wrong.stderr
+        assert not out.exists()
+        right = _loom("export", "--stream", "notes", "-o", out, "--data-dir", tmp_path / "data")
+    finally:
+        os.umask(old)
+    assert right.returncode == 0, right.stderr
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    assert "private note" in out.read_text()

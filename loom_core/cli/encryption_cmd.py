@@ -88,7 +88,8 @@ def _status(args: argparse.Namespace, config: Any, host: Any, data_dir: Path) ->
 
     storage = open_key_storage(config, host, data_dir)
     try:
-        codec = build_row_codec(config, host, storage, host.environ)  # refuses a wrong or missing key
+        # refuses a wrong or missing key; writes nothing (status never finishes a rotation)
+        codec = build_row_codec(config, host, storage, host.environ, read_only=True)
         info = describe(storage, codec)
     finally:
         storage.close()

@@ -43,6 +43,8 @@ def build_row_codec(
     host: Any,
     storage: Any,
     environ: Mapping[str, str] | None = None,
+    *,
+    read_only: bool = False,
 ) -> Codec:
     """The row codec for ``storage``: an open storage backend holding ``keys`` and
     ``meta``, or the data directory (a path) the memory engine will open.
@@ -64,6 +66,8 @@ def build_row_codec(
     * no key but ``expect_enabled``: ``ENCRYPTION_KEY_MISSING``;
     * no key over data written encrypted: ``ENCRYPTION_KEY_MISSING`` too;
     * otherwise a :class:`PlaintextRowCodec`.
+
+    ``read_only`` makes the same checks without writing (see ``open_keyring``).
     """
     env: Mapping[str, str] = environ if environ is not None else getattr(host, "environ", {})
     settings = encryption_settings(config)
@@ -74,23 +78,23 @@ def build_row_codec(
 
         opened = open_key_storage(config, host, Path(storage))
         try:
-            codec = _codec_for(opened, settings, cipher, master)
+            codec = _codec_for(opened, settings, cipher, master, read_only)
             if isinstance(codec, EncryptingRowCodec):
                 codec.keyring.preload()
                 codec.keyring.unbind()
             return codec
         finally:
             opened.close()
-    return _codec_for(storage, settings, cipher, master)
+    return _codec_for(storage, settings, cipher, master, read_only)
 
 
-def _codec_for(storage: Any, settings: Any, cipher: Any, master: MasterKey | None) -> Codec:
+def _codec_for(storage: Any, settings: Any, cipher: Any, master: MasterKey | None, read_only: bool = False) -> Codec:
     env_name = str(settings.master_key_env or DEFAULT_MASTER_KEY_ENV)
     if master is None:
         refuse_plaintext_start(storage, env_name)
         return PlaintextRowCodec(env_name)
     _require_compaction(storage)
-    return EncryptingRowCodec(open_keyring(storage, cipher, master))
+    return EncryptingRowCodec(open_keyring(storage, cipher, master, read_only=read_only))
 
 
 def _require_compaction(storage: Any) -> None:

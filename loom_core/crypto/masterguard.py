@@ -80,12 +80,14 @@ def refuse_plaintext_start(storage: Any, env_name: str) -> None:
         )
 
 
-def open_keyring(storage: Any, cipher: Any, master: MasterKey) -> KeyRing:
+def open_keyring(storage: Any, cipher: Any, master: MasterKey, *, read_only: bool = False) -> KeyRing:
     """Verify ``master`` against the data directory, then return its key ring.
 
     First encrypted start: writes the check record. A pending rotation to
     ``master`` whose data keys are all re-wrapped is finished here; any other
     mismatch raises ``ENCRYPTION_KEY_MISMATCH`` naming the expected fingerprint.
+    ``read_only`` (``loom encryption status``) checks the same and writes
+    nothing: no check record, no finished rotation.
     """
     from loom_core.crypto import rotation  # late: rotation imports this module
 
@@ -99,6 +101,8 @@ def open_keyring(storage: Any, cipher: Any, master: MasterKey) -> KeyRing:
                 "data keys exist but the master-key check record is missing; the data directory is "
                 "incomplete, restore it from a backup",
             )
+        if read_only:
+            return KeyRing(storage, cipher, master)
         batch = WriteBatch()
         batch.put(layout.META, layout.MASTER_RECORD, layout.dump_json(master_record(cipher, master)))
         storage.write(batch, durable=True)
@@ -121,8 +125,9 @@ def open_keyring(storage: Any, cipher: Any, master: MasterKey) -> KeyRing:
             )
         return KeyRing(storage, cipher, master)
     if pending is not None and pending.get("to") == fingerprint:
-        if rotation.finish_with_new_key(storage, cipher, master, pending):
-            log.warning("finished an interrupted master-key rotation to %s", fingerprint)
+        if rotation.finish_with_new_key(storage, cipher, master, pending, commit=not read_only):
+            if not read_only:
+                log.warning("finished an interrupted master-key rotation to %s", fingerprint)
             return KeyRing(storage, cipher, master)
         raise LoomError(
             ErrorCode.ENCRYPTION_KEY_MISMATCH,

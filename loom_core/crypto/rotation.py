@@ -100,8 +100,13 @@ def rotate(
     return RotationResult(old_fp, new_fp, rewrapped, reused)
 
 
-def finish_with_new_key(storage: Any, cipher: Any, new: MasterKey, pending: dict[str, Any]) -> bool:
-    """Finish an interrupted rotation using only the new key, if every key was staged."""
+def finish_with_new_key(
+    storage: Any, cipher: Any, new: MasterKey, pending: dict[str, Any], *, commit: bool = True
+) -> bool:
+    """Finish an interrupted rotation using only the new key, if every key was staged.
+
+    With ``commit=False`` only say whether it could be finished (nothing is written).
+    """
     if not canary_opens(cipher, new, pending):
         return False
     for key, value in storage.iterate(layout.KEYS, prefix=layout.DEK_PREFIX):
@@ -110,7 +115,8 @@ def finish_with_new_key(storage: Any, cipher: Any, new: MasterKey, pending: dict
         staged = storage.get(layout.KEYS, layout.dek_key(stream, staged=True))
         if staged is None or not _opens(cipher, new, stream, key_id, staged):
             return False
-    _flip(storage, cipher, new)
+    if commit:
+        _flip(storage, cipher, new)
     return True
 
 

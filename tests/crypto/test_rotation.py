@@ -149,3 +149,30 @@ def test_rotation_with_wrong_old_key_is_refused(tmp_path: Path) -> None:
         _rotate(tmp_path, new_key_b64(), new_key_b64())
     assert info.value.code == ErrorCode.ENCRYPTION_KEY_MISMATCH
     _assert_all_readable(tmp_path, old, rows)
+
+
+def test_status_with_the_new_key_does_not_finish_an_interrupted_rotation(tmp_path: Path) -> None:
+    """`loom encryption status` with the new key finished a rotation whose keys were all staged, after
+    which the old key no longer opened the data: a status command that changed it. Status only
+    reports the pending rotation now; a start or `rotate` finishes it."""
+    import os
+
+    old, new = new_key_b64(), new_key_b64()
+    store = tmp_path / "data" / "storage"
+    rows = _populate(store, old)
+    crashed = subprocess.run(
+        [sys.executable, "-c", CRASHING_ROTATION, str(store), old, new, str(len(STREAMS))],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert crashed.returncode == 9, crashed.stderr[-2000:]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOOMEM_")} | {ENV: new}
+    status = subprocess.run(
+        [sys.executable, "-m", "loom_core.cli.main", "encryption", "status", "--data-dir", str(tmp_path / "data")],
+        capture_output=True, text=True, env=env, timeout=120, check=False,
+    )
+    assert status.returncode == 0, status.stderr
+    assert "rotation pending:" in status.stdout and "rotation pending:   no" not in status.stdout
+    assert "finished an interrupted" not in status.stderr
+    _assert_all_readable(store, old, rows)  # still the old key's data: nothing was flipped
+    assert _start_code(store, new) is None  # a start with the new key finishes it
+    _assert_all_readable(store, new, rows)

@@ -3,7 +3,8 @@
 
 Needs only Python 3.11+ and pip. Set-up installs the kernel and every plugin
 under ``plugins/`` (editable) and is skipped while no ``pyproject.toml``
-changed since the last install.
+changed since the last install. A venv whose Python is older than 3.11 (or no
+longer runs) is recreated.
 """
 
 from __future__ import annotations
@@ -20,6 +21,24 @@ VENV = Path(os.environ.get("LOOM_VENV", ROOT / ".venv"))
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PY = BIN / "python"
 STAMP = VENV / ".loom-installed"
+MIN_PYTHON = (3, 11)
+
+
+def interpreter_error(version: tuple[int, ...], executable: str) -> str | None:
+    """The one-line refusal for an interpreter older than ``MIN_PYTHON``, or None."""
+    if tuple(version[:2]) >= MIN_PYTHON:
+        return None
+    found = ".".join(str(part) for part in version[:3])
+    return f"error: Loom needs Python 3.11 or newer, found Python {found} ({executable})"
+
+
+def venv_usable() -> bool:
+    """Whether the venv's interpreter runs and is new enough (a venv made by an older Python is not)."""
+    probe = f"import sys; sys.exit(sys.version_info < {MIN_PYTHON!r})"
+    try:
+        return subprocess.run([str(PY), "-c", probe], capture_output=True).returncode == 0
+    except OSError:
+        return False
 
 
 def plugin_dirs() -> list[Path]:
@@ -40,8 +59,11 @@ def run(*cmd: str | Path) -> None:
 
 
 def setup() -> None:
-    if not PY.exists():
-        venv.EnvBuilder(with_pip=True).create(VENV)
+    if not venv_usable():
+        stale = (VENV / "pyvenv.cfg").exists()
+        if stale:
+            print(f"recreating {VENV}: its Python is older than 3.11 or does not run", flush=True)
+        venv.EnvBuilder(with_pip=True, clear=stale).create(VENV)
     fingerprint = install_fingerprint()
     if STAMP.exists() and STAMP.read_text() == fingerprint:
         return
@@ -87,6 +109,10 @@ def serve(extra: list[str]) -> int:
 
 
 def main(argv: list[str]) -> int:
+    error = interpreter_error(tuple(sys.version_info), sys.executable)
+    if error:
+        print(error, file=sys.stderr)
+        return 2
     if not argv or argv[0] not in {"setup", "test", "serve"}:
         print(__doc__)
         print("usage: python3 dev.py {setup|test|serve} [args...]", file=sys.stderr)

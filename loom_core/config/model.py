@@ -54,7 +54,8 @@ SecretRefStr = Annotated[str, AfterValidator(_secret_ref)]
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # inf and nan are never meaningful here (an infinite timeout or interval would silently mean "never")
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class ServerSettings(Section):
@@ -146,6 +147,9 @@ class SecretsSettings(Section):
     # larger values are refused: building the redactor for a value (its encoded forms) costs
     # ~3.5 s of CPU and ~550 MB per MiB, so a 10 MB value would stall the run
     max_length: int = Field(default=262_144, ge=1024, le=16_777_216)
+    # how long a job's secrets may take to resolve before the run gives up on a provider that does not
+    # answer (an unreachable vault); Ctrl-C stops the wait at once whatever this is
+    resolve_timeout_seconds: float = Field(default=120.0, gt=0, le=86_400)
     #: ``[secrets.providers.<scheme>]``: the options each provider is built with
     #: (``BackendContext.options``); credentials never go here (they come from the environment).
     providers: Annotated[dict[str, dict[str, Any]], AfterValidator(_provider_tables)] = Field(default_factory=dict)

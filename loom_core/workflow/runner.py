@@ -27,6 +27,7 @@ from loom_core.errors import ErrorCode, LoomError
 from loom_core.plugins.host import PluginHost
 from loom_core.secrets.providers import ProviderPool
 from loom_core.workflow import docker as docker_mod
+from loom_core.workflow.bounded import CallInterrupted, CallTimedOut, call_bounded
 from loom_core.workflow.check import load_workflow
 from loom_core.workflow.graph import Job, Workflow
 from loom_core.workflow.guard import check_debug_trace, trace_sources
@@ -37,6 +38,7 @@ from loom_core.workflow.redact import make_redactor, scrubber, stream_filter
 from loom_core.workflow.resolve import resolve_job
 
 EXIT_INTERRUPTED = {2: 130, 15: 143}  # SIGINT, SIGTERM -> shell convention
+CLOSE_GRACE_SECONDS = 5.0  # closing providers after a call the run gave up on
 
 
 @dataclass
@@ -109,6 +111,8 @@ class Run:
         self.config = opts.config if opts.config is not None else _default_config(self.environ)
         self.min_length = int(self.config.secrets.min_length)
         self.max_length = int(self.config.secrets.max_length)
+        self.resolve_timeout = float(self.config.secrets.resolve_timeout_seconds)
+        self.abandoned = False  # a provider call was given up on (timed out or interrupted)
         self.host = opts.host or PluginHost.for_config(self.config, self.environ)
         self.out: BinaryIO = opts.stdout if opts.stdout is not None else _console(sys.stdout)
         self.err: BinaryIO = opts.stderr if opts.stderr is not None else _console(sys.stderr)
@@ -187,7 +191,7 @@ class Run:
                     self.host.hook.loom_shutdown(component="workflow")
                 except Exception as exc:  # shutdown problems must not hide the run's outcome
                     self.say(f"loom_shutdown failed: {type(exc).__name__}")
-            closing = self.pool.close()
+            closing = self._close_providers()
             if closing:
                 everything = self._redaction_values({})
                 final = make_redactor(everything, self.host.hook, self.min_length) if everything else None
@@ -203,6 +207,17 @@ class Run:
             result.error = result.error or failure
         result.exit_code = self._exit_code(receipt, result)
         return result
+
+    def _close_providers(self) -> list[str]:
+        """Close the providers; after an abandoned call, wait at most ``CLOSE_GRACE_SECONDS``
+        (a provider still busy with it may never let its ``close`` through)."""
+        if not self.abandoned:
+            return self.pool.close()
+        try:
+            return call_bounded(self.pool.close, timeout=CLOSE_GRACE_SECONDS, interrupted=lambda: None)
+        except CallTimedOut:
+            return [f"the secrets providers did not close within {CLOSE_GRACE_SECONDS:g} s "
+                    "(one is still busy with the request the run gave up on)"]
 
     def _redaction_values(self, values: dict[str, SecretValue]) -> dict[str, SecretValue]:
         """``values`` plus every value earlier jobs resolved; an earlier value whose name is
@@ -255,11 +270,32 @@ class Run:
             return scrubber(make_redactor(known, self.host.hook, self.min_length) if known else None)
 
         try:
-            values = resolve_job(
-                job, self.pool, min_length=self.min_length, max_length=self.max_length, scrub_with=scrub_for
+            values = call_bounded(
+                lambda: resolve_job(
+                    job, self.pool, min_length=self.min_length, max_length=self.max_length, scrub_with=scrub_for
+                ),
+                timeout=self.resolve_timeout,
+                interrupted=self._interrupted,
             )
             known = self._redaction_values(values)  # this job's values and the run's earlier ones
             redactor = make_redactor(known, self.host.hook, self.min_length)
+        except CallInterrupted as stop:
+            self.abandoned = True
+            record.status = "interrupted"
+            record.reason = f"loom run received signal {stop.signal} while this job's secrets were resolved"
+            return
+        except CallTimedOut:
+            self.abandoned = True
+            record.status = "error"
+            failure = LoomError(
+                ErrorCode.SECRETS_PROVIDER_FAILED,
+                f"job {job.name!r}: its secrets were not resolved within {self.resolve_timeout:g} s "
+                "(secrets.resolve_timeout_seconds): a provider is not answering; check that its vault is "
+                "reachable, or raise the limit",
+                details={"job": job.name, "refs": [s.ref for s in job.secrets.values()]},
+            )
+            record.error = {"code": failure.code.value, "message": failure.message}
+            raise failure from None
         except LoomError as exc:
             record.status = "error"
             record.error = {"code": exc.code.value, "message": exc.message}
@@ -268,6 +304,10 @@ class Run:
                 record.status, record.reason = "interrupted", f"loom run received signal {signal}"
             raise
         self.resolved.update({(job.name, name): value for name, value in values.items()})
+        signal = self._interrupted()
+        if signal is not None:  # arrived while the last value was being resolved: write no file
+            record.status, record.reason = "interrupted", f"loom run received signal {signal}"
+            return
         if values:
             self.say(
                 f"job {job.name}: resolved {len(values)} secret(s): "

@@ -8,6 +8,7 @@ resolution failure carries a ``SECRETS_*`` code.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
@@ -86,6 +87,18 @@ class ProviderPool:
             )
             self._failed[scheme] = err
             raise err from None
+        served = getattr(provider, "scheme", None)
+        if served != scheme:  # it would validate and resolve references of another scheme
+            with contextlib.suppress(Exception):
+                provider.close()
+            err = LoomError(
+                ErrorCode.SECRETS_PROVIDER_FAILED,
+                f"secrets backend {scheme!r} built a provider that serves {served!r}, not {scheme!r}; "
+                "fix the plugin (its conformance run names the mismatch)",
+                details={"scheme": scheme},
+            )
+            self._failed[scheme] = err
+            raise err
         self._providers[scheme] = provider
         return provider
 

@@ -74,6 +74,19 @@ def expected_failure(reason: str) -> Callable[[F], F]:
     return mark
 
 
+def _is_fixture(value: object) -> bool:
+    """Whether ``value`` is what ``@pytest.fixture`` made (pytest 8.4+ and earlier)."""
+    return hasattr(value, "_fixture_function_marker") or hasattr(value, "_pytestfixturefunction")
+
+
+def _kit_value(cls: type, name: str) -> object:
+    """The kit's own definition of ``name`` (the first suite class in the MRO defining it)."""
+    for klass in cls.__mro__:
+        if klass.__module__.startswith(_KIT_MODULE) and name in vars(klass):
+            return vars(klass)[name]
+    return None
+
+
 def missing_capabilities(cls: type, fn: object) -> frozenset[str]:
     """Capabilities ``fn`` requires that ``cls.capabilities`` lacks."""
     needed: frozenset[str] = getattr(fn, REQUIRES_ATTR, frozenset())
@@ -146,14 +159,32 @@ class ConformanceSuite:
                     f"{cls.__qualname__}.{name}: core test replaced by {owner.__qualname__}.{name} "
                     "without @expected_failure(reason)"
                 )
-        for fixture in sorted(KIT_FIXTURES):
+        for name in sorted(KIT_FIXTURES | cls._kit_internals()):
             for klass in cls.__mro__:
-                if fixture in vars(klass) and not klass.__module__.startswith(_KIT_MODULE):
+                if name in vars(klass) and not klass.__module__.startswith(_KIT_MODULE):
+                    what = "fixture" if name in KIT_FIXTURES or _is_fixture(_kit_value(cls, name)) else "helper"
                     found.append(
-                        f"{cls.__qualname__}: fixture {fixture!r} is redefined by {klass.__qualname__}; "
+                        f"{cls.__qualname__}: {what} {name!r} is redefined by {klass.__qualname__}; "
                         "the core tests depend on the kit's own"
                     )
         return found
+
+    @classmethod
+    def _kit_internals(cls) -> frozenset[str]:
+        """Fixtures and private helpers the kit's suite classes define (``provider``, ``store``,
+        ``_expect_secrets_error``...): core tests call them, so a subclass replacing one could
+        make a core test check something else than the backend."""
+        names: set[str] = set()
+        for klass in cls.__mro__:
+            if not (isinstance(klass, type) and issubclass(klass, ConformanceSuite)):
+                continue
+            if not klass.__module__.startswith(_KIT_MODULE):
+                continue
+            for name, value in vars(klass).items():
+                private = name.startswith("_") and not name.startswith("__")
+                if private or _is_fixture(value):
+                    names.add(name)
+        return frozenset(names)
 
     @classmethod
     def core_test_names(cls) -> frozenset[str]:

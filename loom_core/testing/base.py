@@ -19,7 +19,8 @@ skip of a core test into a failure.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
 from typing import Any, ClassVar, TypeVar
 
 import pytest
@@ -215,6 +216,20 @@ class ConformanceSuite:
                 if not any(v.endswith(f".{name}: core test deleted (set to {value!r})") for v in found):
                     found.append(message)
         return list(dict.fromkeys(found))
+
+    @pytest.fixture(autouse=True)
+    def _loom_environ_restored(self) -> Iterator[None]:
+        """Put ``os.environ`` back as it was after every test.
+
+        A backend that sets a variable on every call (a debug flag, say) would
+        otherwise have set it in an earlier test, and the test that checks
+        ``os.environ`` is left alone would see no change.
+        """
+        saved = dict(os.environ)
+        yield
+        if dict(os.environ) != saved:
+            os.environ.clear()
+            os.environ.update(saved)
 
     @pytest.fixture(autouse=True)
     def _loom_capability_gate(self, request: pytest.FixtureRequest) -> None:

@@ -19,7 +19,7 @@ import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -308,11 +308,18 @@ class TestExportsToken(SecretsProviderSuite):
     capabilities = frozenset({"auth"})
     secret_store = store_for(ExportsToken)
 
-    @pytest.fixture(autouse=True)
-    def _restore_environ(self) -> Iterator[None]:
-        """Undo the export after each test, so later classes start clean."""
-        yield
-        os.environ.pop(TOKEN_VAR, None)
+
+class SetsDebugFlag(SoundProvider):
+    """Sets the same harmless-looking variable on every resolve: set by the first test already."""
+
+    def resolve(self, ref: SecretRef) -> SecretValue:
+        os.environ["KIT_PROVIDER_DEBUG"] = "1"
+        return super().resolve(ref)
+
+
+class TestSetsDebugFlag(SecretsProviderSuite):
+    capabilities = frozenset({"auth"})
+    secret_store = store_for(SetsDebugFlag)
 
 
 class ReadsProcessEnviron(SoundProvider):

@@ -90,6 +90,9 @@ class KeepassStore:
     def missing_ref(self) -> str:
         return "keepass://kit/loom/loom_kit_no_such_entry"
 
+    def break_vault(self) -> None:
+        self.path.unlink()  # the database file is gone (a moved or unmounted volume)
+
     def invalid_refs(self) -> list[str]:
         return [
             "keepass://kit",

@@ -19,7 +19,8 @@ KIT_TOKEN = "ops_kit-service-account-token-5e1b"
 class OpStore:
     """``secret_store``: vault ``kit`` of a stand-in op; only the stand-in's directory is written.
 
-    Optional hooks: ``put_duplicate``, ``put_empty``, ``missing_field_ref`` and ``process_log``.
+    Optional hooks: ``put_duplicate``, ``put_empty``, ``missing_field_ref``, ``break_vault`` and
+    ``process_log``.
     """
 
     def __init__(self, tmp_path: Path) -> None:
@@ -44,6 +45,10 @@ class OpStore:
         if ref is None:
             ref = self.op.put("kit", "loom_kit_fieldless", "password", b"has-a-password-only-6b20")
         return ref.rpartition("/")[0] + "/no_such_field"
+
+    def break_vault(self) -> None:
+        """The 1Password CLI is gone (an image without it, a removed binary)."""
+        self.op.path.unlink()
 
     def process_log(self) -> list[tuple[list[str], dict[str, str]]]:
         """argv and environment of every ``op`` the provider started (the stand-in records them)."""

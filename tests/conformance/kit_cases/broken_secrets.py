@@ -43,6 +43,7 @@ class Vault:
         self.entries: dict[str, list[dict[str, bytes]]] = {}
         self.calls: list[tuple[list[str], dict[str, str]]] = []
         self.lock = threading.Lock()
+        self.reachable = True
 
 
 class SoundProvider:
@@ -107,6 +108,8 @@ class SoundProvider:
             raise self._missing_token(ref)
         if token != TOKEN:
             raise LoomError(ErrorCode.SECRETS_AUTH_INVALID, f"{ref.raw}: the token was refused")
+        if not self._vault.reachable:
+            raise LoomError(ErrorCode.SECRETS_PROVIDER_UNAVAILABLE, f"{ref.raw}: the vault cannot be reached")
         self._spawn(ref, token)
         return SecretValue(self._checked(ref, self._field(ref, self._entry(ref))))
 
@@ -162,6 +165,9 @@ class KitStore:
             self.vault.entries["loom_kit_fieldless"] = [{"value": b"only-a-value-field-5a1c"}]
             ref = "kit://loom_kit_fieldless"
         return ref.partition("#")[0] + "#no_such_field"
+
+    def break_vault(self) -> None:
+        self.vault.reachable = False
 
     def process_log(self) -> list[tuple[list[str], dict[str, str]]]:
         with self.vault.lock:
@@ -302,6 +308,20 @@ class ExportsToken(SoundProvider):
     def _spawn(self, ref: SecretRef, token: str) -> None:
         os.environ[TOKEN_VAR] = token
         super()._spawn(ref, token)
+
+
+class FallsBack(SoundProvider):
+    """Answers with a built-in default when its vault cannot be reached ("provider fallback drift")."""
+
+    def resolve(self, ref: SecretRef) -> SecretValue:
+        if not self._vault.reachable:
+            return SecretValue(b"default-when-the-vault-is-down")
+        return super().resolve(ref)
+
+
+class TestFallsBack(SecretsProviderSuite):
+    capabilities = frozenset({"auth"})
+    secret_store = store_for(FallsBack)
 
 
 class TestExportsToken(SecretsProviderSuite):

@@ -164,6 +164,15 @@ def _refs(data: Any, pool: ProviderPool | None) -> list[tuple[ErrorCode, JsonPat
             except LoomError as exc:
                 code = exc.code if exc.code.value.startswith("SECRETS_") else ErrorCode.SECRETS_REF_INVALID
                 found.append((code, path, exc.message))
+            except Exception as exc:  # a provider's bug: its own problem line, never a traceback
+                # (only the type: a foreign exception's text is not trusted to be value-free)
+                scheme = str(spec["ref"]).partition("://")[0]
+                found.append((
+                    ErrorCode.SECRETS_PROVIDER_FAILED,
+                    path,
+                    f"the {scheme!r} secrets provider failed to validate {spec['ref']!r} "
+                    f"({type(exc).__name__}): fix or report that provider",
+                ))
     return found
 
 

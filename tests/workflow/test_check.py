@@ -381,3 +381,41 @@ def test_provider_credentials_are_not_workflow_variables(tmp_path: Path) -> None
         ("WORKFLOW_SCHEMA_INVALID", "$.jobs.a.variables.LOOM_KEEPASS_DB_MAIN_PATH"),
     }
     assert b"ops_literal_token_value" not in proc.stdout + proc.stderr
+
+
+def test_a_provider_whose_validate_crashes_gets_a_problem_line_not_a_traceback(tmp_path: Path) -> None:
+    """A validate() raising TypeError ended `loom check` with a traceback (later INTERNAL_ERROR telling
+    users to report a Loom bug). It is one SECRETS_PROVIDER_FAILED problem at that reference, naming
+    the provider and the exception type, never the exception's text; other references still checked."""
+
+    class Buggy:
+        scheme = "buggy"
+        capabilities: frozenset[str] = frozenset()
+
+        def validate(self, ref: object) -> None:
+            raise TypeError("internal state quoting buggy-value-88c1")
+
+        def resolve(self, ref: object) -> object:
+            raise AssertionError("check must never resolve")
+
+        def close(self) -> None:
+            pass
+
+    class Plugin:
+        @staticmethod
+        def loom_register_backends(registry: object) -> None:
+            registry.add_secrets("buggy", lambda ctx: Buggy())  # type: ignore[attr-defined]
+
+    host = PluginHost(environ={})
+    host.register_plugin(Plugin(), "buggy-test")
+    doc = parse_text(
+        'jobs:\n  a:\n    secrets:\n      S: {ref: "buggy://x"}\n      T: {ref: "env"}\n    script: [x]\n',
+        tmp_path / "w.yml",
+    )
+    problems = check_document(doc, ProviderPool(host, {}))
+    by_path = {p.path: p for p in problems}
+    crashed = by_path[("jobs", "a", "secrets", "S", "ref")]
+    assert crashed.code == ErrorCode.SECRETS_PROVIDER_FAILED
+    assert "'buggy' secrets provider" in crashed.message and "TypeError" in crashed.message
+    assert "buggy-value-88c1" not in crashed.message
+    assert by_path[("jobs", "a", "secrets", "T", "ref")].code == ErrorCode.SECRETS_REF_INVALID

@@ -749,6 +749,8 @@ class MemoryEngine:
             if not len(self._vectors[stream]):
                 del self._vectors[stream]
         self._fault("after_storage_write")
+        for stream in by_stream:
+            self._shred_if_empty(stream)
 
         def index_deletes() -> None:
             self.index.delete(sorted(doomed))
@@ -1034,7 +1036,19 @@ class MemoryEngine:
         """Remove the entity and every relation that mentions it."""
         with self._lock:
             self._ensure_open()
+            stream = self._graph.get_entity(entity_id).stream
             self._graph.delete_entity(entity_id)
+            self._shred_if_empty(stream)
+
+    def _shred_if_empty(self, stream: str) -> None:
+        """Destroy the data key of a stream whose last chunk or entity was just deleted.
+
+        Deleting a stream's rows one by one left its key alive until the next start (which
+        destroys keys of empty streams), and ``delete_stream`` on the empty stream was
+        NOT_FOUND: nothing could shred it. A later write makes a new key. Lock held.
+        """
+        if stream not in self._vectors and not self._graph.has_stream(stream):
+            self.codec.forget_stream(stream)
 
     def add_relation(
         self,

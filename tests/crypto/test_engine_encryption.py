@@ -16,6 +16,7 @@ from loom_core.crypto.engine_glue import engine_lock, open_engine, sealed_famili
 from loom_core.crypto.rowcodec import is_sealed
 from loom_core.errors import ErrorCode, LoomError
 from loom_core.memory import rows
+from loom_core.memory.engine import now_ms
 from loom_core.memory.models import ChunkInput
 from loom_core.plugins.host import PluginHost
 
@@ -185,6 +186,38 @@ def test_deleted_stream_is_crypto_shredded(tmp_path: Path) -> None:
             engine.codec.open("doomed", rkey, sealed)
         assert info.value.code == ErrorCode.ENCRYPTION_KEY_DESTROYED
         assert [c.content for c in engine.list_chunks("kept").items] == ["kept 0"]
+    finally:
+        engine.close()
+
+
+@pytest.mark.parametrize("how", ["chunks one by one", "expiry", "last entity"])
+def test_a_stream_emptied_row_by_row_is_shredded_at_once(tmp_path: Path, how: str) -> None:
+    """Deleting a stream's last chunk (by id, or by the sweeper) or last entity left its data key alive
+    until the next start, and delete_stream on the now empty stream was NOT_FOUND, so nothing could
+    shred it. The key is destroyed with the last row now; writing to the stream again makes a new one."""
+    key = new_key_b64()
+    engine = _engine(tmp_path / "live", {ENV: key})
+    try:
+        if how == "last entity":
+            entity = engine.add_entity("s", type="person", name="Zoe")
+        else:
+            expiry = now_ms() + 60_000 if how == "expiry" else None
+            chunks = engine.add_chunks("s", [ChunkInput(content=f"row {n}", expires_at=expiry) for n in range(2)])
+        old_key = engine.storage.get("keys", b"dek:s")
+        assert old_key is not None
+        if how == "chunks one by one":
+            for chunk in chunks:
+                engine.delete_chunk(chunk.id)
+        elif how == "expiry":
+            assert engine.sweep_expired(now=now_ms() + 120_000) == 2
+        else:
+            engine.delete_entity(entity.id)
+        assert engine.storage.get("keys", b"dek:s") is None
+        assert engine.codec.status()["enabled"] is True
+        engine.add_chunk("s", ChunkInput(content="a new life"))
+        new_key = engine.storage.get("keys", b"dek:s")
+        assert new_key is not None and new_key != old_key
+        assert [c.content for c in engine.list_chunks("s").items] == ["a new life"]
     finally:
         engine.close()
 

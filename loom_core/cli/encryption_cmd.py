@@ -31,14 +31,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 class ProgressBar:
-    """A one-line text bar on a terminal stream: ``[#####-----]  50%  1200/2400 rows``."""
+    """``label [#####-----]  50.0%  1200/2400 rows``: redrawn in place on a terminal; elsewhere
+    (a CI log, a file) one plain line per tenth of the work, so logs get no carriage returns."""
 
     def __init__(self, label: str, stream: TextIO | None = None, width: int = 30, enabled: bool = True) -> None:
         self.label = label
         self.stream = stream if stream is not None else sys.stderr
         self.width = width
         self.enabled = enabled
+        isatty = getattr(self.stream, "isatty", None)
+        self.terminal = bool(isatty()) if callable(isatty) else False
         self._last = 0.0
+        self._last_tenth = -1
         self._drawn = False
 
     def update(self, done: int, total: int | None, unit: str, *, force: bool = False) -> None:
@@ -50,9 +54,17 @@ class ProgressBar:
         filled = round(fraction * self.width)
         bar = "#" * filled + "-" * (self.width - filled)
         of = f"/{total}" if total is not None else ""
-        self.stream.write(f"\r{self.label} [{bar}] {fraction * 100:5.1f}%  {done}{of} {unit}")
+        line = f"{self.label} [{bar}] {fraction * 100:5.1f}%  {done}{of} {unit}"
+        if self.terminal:
+            self.stream.write("\r" + line)
+            self._drawn = True
+        else:
+            tenth = int(fraction * 10)
+            if tenth <= self._last_tenth:
+                return
+            self._last_tenth = tenth
+            self.stream.write(line + "\n")
         self.stream.flush()
-        self._drawn = True
 
     def close(self) -> None:
         if self._drawn:

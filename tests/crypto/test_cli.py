@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -131,3 +132,31 @@ def test_a_restore_that_cannot_open_leaves_nothing_behind_so_it_can_be_retried(t
         assert target.exists() is existed and (not existed or not any(target.iterdir()))
         right = _loom("backup", "restore", str(tmp_path / "bk"), "--data-dir", str(target), env={ENV: key})
         assert right.returncode == 0, right.stderr
+
+
+class _Stream(io.StringIO):
+    def __init__(self, terminal: bool) -> None:
+        super().__init__()
+        self._terminal = terminal
+
+    def isatty(self) -> bool:
+        return self._terminal
+
+
+def test_the_progress_bar_redraws_only_on_a_terminal() -> None:
+    """`loom encryption backfill 2>log` wrote hundreds of carriage-return redraws into the file. Off a
+    terminal the bar is one plain line per tenth of the work; on one it is redrawn in place."""
+    from loom_core.cli.encryption_cmd import ProgressBar
+
+    for terminal in (False, True):
+        stream = _Stream(terminal)
+        bar = ProgressBar("encrypting rows", stream=stream)
+        for done in range(0, 1001, 5):
+            bar.update(done, 1000, "rows", force=True)
+        bar.close()
+        text = stream.getvalue()
+        if terminal:
+            assert text.count("\r") == 201 and text.endswith("100.0%  1000/1000 rows\n")
+        else:
+            assert "\r" not in text and len(text.splitlines()) == 11
+            assert text.splitlines()[-1].endswith("100.0%  1000/1000 rows")

@@ -63,6 +63,9 @@ def count_rows(storage: Any, families: Sequence[SealedFamily]) -> int:
     return sum(sum(1 for _ in storage.iterate(f.keyspace, prefix=f.prefix)) for f in families)
 
 
+YIELD_SECONDS = 0.002  # pause between batches when sharing the engine's lock with writers
+
+
 def run(
     storage: Any,
     codec: Any,
@@ -128,6 +131,10 @@ def run(
                 record["finished_at"] = record["updated_at"]
             batch.put(layout.META, layout.BACKFILL_RECORD, layout.dump_json(record))
             storage.write(batch, durable=True)
+        if lock is not None:
+            # Released locks are not handed over: without a pause this loop took the lock back
+            # before a waiting writer woke, and writes nearly stalled while a backfill ran.
+            time.sleep(YIELD_SECONDS)
         if progress is not None:
             progress(status_view(record))
     if compact:

@@ -21,6 +21,8 @@ from loom_core.server.deps import EngineDep
 from loom_core.server.schemas import ERROR_RESPONSES
 
 log = logging.getLogger("loom.crypto")
+#: what a backfill meets when the server closes the engine under it
+_CLOSED = frozenset({ErrorCode.STORAGE_CLOSED, ErrorCode.INDEX_CLOSED})
 
 router = APIRouter(tags=["encryption"], responses=ERROR_RESPONSES)
 
@@ -59,7 +61,10 @@ class BackfillRunner:
                     backfill.run(storage, codec, families, lock=lock)
                 except LoomError as exc:
                     self._error = {"code": exc.code.value, "message": exc.message}
-                    log.error("encrypt-at-rest backfill failed: %s", exc.code.value)
+                    if exc.code in _CLOSED:  # the server is shutting down: nothing failed
+                        log.info("encrypt-at-rest backfill stopped by shutdown; the next call resumes it")
+                    else:
+                        log.error("encrypt-at-rest backfill failed: %s", exc.code.value)
                 except Exception as exc:  # reported through status, never lost
                     self._error = {"code": ErrorCode.INTERNAL_ERROR.value, "message": type(exc).__name__}
                     log.exception("encrypt-at-rest backfill failed")

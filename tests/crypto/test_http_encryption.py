@@ -6,6 +6,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -116,3 +117,23 @@ def test_backfill_endpoint_encrypts_legacy_rows_and_is_audited(server: dict[str,
     assert "admin.backfill.encrypt_at_rest" in actions
     assert "admin.backfill.encrypt_at_rest.status" in actions
     assert all(server["key"] not in repr(e) for e in server["audit"]), "the master key reached an audit event"
+
+
+def test_a_backfill_cut_short_by_shutdown_is_not_logged_as_a_failure(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Stopping the server during a backfill logged ERROR "backfill failed: STORAGE_CLOSED" although
+    nothing failed (the next call resumes). It is an INFO line now; real failures stay errors."""
+    from loom_core.server.routes_encryption import BackfillRunner
+
+    env = {ENV: new_key_b64()}
+    engine = open_engine(LoomConfig(), PluginHost(environ=env), tmp_path / "d", env)
+    engine.add_chunk("s", ChunkInput("a row"))
+    engine.close()  # what shutdown does while the backfill thread still runs
+    runner = BackfillRunner()
+    with caplog.at_level("INFO", logger="loom.crypto"):
+        assert runner.start(engine) is True
+        runner.join(timeout=60)
+    records = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "loom.crypto"]
+    assert ("INFO", "encrypt-at-rest backfill stopped by shutdown; the next call resumes it") in records
+    assert not [r for r in records if r[0] == "ERROR"]

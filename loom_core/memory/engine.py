@@ -1174,9 +1174,10 @@ class MemoryEngine:
             return len(self._routing)
 
     def check_consistency(self) -> dict[str, Any]:
-        """Compare storage, index and vectors: ``{"storage": n, "index": n,
-        "vectors": n, "missing_in_index": [...], "extra_in_index": [...],
-        "missing_vectors": [...], ..., "consistent": bool}``."""
+        """Compare storage, index and vectors, and open every content row: ``{"storage": n,
+        "index": n, "vectors": n, "missing_in_index": [...], "extra_in_index": [...],
+        "missing_vectors": [...], "unreadable_chunks": [...], ..., "consistent": bool}``.
+        Reads every row, so it takes time in proportion to the data."""
         with self._lock:
             self._ensure_open()
             stored = {key.decode() for key, _ in self.storage.iterate("routing")}
@@ -1193,6 +1194,9 @@ class MemoryEngine:
                 "missing_vectors": sorted(stored - vectors),
                 "extra_vectors": sorted(vectors - stored),
                 "routing_without_content": sorted(stored - content),
+                # rows that exist but cannot be opened: one of them fails every listing of its stream
+                "unreadable_chunks": self._unreadable_chunks(content),
+                "unreadable_graph": self._graph.unreadable(),
                 "pending_intents": sum(1 for _ in self.storage.iterate("intents")),
             }
             # every layer agrees and nothing waits to be replayed
@@ -1200,6 +1204,18 @@ class MemoryEngine:
                 report[key] for key in report if isinstance(report[key], list)
             )
             return report
+
+    def _unreadable_chunks(self, with_content: set[str]) -> list[str]:
+        """Ids of chunks whose content row does not open (tampered, damaged, key destroyed)."""
+        bad: list[str] = []
+        for chunk_id, record in self._routing.items():
+            if chunk_id not in with_content:
+                continue  # reported as routing_without_content
+            try:
+                self._read_body(record)
+            except LoomError:
+                bad.append(chunk_id)
+        return sorted(bad)
 
     # -- transfer and backup -----------------------------------------------
     def export_stream(self, stream: str, fp: IO[str], *, embeddings: bool = True) -> dict[str, int]:

@@ -257,6 +257,17 @@ class GraphStore:
         batch.delete("graph", rows.stream_relation_key(relation.stream, relation_id))
         self.storage.write(batch, durable=True)
 
+    def unreadable(self) -> list[str]:
+        """Keys of entity and relation rows that cannot be opened (damaged, tampered, key destroyed)."""
+        bad: list[str] = []
+        for prefix in (b"ent:", b"rel:"):
+            for key, _ in self.storage.iterate("graph", prefix=prefix):
+                try:
+                    self._read(key)
+                except (LoomError, ValueError, KeyError):
+                    bad.append(key.decode(errors="replace"))
+        return bad
+
     # -- streams -----------------------------------------------------------------
     def has_stream(self, stream: str) -> bool:
         return bool(self._members("sent", stream) or self._members("srel", stream))

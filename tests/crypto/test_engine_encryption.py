@@ -222,6 +222,29 @@ def test_a_stream_emptied_row_by_row_is_shredded_at_once(tmp_path: Path, how: st
         engine.close()
 
 
+def test_the_consistency_check_names_rows_that_do_not_open(tmp_path: Path) -> None:
+    """One tampered row makes every listing of its stream fail with CIPHER_DECRYPT_FAILED, yet the
+    consistency check said consistent: operators had no tool to find the row. It lists them now."""
+    engine = _engine(tmp_path / "d", {ENV: new_key_b64()})
+    try:
+        good, bad = engine.add_chunks("s", [ChunkInput("fine"), ChunkInput("to be damaged")])
+        entity = engine.add_entity("s", type="person", name="Zoe")
+        assert engine.check_consistency()["consistent"] is True
+        rkey = f"chunk:L0:{bad.id}".encode()
+        row = engine.storage.get("chunks", rkey)
+        engine.storage.put("chunks", rkey, row[:-1] + bytes([row[-1] ^ 1]))
+        gkey = f"ent:{entity.id}".encode()
+        graph_row = engine.storage.get("graph", gkey)
+        engine.storage.put("graph", gkey, graph_row[:-1] + bytes([graph_row[-1] ^ 1]))
+        report = engine.check_consistency()
+        assert report["unreadable_chunks"] == [bad.id]
+        assert report["unreadable_graph"] == [f"ent:{entity.id}"]
+        assert report["consistent"] is False
+        assert engine.get_chunk(good.id).content == "fine"
+    finally:
+        engine.close()
+
+
 def test_encryption_status_shape(encrypted_dir: tuple[Path, str, list[str]]) -> None:
     """Proves the status the API serves names the fingerprint and the stream count, never a key."""
     from loom_core.crypto.offline import describe

@@ -85,6 +85,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     module.add_arguments(sub)
     args = sub.parse_args(ns.args)
     args.format = getattr(args, "format", None) or ns.format
+    chosen = any(a == "--format" or a.startswith("--format=") for a in argv)
+    if ns.command == "serve" and not chosen and _json_logs():
+        args.format = "json"  # a refusal to start lands in the same pipeline as the server's JSON log lines
 
     from loom_core.errors import LoomError  # cheap, stdlib-only module
 
@@ -104,6 +107,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 DEBUG_ENV = "LOOM_DEBUG"
+
+
+def _json_logs() -> bool:
+    return os.environ.get("LOOMEM_LOG_FORMAT", "").strip().lower() == "json"
 
 
 def _unexpected(command: str, exc: Exception) -> Any:

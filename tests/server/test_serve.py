@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import threading
@@ -54,7 +55,8 @@ def test_second_server_on_the_same_data_dir_fails_with_a_code(
         env=first.env, capture_output=True, text=True, timeout=120,
     )
     assert second.returncode == 1, second.stderr
-    assert "error[STORAGE_LOCKED]" in second.stderr and str(data) in second.stderr
+    error = json.loads(second.stderr.strip().splitlines()[-1])["error"]  # the spawned servers log JSON
+    assert error["code"] == "STORAGE_LOCKED" and str(data) in error["message"]
     assert "Traceback" not in second.stderr
     assert httpx.get(f"{first.base_url}/health").status_code == 200
 
@@ -152,6 +154,20 @@ def test_expected_encryption_without_a_master_key_refuses_to_start(tmp_path: Pat
     )
     assert result.returncode == 1
     assert "error[ENCRYPTION_KEY_MISSING]" in result.stderr
+
+
+def test_with_json_logs_a_refusal_to_start_is_a_json_line(tmp_path: Path, unused_port: int) -> None:
+    """With LOOMEM_LOG_FORMAT=json every server line is JSON, but a refusal to start came out as plain
+    `error[CODE]: ...` unless --format json was also given, breaking log pipelines that parse lines."""
+    env = {"PATH": "/usr/bin:/bin", "LOOMEM_AT_REST_EXPECT_ENABLED": "1", "LOOMEM_LOG_FORMAT": "json"}
+    result = subprocess.run(
+        [sys.executable, "-m", "loom_core.cli.main", "serve", "--data-dir", str(tmp_path / "d"),
+         "--port", str(unused_port)],
+        env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 1
+    last = json.loads(result.stderr.strip().splitlines()[-1])
+    assert last["error"]["code"] == "ENCRYPTION_KEY_MISSING"
 
 
 def test_server_with_a_master_key_seals_rows_and_reads_them_back(spawn: Callable[..., Any], tmp_path: Path) -> None:

@@ -88,7 +88,7 @@ class BackfillRunner:
             view["error"] = self._error
         total, scanned = view.get("total"), int(view.get("scanned") or 0)
         view["percent"] = 100.0 if view.get("state") == "done" else (
-            round(100.0 * scanned / total, 1) if total else 0.0
+            min(99.9, round(100.0 * scanned / total, 1)) if total else 0.0  # rows written meanwhile add up
         )
         return view
 

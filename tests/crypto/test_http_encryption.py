@@ -137,3 +137,23 @@ def test_a_backfill_cut_short_by_shutdown_is_not_logged_as_a_failure(
     records = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "loom.crypto"]
     assert ("INFO", "encrypt-at-rest backfill stopped by shutdown; the next call resumes it") in records
     assert not [r for r in records if r[0] == "ERROR"]
+
+
+def test_backfill_percent_stays_below_100_until_the_pass_is_done(tmp_path: Path) -> None:
+    """Rows written during a pass made ``scanned`` exceed the ``total`` counted at its start, and the
+    status showed over 100 % for a pass still running."""
+    from loom_core.crypto import layout
+    from loom_core.server.routes_encryption import BackfillRunner
+
+    env = {ENV: new_key_b64()}
+    engine = open_engine(LoomConfig(), PluginHost(environ=env), tmp_path / "d", env)
+    try:
+        record = {"state": "running", "family": 0, "after": None, "scanned": 130, "encrypted": 100, "total": 120}
+        engine.storage.put(layout.META, layout.BACKFILL_RECORD, layout.dump_json(record))
+        view = BackfillRunner().status(engine)
+        assert view["scanned"] == 130 and view["total"] == 120 and view["percent"] == 99.9
+        record |= {"state": "done"}
+        engine.storage.put(layout.META, layout.BACKFILL_RECORD, layout.dump_json(record))
+        assert BackfillRunner().status(engine)["percent"] == 100.0
+    finally:
+        engine.close()

@@ -280,17 +280,17 @@ def test_brackets_in_a_reference_are_a_syntax_verdict_not_a_traceback(tmp_path: 
     assert check_syntax("op://[vault]/item/field").path == "[vault]/item/field"
 
 
-def test_installed_provider_validate_is_consulted(tmp_path: Path) -> None:
-    """References also go through the installed provider's own validate()."""
+def _pool_validating_with(scheme: str, validate: Callable[[object], None]) -> ProviderPool:
+    """A provider pool whose ``scheme`` provider only validates (check must never resolve)."""
 
-    class Strict:
-        scheme = "strict"
+    class Provider:
         capabilities: frozenset[str] = frozenset()
 
-        def validate(self, ref: object) -> None:
-            from loom_core.errors import LoomError
+        def __init__(self) -> None:
+            self.scheme = scheme
 
-            raise LoomError(ErrorCode.SECRETS_REF_INVALID, f"{ref}: strict refuses everything")
+        def validate(self, ref: object) -> None:
+            validate(ref)
 
         def resolve(self, ref: object) -> object:
             raise AssertionError("check must never resolve")
@@ -301,14 +301,25 @@ def test_installed_provider_validate_is_consulted(tmp_path: Path) -> None:
     class Plugin:
         @staticmethod
         def loom_register_backends(registry: object) -> None:
-            registry.add_secrets("strict", lambda ctx: Strict())  # type: ignore[attr-defined]
+            registry.add_secrets(scheme, lambda ctx: Provider())  # type: ignore[attr-defined]
 
     host = PluginHost(environ={})
-    host.register_plugin(Plugin(), "strict-test")
+    host.register_plugin(Plugin(), f"{scheme}-test")
+    return ProviderPool(host, {})
+
+
+def test_installed_provider_validate_is_consulted(tmp_path: Path) -> None:
+    """References also go through the installed provider's own validate()."""
+
+    def refuse(ref: object) -> None:
+        from loom_core.errors import LoomError
+
+        raise LoomError(ErrorCode.SECRETS_REF_INVALID, f"{ref}: strict refuses everything")
+
     doc = parse_text(
         'jobs:\n  a:\n    secrets: {S: {ref: "strict://x"}}\n    script: [x]\n', tmp_path / "w.yml"
     )
-    [problem] = check_document(doc, ProviderPool(host, {}))
+    [problem] = check_document(doc, _pool_validating_with("strict", refuse))
     assert problem.code == ErrorCode.SECRETS_REF_INVALID
     assert "strict refuses everything" in problem.message
 
@@ -388,31 +399,14 @@ def test_a_provider_whose_validate_crashes_gets_a_problem_line_not_a_traceback(t
     users to report a Loom bug). It is one SECRETS_PROVIDER_FAILED problem at that reference, naming
     the provider and the exception type, never the exception's text; other references still checked."""
 
-    class Buggy:
-        scheme = "buggy"
-        capabilities: frozenset[str] = frozenset()
+    def crash(ref: object) -> None:
+        raise TypeError("internal state quoting buggy-value-88c1")
 
-        def validate(self, ref: object) -> None:
-            raise TypeError("internal state quoting buggy-value-88c1")
-
-        def resolve(self, ref: object) -> object:
-            raise AssertionError("check must never resolve")
-
-        def close(self) -> None:
-            pass
-
-    class Plugin:
-        @staticmethod
-        def loom_register_backends(registry: object) -> None:
-            registry.add_secrets("buggy", lambda ctx: Buggy())  # type: ignore[attr-defined]
-
-    host = PluginHost(environ={})
-    host.register_plugin(Plugin(), "buggy-test")
     doc = parse_text(
         'jobs:\n  a:\n    secrets:\n      S: {ref: "buggy://x"}\n      T: {ref: "env"}\n    script: [x]\n',
         tmp_path / "w.yml",
     )
-    problems = check_document(doc, ProviderPool(host, {}))
+    problems = check_document(doc, _pool_validating_with("buggy", crash))
     by_path = {p.path: p for p in problems}
     crashed = by_path[("jobs", "a", "secrets", "S", "ref")]
     assert crashed.code == ErrorCode.SECRETS_PROVIDER_FAILED

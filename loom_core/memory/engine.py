@@ -760,7 +760,7 @@ class MemoryEngine:
         self._index_half(intent, index_deletes)
 
     def list_streams(self) -> list[StreamInfo]:
-        """Every stream that holds at least one chunk, by name."""
+        """Every stream that holds a chunk or an entity, by name."""
         with self._lock:
             self._ensure_open()
             now = now_ms()
@@ -773,6 +773,8 @@ class MemoryEngine:
                 entry["current"] += record.superseded_by is None
                 entry["levels"][record.level] = entry["levels"].get(record.level, 0) + 1
                 entry["last"] = max(entry["last"], record.created_at)
+            entities = self._graph.entity_counts()
+            empty = {"count": 0, "current": 0, "levels": {}, "last": 0}
             return [
                 StreamInfo(
                     name=name,
@@ -780,8 +782,9 @@ class MemoryEngine:
                     current_count=entry["current"],
                     levels=dict(entry["levels"]),
                     last_write_at=entry["last"] or None,
+                    entity_count=entities.get(name, 0),
                 )
-                for name, entry in sorted(stats.items())
+                for name, entry in sorted({**{n: empty for n in entities}, **stats}.items())
             ]
 
     def list_chunks(

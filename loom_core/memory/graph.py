@@ -269,6 +269,14 @@ class GraphStore:
         return bad
 
     # -- streams -----------------------------------------------------------------
+    def entity_counts(self) -> dict[str, int]:
+        """Entities per stream, for every stream whose graph holds one."""
+        counts: dict[str, int] = {}
+        for key, _ in self.storage.iterate("graph", prefix=b"sent:"):
+            stream = key[len(b"sent:") :].split(b"\0", 1)[0].decode()
+            counts[stream] = counts.get(stream, 0) + 1
+        return counts
+
     def has_stream(self, stream: str) -> bool:
         return bool(self._members("sent", stream) or self._members("srel", stream))
 

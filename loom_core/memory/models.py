@@ -62,6 +62,7 @@ class StreamInfo:
     current_count: int  # chunks not superseded
     levels: dict[int, int]  # level -> chunk count
     last_write_at: int | None  # ms of the newest chunk's creation
+    entity_count: int = 0  # entities of the stream's graph
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -70,6 +71,7 @@ class StreamInfo:
             "current_count": self.current_count,
             "levels": {str(k): v for k, v in sorted(self.levels.items())},
             "last_write_at": self.last_write_at,
+            "entity_count": self.entity_count,
         }
 
 

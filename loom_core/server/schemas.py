@@ -157,6 +157,7 @@ class StreamOut(BaseModel):
     current_count: int
     levels: dict[str, int]
     last_write_at: int | None
+    entity_count: int = Field(description="entities of the stream's graph (a stream may hold only entities)")
 
 
 class StreamList(BaseModel):

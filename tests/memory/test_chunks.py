@@ -130,6 +130,23 @@ def test_list_streams_counts(engine: MemoryEngine) -> None:
     assert (info["alpha"].chunk_count, info["alpha"].current_count, info["alpha"].levels) == (2, 1, {0: 1, 1: 1})
 
 
+def test_a_stream_holding_only_entities_is_listed(engine: MemoryEngine) -> None:
+    """list_streams left out streams that hold only entities, so a client walking every stream (to
+    export or delete a user's data) never found their graph."""
+    engine.add_chunk("notes", ChunkInput("x"))
+    engine.add_entity("notes", type="person", name="Ann")
+    zoe = engine.add_entity("people", type="person", name="Zoe")
+    engine.add_entity("people", type="place", name="Berlin")
+    info = {s.name: s.to_dict() for s in engine.list_streams()}
+    assert list(info) == ["notes", "people"]
+    assert (info["notes"]["chunk_count"], info["notes"]["entity_count"]) == (1, 1)
+    assert info["people"] == {"name": "people", "chunk_count": 0, "current_count": 0, "levels": {},
+                              "last_write_at": None, "entity_count": 2}
+    engine.delete_stream("people")
+    assert [s.name for s in engine.list_streams()] == ["notes"]
+    assert zoe.stream == "people"
+
+
 def test_delete_chunk_relinks_the_chain_and_leaves_every_layer(engine: MemoryEngine) -> None:
     """Deleting the middle of a chain joins its neighbours; deleting the newest
     makes the previous version current (searchable) again; storage, index and

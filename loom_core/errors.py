@@ -303,8 +303,8 @@ _CATALOGUE_ROWS: dict[ErrorCode, tuple[str, str]] = {
         "Send the key from the variable named by `server.auth_token_env`.",
     ),
     ErrorCode.AUTH_INVALID: (
-        "The Bearer key or access token is wrong.",
-        "Send the configured key, or re-run the OAuth flow.",
+        "The Bearer key is wrong.",
+        "Send the key held by the variable `server.auth_token_env` names (or `server.auth_token_ref`).",
     ),
     ErrorCode.VALIDATION_FAILED: (
         "A request field is missing or invalid; the message names the field.",

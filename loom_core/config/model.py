@@ -44,6 +44,12 @@ def _secret_ref(value: str) -> str:
     return value
 
 
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value
+
+
 def _describe(value: str) -> str:
     """Say what a rejected value looks like without echoing it (it may be a secret)."""
     return f"a {len(value)}-character value"
@@ -98,7 +104,8 @@ class LLMSettings(BackendSection):
 class PIISettings(BackendSection):
     enabled: bool = False
     backend: str = "regex"
-    blocklist: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
+    # a blank term would match everywhere (the regex filter refuses it too: PII_CONFIG_INVALID)
+    blocklist: list[Annotated[str, AfterValidator(_not_blank)]] = Field(default_factory=list)
 
 
 class EncryptionSettings(Section):

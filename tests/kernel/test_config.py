@@ -172,3 +172,10 @@ def test_config_references_follow_the_reference_syntax(value: str) -> None:
     """A value shaped like no reference the providers could parse is refused at load, not at
     resolve time."""
     assert refused({"server": {"auth_token_ref": value}}).code is ErrorCode.CONFIG_SECRET_LITERAL
+
+
+@pytest.mark.parametrize("term", ["", " ", "\t"])
+def test_a_blank_pii_blocklist_term_is_refused(term: str) -> None:
+    """A blank term would match everywhere; `loom config check` accepted " " (only "" was refused)."""
+    err = refused({"pii": {"blocklist": ["ok-term", term]}})
+    assert err.code is ErrorCode.CONFIG_INVALID and err.message.startswith("pii.blocklist.1:")

@@ -109,19 +109,16 @@ def shred_orphan_keys(engine: Any) -> list[str]:
 
     A stream's key is destroyed right after the stream's rows are deleted; a
     crash between the two would leave the key behind. This finishes the job
-    at start-up. It only runs when the engine exposes its routing table and
-    graph membership, so it never guesses.
+    at start-up. It only runs when the engine can say which streams are empty
+    (``empty_streams``, the rule the engine shreds by), so it never guesses.
     """
     codec = engine_codec(engine)
     keyring = getattr(codec, "keyring", None)
-    routing = getattr(engine, "_routing", None)
-    has_graph = getattr(getattr(engine, "_graph", None), "has_stream", None)
-    if keyring is None or not isinstance(routing, dict) or not callable(has_graph):
+    empty_streams = getattr(engine, "empty_streams", None)
+    if keyring is None or not callable(empty_streams):
         return []
     keyring.finish_shredding()  # a crash inside an earlier destroy() may have left a key in a file
-    live = {getattr(record, "stream", None) for record in routing.values()}
-    orphans = [s for s in keyring.streams() if s not in live and not has_graph(s)]
+    orphans: list[str] = keyring.destroy(empty_streams(keyring.streams()))
     for stream in orphans:
-        keyring.destroy(stream)
         log.warning("destroyed the data key of deleted stream %r left by an interrupted deletion", stream)
     return orphans

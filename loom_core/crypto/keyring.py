@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from loom_core.contracts.storage import WriteBatch
@@ -236,31 +236,39 @@ class KeyRing:
             yield layout.stream_of_dek_key(key)
 
     # -- crypto-shredding ----------------------------------------------------
-    def destroy(self, stream: str) -> bool:
-        """Destroy ``stream``'s DEK so none of its rows can be decrypted again.
+    def destroy(self, streams: Sequence[str]) -> list[str]:
+        """Destroy the DEKs of ``streams`` so none of their rows can be decrypted again.
 
-        Deletes the wrapped key (and any rotation copy), then flushes and
-        compacts the ``keys`` keyspace so no live file under the data
-        directory, WAL included, still holds it. Returns whether a key existed.
+        Deletes the wrapped keys (and any rotation copies) in one batch, then
+        flushes and compacts the ``keys`` keyspace once, so no live file under
+        the data directory, WAL included, still holds them (a sweep emptying
+        thousands of streams pays one flush, not thousands). Returns the
+        streams that had a key.
         """
         with self._lock:
-            self._cache.pop(stream, None)
-            live = self.storage.get(layout.KEYS, layout.dek_key(stream))
-            staged = self.storage.get(layout.KEYS, layout.dek_key(stream, staged=True))
-            if live is None and staged is None:
-                return False
             batch = WriteBatch()
-            for value in (live, staged):
-                if value is not None:
-                    key_id, _ = layout.decode_dek_record(value)
-                    batch.put(layout.KEYS, layout.DESTROYED_PREFIX + key_id, b"")
-            batch.delete(layout.KEYS, layout.dek_key(stream))
-            batch.delete(layout.KEYS, layout.dek_key(stream, staged=True))
+            destroyed: list[str] = []
+            for stream in dict.fromkeys(streams):
+                self._cache.pop(stream, None)
+                live = self.storage.get(layout.KEYS, layout.dek_key(stream))
+                staged = self.storage.get(layout.KEYS, layout.dek_key(stream, staged=True))
+                if live is None and staged is None:
+                    continue
+                for value in (live, staged):
+                    if value is not None:
+                        key_id, _ = layout.decode_dek_record(value)
+                        batch.put(layout.KEYS, layout.DESTROYED_PREFIX + key_id, b"")
+                batch.delete(layout.KEYS, layout.dek_key(stream))
+                batch.delete(layout.KEYS, layout.dek_key(stream, staged=True))
+                destroyed.append(stream)
+            if not destroyed:
+                return []
             self.storage.write(batch, durable=True)
             self.storage.flush()
             self.storage.compact(layout.KEYS)
-            log.info("destroyed the data key of stream %r (crypto-shredded)", stream)
-            return True
+            for stream in destroyed:
+                log.info("destroyed the data key of stream %r (crypto-shredded)", stream)
+            return destroyed
 
     def finish_shredding(self) -> bool:
         """Flush and compact ``keys`` again when any key was ever destroyed.

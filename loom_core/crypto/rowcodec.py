@@ -13,6 +13,7 @@ as if it were content.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from loom_core.crypto import layout
@@ -91,9 +92,9 @@ class EncryptingRowCodec:
         """Attach the engine's open storage (see :func:`loom_core.crypto.build_row_codec`)."""
         self.keyring.bind(storage)
 
-    def forget_stream(self, stream: str) -> None:
-        """Crypto-shred: destroy the stream's data key (see :meth:`KeyRing.destroy`)."""
-        self.keyring.destroy(stream)
+    def forget_streams(self, streams: Sequence[str]) -> None:
+        """Crypto-shred: destroy the streams' data keys (see :meth:`KeyRing.destroy`)."""
+        self.keyring.destroy(streams)
 
     def status(self) -> dict[str, Any]:
         return {"enabled": True, "cipher": self.cipher.name, "fingerprint": self.keyring.fingerprint}
@@ -129,7 +130,7 @@ class PlaintextRowCodec:
     def bind(self, storage: Any) -> None:
         return None
 
-    def forget_stream(self, stream: str) -> None:
+    def forget_streams(self, streams: Sequence[str]) -> None:
         return None
 
     def status(self) -> dict[str, Any]:

@@ -19,7 +19,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -749,8 +749,7 @@ class MemoryEngine:
             if not len(self._vectors[stream]):
                 del self._vectors[stream]
         self._fault("after_storage_write")
-        for stream in by_stream:
-            self._shred_if_empty(stream)
+        self._shred_emptied([s for s in by_stream if s not in self._vectors])
 
         def index_deletes() -> None:
             self.index.delete(sorted(doomed))
@@ -854,7 +853,7 @@ class MemoryEngine:
             self._sorted_ids.pop(stream, None)
             self._fault("after_storage_write")
             # the rows are gone for good: destroy the key now, so an index failure cannot keep it
-            self.codec.forget_stream(stream)
+            self.codec.forget_streams([stream])
             self._index_half(intent, lambda: self.index.delete_stream(stream))
             return len(records)
 
@@ -1039,19 +1038,28 @@ class MemoryEngine:
         """Remove the entity and every relation that mentions it."""
         with self._lock:
             self._ensure_open()
-            stream = self._graph.get_entity(entity_id).stream
-            self._graph.delete_entity(entity_id)
-            self._shred_if_empty(stream)
+            stream = self._graph.delete_entity(entity_id)
+            self._shred_emptied([stream])
 
-    def _shred_if_empty(self, stream: str) -> None:
-        """Destroy the data key of a stream whose last chunk or entity was just deleted.
+    def empty_streams(self, streams: Iterable[str]) -> list[str]:
+        """Those of ``streams`` that hold no chunk and no entity (routing and graph decide:
+        a chunk whose vector is missing still counts). Lock held."""
+        candidates = list(dict.fromkeys(streams))
+        if not candidates:
+            return []
+        live = {record.stream for record in self._routing.values()}
+        return [s for s in candidates if s not in live and not self._graph.has_stream(s)]
 
-        Deleting a stream's rows one by one left its key alive until the next start (which
-        destroys keys of empty streams), and ``delete_stream`` on the empty stream was
-        NOT_FOUND: nothing could shred it. A later write makes a new key. Lock held.
+    def _shred_emptied(self, streams: Sequence[str]) -> None:
+        """Destroy the data keys of streams whose last chunk or entity was just deleted, in one go.
+
+        Deleting a stream's rows one by one left its key alive until the next start, and
+        ``delete_stream`` on the empty stream was NOT_FOUND: nothing could shred it. A later
+        write makes a new key. ``streams`` are candidates; only the empty ones are shredded.
         """
-        if stream not in self._vectors and not self._graph.has_stream(stream):
-            self.codec.forget_stream(stream)
+        empty = self.empty_streams(streams)
+        if empty:
+            self.codec.forget_streams(empty)
 
     def add_relation(
         self,

@@ -140,7 +140,8 @@ class GraphStore:
             out.append(entity)
         return out
 
-    def delete_entity(self, entity_id: str) -> None:
+    def delete_entity(self, entity_id: str) -> str:
+        """Delete the entity and its relations; the stream it belonged to."""
         entity = self.get_entity(entity_id)
         batch = WriteBatch()
         batch.delete("graph", rows.entity_key(entity_id))
@@ -149,6 +150,7 @@ class GraphStore:
             batch.delete("graph", rows.relation_key(relation.id))
             batch.delete("graph", rows.stream_relation_key(entity.stream, relation.id))
         self.storage.write(batch, durable=True)
+        return entity.stream
 
     # -- relations ---------------------------------------------------------------
     def add_relation(

@@ -10,6 +10,7 @@ through the codec: they are plaintext by design.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 
@@ -26,8 +27,8 @@ class RowCodec(Protocol):
         ``LoomError`` when it cannot be opened (never returns garbage)."""
         ...
 
-    def forget_stream(self, stream: str) -> None:
-        """Called after a stream is deleted: drop any key material for it."""
+    def forget_streams(self, streams: Sequence[str]) -> None:
+        """Called after streams are deleted or emptied: drop any key material for them."""
         ...
 
 
@@ -40,7 +41,7 @@ class PlainRowCodec:
     def open(self, stream: str, record_key: bytes, stored: bytes) -> bytes:
         return stored
 
-    def forget_stream(self, stream: str) -> None:
+    def forget_streams(self, streams: Sequence[str]) -> None:
         return None
 
 

@@ -222,6 +222,49 @@ def test_a_stream_emptied_row_by_row_is_shredded_at_once(tmp_path: Path, how: st
         engine.close()
 
 
+def test_a_chunk_whose_vector_is_missing_still_keeps_its_streams_key(tmp_path: Path) -> None:
+    """Emptiness was judged from the in-memory vectors: with one chunk's embedding row missing (a state
+    the consistency check reports as repairable), deleting the stream's other chunk destroyed the key
+    and made the remaining chunk unreadable for good. Routing and graph decide now."""
+    key = new_key_b64()
+    engine = _engine(tmp_path / "d", {ENV: key})
+    try:
+        kept, other = engine.add_chunks("s", [ChunkInput("keep me"), ChunkInput("delete me")])
+        engine.storage.delete("embeddings", rows.id_key(kept.id))
+    finally:
+        engine.close()
+    engine = _engine(tmp_path / "d", {ENV: key})
+    try:
+        assert engine.check_consistency()["missing_vectors"] == [kept.id]
+        engine.delete_chunk(other.id)
+        assert engine.storage.get("keys", b"dek:s") is not None
+        assert engine.get_chunk(kept.id).content == "keep me"
+    finally:
+        engine.close()
+
+
+def test_a_sweep_emptying_many_streams_shreds_their_keys_in_one_compaction(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each emptied stream's key was destroyed with its own durable write, flush and compaction under
+    the engine lock: a sweep over 2,000 one-chunk streams held it for 16 s. One of each now."""
+    engine = _engine(tmp_path / "d", {ENV: new_key_b64()})
+    try:
+        expiry = now_ms() + 60_000
+        for n in range(40):
+            engine.add_chunk(f"user-{n}", ChunkInput(f"note {n}", expires_at=expiry))
+        engine.add_chunk("kept", ChunkInput("stays"))
+        compactions: list[object] = []
+        storage_type = type(engine.storage)
+        real = storage_type.compact
+        monkeypatch.setattr(storage_type, "compact", lambda self, ks=None: (compactions.append(ks), real(self, ks)))
+        assert engine.sweep_expired(now=expiry + 1) == 40
+        assert compactions == ["keys"]
+        assert [k for k, _ in engine.storage.iterate("keys", prefix=b"dek:")] == [b"dek:kept"]
+    finally:
+        engine.close()
+
+
 def test_the_consistency_check_names_rows_that_do_not_open(tmp_path: Path) -> None:
     """One tampered row makes every listing of its stream fail with CIPHER_DECRYPT_FAILED, yet the
     consistency check said consistent: operators had no tool to find the row. It lists them now."""
@@ -269,7 +312,7 @@ def test_interrupted_stream_deletion_is_shredded_at_next_start(tmp_path: Path) -
         engine.add_chunks("doomed", [ChunkInput(content="doomed")])
         engine.add_chunks("kept", [ChunkInput(content="kept")])
         engine.add_entity("graph-only", type="topic", name="only in the graph")
-        engine.codec.forget_stream = lambda stream: None  # the crash: the key is never destroyed
+        engine.codec.forget_streams = lambda streams: None  # the crash: the key is never destroyed
         engine.delete_stream("doomed")
         assert engine.storage.get("keys", b"dek:doomed") is not None
     finally:

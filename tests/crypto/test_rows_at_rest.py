@@ -156,7 +156,7 @@ def _shred_setup(root: Path, *, shred: bool) -> tuple[Path, str, bytes, bytes, b
                 batch.delete("chunks", rkey)
         storage.write(batch, durable=True)
         if shred:
-            codec.forget_stream("doomed")
+            codec.forget_streams(["doomed"])
         copy = root / "copy"
         shutil.copytree(db, copy, ignore=shutil.ignore_patterns("LOCK"))
     finally:

@@ -3,7 +3,7 @@ bound to its stream and exact storage key; deleting a stream tells the codec."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,8 +50,8 @@ class BindingCodec:
             raise LoomError(ErrorCode.CIPHER_DECRYPT_FAILED, "value does not belong to this row")
         return body[:-8]
 
-    def forget_stream(self, stream: str) -> None:
-        self.forgotten.append(stream)
+    def forget_streams(self, streams: Sequence[str]) -> None:
+        self.forgotten.extend(streams)
 
 
 def test_values_go_through_the_codec_with_their_storage_key(open_engine: Callable[..., MemoryEngine]) -> None:
@@ -87,7 +87,7 @@ def test_a_row_copied_onto_another_key_fails_to_open(open_engine: Callable[..., 
 
 
 def test_delete_stream_tells_the_codec(open_engine: Callable[..., MemoryEngine]) -> None:
-    """forget_stream is called with the deleted stream (key destruction hook)."""
+    """forget_streams is called with the deleted stream (key destruction hook)."""
     codec = BindingCodec()
     engine = open_engine(codec=codec)
     engine.add_chunk("gone", ChunkInput("x"))

@@ -128,7 +128,7 @@ def _rotate(args: argparse.Namespace, config: Any, host: Any, data_dir: Path) ->
     if not args.new_key_env:
         raise LoomError(ErrorCode.USAGE_ERROR, "rotate needs --new-key-env NAME (the variable holding the new key)")
     settings = encryption_settings(config)
-    old = load_master_key(settings, host.environ, host)
+    old = load_master_key(settings, host.environ, host, config.secrets.resolve_timeout_seconds)
     if old is None:
         raise LoomError(
             ErrorCode.ENCRYPTION_KEY_MISSING,

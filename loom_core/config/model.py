@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from loom_core.contracts.secrets import is_scheme
+from loom_core.secrets.bounded import DEFAULT_RESOLVE_SECONDS
 
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -156,7 +157,7 @@ class SecretsSettings(Section):
     max_length: int = Field(default=262_144, ge=1024, le=16_777_216)
     # how long a job's secrets may take to resolve before the run gives up on a provider that does not
     # answer (an unreachable vault); Ctrl-C stops the wait at once whatever this is
-    resolve_timeout_seconds: float = Field(default=120.0, gt=0, le=86_400)
+    resolve_timeout_seconds: float = Field(default=DEFAULT_RESOLVE_SECONDS, gt=0, le=86_400)
     #: ``[secrets.providers.<scheme>]``: the options each provider is built with
     #: (``BackendContext.options``); credentials never go here (they come from the environment).
     providers: Annotated[dict[str, dict[str, Any]], AfterValidator(_provider_tables)] = Field(default_factory=dict)

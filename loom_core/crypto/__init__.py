@@ -71,7 +71,7 @@ def build_row_codec(
     """
     env: Mapping[str, str] = environ if environ is not None else getattr(host, "environ", {})
     settings = encryption_settings(config)
-    master = load_master_key(settings, env, host)
+    master = load_master_key(settings, env, host, config.secrets.resolve_timeout_seconds)
     cipher = build_cipher(config, host) if master is not None else None
     if isinstance(storage, str | Path):
         from loom_core.crypto.offline import open_key_storage

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from loom_core.errors import ErrorCode, LoomError
 from loom_core.flags import parse_flag
+from loom_core.secrets.bounded import DEFAULT_RESOLVE_SECONDS
 
 if TYPE_CHECKING:
     from loom_core.contracts.cipher import Cipher
@@ -99,6 +100,7 @@ def load_master_key(
     settings: Any,
     environ: Mapping[str, str],
     host: SecretsHost,
+    timeout: float = DEFAULT_RESOLVE_SECONDS,
 ) -> MasterKey | None:
     """The configured master key, or ``None`` when encryption is off.
 
@@ -112,7 +114,7 @@ def load_master_key(
     ref = str(getattr(settings, "master_key_ref", "") or "")
     env_name = str(getattr(settings, "master_key_env", "") or DEFAULT_MASTER_KEY_ENV)
     if ref:
-        return parse_master_key(_resolve_ref(ref, env_name, environ, host), f"secret reference {ref!r}")
+        return parse_master_key(_resolve_ref(ref, env_name, environ, host, timeout), f"secret reference {ref!r}")
     value = environ.get(env_name)
     if value is not None and value.strip():
         return parse_master_key(value, f"environment variable {env_name}")
@@ -130,12 +132,12 @@ def load_master_key(
     return None
 
 
-def _resolve_ref(ref: str, env_name: str, environ: Mapping[str, str], host: SecretsHost) -> str:
+def _resolve_ref(ref: str, env_name: str, environ: Mapping[str, str], host: SecretsHost, timeout: float) -> str:
     """Resolve ``encryption.master_key_ref`` through the secrets backend for its scheme."""
     from loom_core.secrets.providers import resolve_key_setting
 
     value = resolve_key_setting(
         ref, ref_setting="encryption.master_key_ref", env_name=env_name, env_setting="encryption.master_key_env",
-        what="master key", environ=environ, host=host,
+        what="master key", environ=environ, host=host, timeout=timeout,
     )
     return value.reveal().decode("ascii", "replace")

@@ -112,7 +112,7 @@ def llm_context(config: LoomConfig, environ: Mapping[str, str], host: Any = None
 
         key = resolve_key_setting(
             ref, ref_setting="llm.api_key_ref", env_name=name, env_setting="llm.api_key_env",
-            what="LLM API key", environ=environ, host=host,
+            what="LLM API key", environ=environ, host=host, timeout=config.secrets.resolve_timeout_seconds,
         )
         env[name] = key.reveal().decode("utf-8", "surrogateescape")
     return BackendContext(options=options, environ=env)

@@ -15,7 +15,9 @@ from typing import Any, Protocol
 from loom_core.contracts import BackendContext, Kind
 from loom_core.contracts.secrets import SecretRef, SecretValue
 from loom_core.errors import ErrorCode, LoomError
+from loom_core.secrets.bounded import DEFAULT_RESOLVE_SECONDS, CallTimedOut, call_bounded
 
+CLOSE_GRACE_SECONDS = 5.0  # closing providers after a call that was given up on
 Scrub = Callable[[str], str]
 
 
@@ -43,6 +45,7 @@ class ProviderPool:
         self.options = dict(options if options is not None else getattr(host, "secrets_options", None) or {})
         self._providers: dict[str, Any] = {}
         self._failed: dict[str, LoomError] = {}
+        self._closed = False
 
     def available(self, scheme: str) -> None:
         """Raise ``SECRETS_PROVIDER_UNAVAILABLE`` unless a provider for ``scheme`` loads."""
@@ -62,6 +65,12 @@ class ProviderPool:
 
     def get(self, scheme: str) -> Any:
         """The provider for ``scheme``, built once per run with the run's environment."""
+        if self._closed:
+            raise LoomError(
+                ErrorCode.SECRETS_PROVIDER_UNAVAILABLE,
+                f"secrets provider {scheme!r} was asked for after the providers were closed",
+                details={"scheme": scheme},
+            )
         if scheme in self._providers:
             return self._providers[scheme]
         if scheme in self._failed:
@@ -102,8 +111,23 @@ class ProviderPool:
         self._providers[scheme] = provider
         return provider
 
-    def close(self, scrub: Scrub = _identity) -> list[str]:
-        """Close every provider; returns scrubbed messages for those that failed to close."""
+    def close(self, scrub: Scrub = _identity, *, grace: float | None = None) -> list[str]:
+        """Close every provider; returns scrubbed messages for those that failed to close.
+
+        After a call that was given up on, pass ``grace``: a provider still busy with it may
+        never let ``close`` through, so the wait ends after ``grace`` seconds, with a message.
+        Once closed, the pool builds no provider again (an abandoned call may still ask).
+        """
+        self._closed = True
+        if grace is not None:
+            try:
+                return call_bounded(lambda: self._close_all(scrub), timeout=grace, interrupted=lambda: None)
+            except CallTimedOut:
+                return [f"the secrets providers did not close within {grace:g} s "
+                        "(one is still busy with a request that was given up on)"]
+        return self._close_all(scrub)
+
+    def _close_all(self, scrub: Scrub) -> list[str]:
         messages: list[str] = []
         for scheme, provider in reversed(list(self._providers.items())):
             try:
@@ -116,24 +140,41 @@ class ProviderPool:
         return messages
 
 
-def resolve_reference(raw: str, host: SecretsHost, environ: Mapping[str, str], *, setting: str) -> SecretValue:
+def resolve_reference(
+    raw: str, host: SecretsHost, environ: Mapping[str, str], *, setting: str, timeout: float = DEFAULT_RESOLVE_SECONDS
+) -> SecretValue:
     """Resolve one reference held by a server setting (``setting`` names it in errors).
 
     The same fail-closed path as a workflow run: the scheme picks the
     provider, a missing or disabled provider is ``SECRETS_PROVIDER_UNAVAILABLE``,
-    and a blank value is refused rather than treated as "not configured".
+    a provider that does not answer within ``timeout`` seconds
+    (``secrets.resolve_timeout_seconds``) or fails with anything but a coded
+    error is ``SECRETS_PROVIDER_FAILED``, and a blank value is refused rather
+    than treated as "not configured".
     """
     try:
         ref = SecretRef.parse(raw)
     except LoomError as exc:
         raise LoomError(exc.code, f"{setting}: {exc.message}") from None
     pool = ProviderPool(host, environ)
+    abandoned = False
     try:
-        value = pool.get(ref.scheme).resolve(ref)
+        value = call_bounded(lambda: pool.get(ref.scheme).resolve(ref), timeout=timeout, interrupted=lambda: None)
     except LoomError as exc:
         raise LoomError(exc.code, f"{setting}: {exc.message}", details=exc.details) from None
+    except CallTimedOut:
+        abandoned = True
+        raise LoomError(
+            ErrorCode.SECRETS_PROVIDER_FAILED,
+            f"{setting} = {ref.raw!r} was not resolved within {timeout:g} s (secrets.resolve_timeout_seconds): "
+            "its provider is not answering; check that the vault is reachable",
+        ) from None
+    except Exception as exc:  # a foreign exception's text is not trusted to be value-free
+        raise LoomError(
+            ErrorCode.SECRETS_PROVIDER_FAILED, f"{setting} = {ref.raw!r}: the provider raised {type(exc).__name__}"
+        ) from None
     finally:
-        pool.close()
+        pool.close(grace=CLOSE_GRACE_SECONDS if abandoned else None)
     if not isinstance(value, SecretValue) or not value.reveal().strip():
         raise LoomError(
             ErrorCode.SECRETS_VALUE_UNSAFE,
@@ -151,6 +192,7 @@ def resolve_key_setting(
     what: str,
     environ: Mapping[str, str],
     host: SecretsHost | None,
+    timeout: float = DEFAULT_RESOLVE_SECONDS,
 ) -> SecretValue:
     """Resolve a server key configured as a secret reference (``ref_setting``) instead of the
     environment variable ``env_setting`` names (the API key, the LLM key, the master key).
@@ -166,4 +208,4 @@ def resolve_key_setting(
         )
     if host is None:
         raise LoomError(ErrorCode.SECRETS_PROVIDER_UNAVAILABLE, f"{ref_setting} needs a plugin host to resolve it")
-    return resolve_reference(ref, host, environ, setting=ref_setting)
+    return resolve_reference(ref, host, environ, setting=ref_setting, timeout=timeout)

@@ -23,6 +23,7 @@ from fastapi import Depends, Request
 from loom_core.audit import AuditEvent, emit
 from loom_core.contracts.secrets import SecretValue
 from loom_core.errors import ErrorCode, LoomError
+from loom_core.secrets.bounded import DEFAULT_RESOLVE_SECONDS
 from loom_core.secrets.providers import SecretsHost, resolve_key_setting
 
 log = logging.getLogger("loom.server.auth")
@@ -55,6 +56,7 @@ def resolve_api_key(
     auth_token_ref: str,
     environ: Mapping[str, str],
     host: SecretsHost | None = None,
+    timeout: float = DEFAULT_RESOLVE_SECONDS,
 ) -> SecretValue | None:
     """The configured key, or ``None`` for passthrough mode. Fails closed on anything odd.
 
@@ -65,7 +67,7 @@ def resolve_api_key(
     if auth_token_ref:
         resolved = resolve_key_setting(
             auth_token_ref, ref_setting="server.auth_token_ref", env_name=auth_token_env,
-            env_setting="server.auth_token_env", what="API key", environ=environ, host=host,
+            env_setting="server.auth_token_env", what="API key", environ=environ, host=host, timeout=timeout,
         )
         return None if resolved is None else _trimmed(resolved)
     raw = environ.get(auth_token_env)

@@ -25,9 +25,9 @@ from typing import Any, BinaryIO
 from loom_core.contracts.secrets import SecretValue
 from loom_core.errors import ErrorCode, LoomError
 from loom_core.plugins.host import PluginHost
-from loom_core.secrets.providers import ProviderPool
+from loom_core.secrets.bounded import CallInterrupted, CallTimedOut, call_bounded
+from loom_core.secrets.providers import CLOSE_GRACE_SECONDS, ProviderPool
 from loom_core.workflow import docker as docker_mod
-from loom_core.workflow.bounded import CallInterrupted, CallTimedOut, call_bounded
 from loom_core.workflow.check import load_workflow
 from loom_core.workflow.graph import Job, Workflow
 from loom_core.workflow.guard import check_debug_trace, trace_sources
@@ -38,7 +38,6 @@ from loom_core.workflow.redact import make_redactor, scrubber, stream_filter
 from loom_core.workflow.resolve import resolve_job
 
 EXIT_INTERRUPTED = {2: 130, 15: 143}  # SIGINT, SIGTERM -> shell convention
-CLOSE_GRACE_SECONDS = 5.0  # closing providers after a call the run gave up on
 
 
 @dataclass
@@ -191,7 +190,7 @@ class Run:
                     self.host.hook.loom_shutdown(component="workflow")
                 except Exception as exc:  # shutdown problems must not hide the run's outcome
                     self.say(f"loom_shutdown failed: {type(exc).__name__}")
-            closing = self._close_providers()
+            closing = self.pool.close(grace=CLOSE_GRACE_SECONDS if self.abandoned else None)
             if closing:
                 everything = self._redaction_values({})
                 final = make_redactor(everything, self.host.hook, self.min_length) if everything else None
@@ -207,17 +206,6 @@ class Run:
             result.error = result.error or failure
         result.exit_code = self._exit_code(receipt, result)
         return result
-
-    def _close_providers(self) -> list[str]:
-        """Close the providers; after an abandoned call, wait at most ``CLOSE_GRACE_SECONDS``
-        (a provider still busy with it may never let its ``close`` through)."""
-        if not self.abandoned:
-            return self.pool.close()
-        try:
-            return call_bounded(self.pool.close, timeout=CLOSE_GRACE_SECONDS, interrupted=lambda: None)
-        except CallTimedOut:
-            return [f"the secrets providers did not close within {CLOSE_GRACE_SECONDS:g} s "
-                    "(one is still busy with the request the run gave up on)"]
 
     def _redaction_values(self, values: dict[str, SecretValue]) -> dict[str, SecretValue]:
         """``values`` plus every value earlier jobs resolved; an earlier value whose name is
@@ -296,6 +284,9 @@ class Run:
             )
             record.error = {"code": failure.code.value, "message": failure.message}
             raise failure from None
+        except KeyboardInterrupt:  # no signal watch (not the main thread): the call is left running
+            self.abandoned = True
+            raise
         except LoomError as exc:
             record.status = "error"
             record.error = {"code": exc.code.value, "message": exc.message}

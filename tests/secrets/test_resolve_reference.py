@@ -66,3 +66,71 @@ def test_llm_api_key_reference_reaches_the_llm_backend_and_fails_closed(tmp_path
     with pytest.raises(LoomError) as twice:
         llm_context(config, both, PluginHost(environ=both))
     assert twice.value.code is ErrorCode.CONFIG_INVALID and "llm.api_key_ref" in twice.value.message
+
+
+def _host_with(scheme: str, resolve: object) -> PluginHost:
+    """A host whose ``scheme`` provider resolves with ``resolve`` (a callable taking the ref)."""
+
+    class Provider:
+        capabilities: frozenset[str] = frozenset()
+
+        def __init__(self) -> None:
+            self.scheme = scheme
+
+        def validate(self, ref: object) -> None:
+            return None
+
+        def resolve(self, ref: object) -> object:
+            return resolve(ref)  # type: ignore[operator]
+
+        def close(self) -> None:
+            return None
+
+    class Plugin:
+        @staticmethod
+        def loom_register_backends(registry: object) -> None:
+            registry.add_secrets(scheme, lambda ctx: Provider())  # type: ignore[attr-defined]
+
+    host = PluginHost(environ={})
+    host.register_plugin(Plugin(), f"{scheme}-test")
+    return host
+
+
+def test_a_provider_that_does_not_answer_is_given_up_on() -> None:
+    """A server key given as a reference to an unreachable vault held `loom serve` at start-up for
+    ever; it fails with SECRETS_PROVIDER_FAILED after ``secrets.resolve_timeout_seconds``."""
+    import threading
+
+    release = threading.Event()
+    try:
+        with pytest.raises(LoomError) as info:
+            resolve_reference("stuck://key", _host_with("stuck", lambda ref: release.wait(60)), {},
+                              setting="server.auth_token_ref", timeout=0.2)
+        assert info.value.code is ErrorCode.SECRETS_PROVIDER_FAILED
+        assert "was not resolved within 0.2 s" in info.value.message
+    finally:
+        release.set()
+
+
+def test_a_provider_raising_an_uncoded_exception_is_provider_failed_without_its_text() -> None:
+    def crash(ref: object) -> object:
+        raise RuntimeError("text quoting key-material-61f0")
+
+    with pytest.raises(LoomError) as info:
+        resolve_reference("crashy://key", _host_with("crashy", crash), {}, setting="llm.api_key_ref")
+    assert info.value.code is ErrorCode.SECRETS_PROVIDER_FAILED and "RuntimeError" in info.value.message
+    assert "key-material-61f0" not in info.value.message
+
+
+def test_a_closed_pool_builds_no_provider() -> None:
+    """A call given up on may still ask the pool for another scheme's provider after the run closed
+    them all: that provider would never be closed. The pool refuses."""
+    from loom_core.secrets.providers import ProviderPool
+
+    pool = ProviderPool(PluginHost(environ={}), {})
+    pool.close()
+    with pytest.raises(LoomError) as info:
+        pool.get("env")
+    assert info.value.code is ErrorCode.SECRETS_PROVIDER_UNAVAILABLE and "after the providers were closed" in (
+        info.value.message
+    )

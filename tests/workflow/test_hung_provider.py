@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -109,3 +110,18 @@ def test_a_signal_stops_the_wait_for_a_provider(tmp_path: Path, sig: signal.Sign
     job = _receipt_job(tmp_path)
     assert job["status"] == "interrupted" and "while this job's secrets were resolved" in str(job["reason"])
     assert json.loads((tmp_path / "r.json").read_text())["status"] == "interrupted"
+
+
+def test_a_server_key_behind_a_provider_that_never_answers_fails_the_start(tmp_path: Path) -> None:
+    """The same for `loom serve` with its API key given as a reference: it waited for ever."""
+    env = _setup(tmp_path, timeout=1)
+    config = (tmp_path / "loom.toml").read_text()
+    (tmp_path / "serve.toml").write_text('[server]\nauth_token_ref = "hang://api-key"\n\n' + config)
+    with socket.socket() as probe:  # a port free now; the start fails before it would listen anyway
+        probe.bind(("127.0.0.1", 0))
+        port = str(probe.getsockname()[1])
+    done = subprocess.run([*LOOM, "serve", "--config", "serve.toml", "--data-dir", "data", "--port", port],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=90, check=False)
+    assert done.returncode == 1, done.stderr
+    assert "error[SECRETS_PROVIDER_FAILED]: server.auth_token_ref" in done.stderr
+    assert (tmp_path / "resolving.marker").exists()

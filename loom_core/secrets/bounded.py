@@ -1,4 +1,5 @@
-"""Call a secrets provider on a helper thread, so a vault that never answers cannot hold a run.
+"""Call a secrets provider on a helper thread, so a vault that never answers cannot hold a run
+(or a server's start-up, for keys given as references).
 
 A provider's ``resolve`` runs in the run's own process. One that blocks (an
 unreachable vault, a lock held elsewhere) kept ``loom run`` waiting for ever,
@@ -18,6 +19,8 @@ from typing import TypeVar
 T = TypeVar("T")
 
 POLL_SECONDS = 0.05  # how often the waiting thread looks at the signal flag
+#: ``secrets.resolve_timeout_seconds``'s default: how long a provider may take before it is given up on
+DEFAULT_RESOLVE_SECONDS = 120.0
 
 
 class CallTimedOut(Exception):
@@ -60,4 +63,4 @@ def call_bounded(call: Callable[[], T], *, timeout: float, interrupted: Callable
     return outcome[0]
 
 
-__all__ = ["CallInterrupted", "CallTimedOut", "call_bounded"]
+__all__ = ["DEFAULT_RESOLVE_SECONDS", "CallInterrupted", "CallTimedOut", "call_bounded"]

@@ -85,9 +85,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     module.add_arguments(sub)
     args = sub.parse_args(ns.args)
     args.format = getattr(args, "format", None) or ns.format
-    chosen = any(a == "--format" or a.startswith("--format=") for a in argv)
-    if ns.command == "serve" and not chosen and _json_logs():
-        args.format = "json"  # a refusal to start lands in the same pipeline as the server's JSON log lines
+    # `loom serve` switches to JSON errors when its logs are JSON (env here, config in serve_cmd), so a
+    # refusal to start lands in the same pipeline as the server's JSON log lines
+    args.format_chosen = any(a == "--format" or a.startswith("--format=") for a in argv)
+    if ns.command == "serve" and not args.format_chosen and _json_logs():
+        args.format = "json"
 
     from loom_core.errors import LoomError  # cheap, stdlib-only module
 
@@ -99,14 +101,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        from loom_core.cli.pipes import silence_stdout
+
+        silence_stdout()  # whatever read the output (`| head`) closed it
+        print(f"loom {ns.command}: the output was closed before it was complete", file=sys.stderr)
+        return 1
     except Exception as exc:
-        if os.environ.get(DEBUG_ENV):
+        if _debugging():
             raise
         report_error(_unexpected(ns.command, exc), args.format)
         return 1
 
 
 DEBUG_ENV = "LOOM_DEBUG"
+
+
+def _debugging() -> bool:
+    from loom_core.flags import is_truthy
+
+    return is_truthy(os.environ.get(DEBUG_ENV))
 
 
 def _json_logs() -> bool:

@@ -38,6 +38,8 @@ def run(args: argparse.Namespace) -> int:
     config = with_overrides(load_config(args.config, os.environ), data_dir=args.data_dir, host=args.host,
                             port=args.port)
     configure_logging(config.server.log_format, config.server.log_level)
+    if config.server.log_format == "json" and not getattr(args, "format_chosen", False):
+        args.format = "json"  # main() prints a refusal to start in this format
     host = make_host(config, os.environ)
     opened: list[MemoryEngine] = []
     # The key is resolved here, before any data is touched. The app owns the engine opened below, so its

@@ -61,7 +61,16 @@ def run(args: argparse.Namespace) -> int:
     with audited_command("admin.export", args.stream, **audit) as facts:
         with open_memory(config, host, args.data_dir) as engine:
             if args.output is None:
-                counts = engine.export_stream(args.stream, sys.stdout, embeddings=not args.no_embeddings)
+                try:
+                    counts = engine.export_stream(args.stream, sys.stdout, embeddings=not args.no_embeddings)
+                    sys.stdout.flush()
+                except BrokenPipeError:
+                    from loom_core.cli.pipes import silence_stdout
+
+                    silence_stdout()
+                    raise _failed(
+                        Path("stdout"), "the output was closed before the export was complete (broken pipe)"
+                    ) from None
             else:
                 try:
                     # 0600 whatever the umask: an export is the stream's content in plaintext,

@@ -87,6 +87,27 @@ def test_an_unexpected_failure_is_coded_and_does_not_print_its_message(
     assert "value-7f3a" not in err and "Traceback" not in err and "LOOM_DEBUG=1" in err
     assert main(["--format", "json", "config", "check"]) == 1
     assert json.loads(capsys.readouterr().err)["error"]["details"] == {"exception": "RuntimeError"}
+    monkeypatch.setenv("LOOM_DEBUG", "0")  # off, as every Loom flag spells it
+    assert main(["config", "check"]) == 1
+    capsys.readouterr()
     monkeypatch.setenv("LOOM_DEBUG", "1")
     with pytest.raises(RuntimeError, match="value-7f3a"):
         main(["config", "check"])
+
+
+def test_a_closed_output_is_reported_as_such(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`loom ... | head` made the new INTERNAL_ERROR handler call a closed pipe a Loom bug."""
+    from loom_core.cli import config_cmd, pipes
+    from loom_core.cli.main import main
+
+    def closed(args: object) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    silenced: list[bool] = []
+    monkeypatch.setattr(config_cmd, "run", closed)
+    monkeypatch.setattr(pipes, "silence_stdout", lambda: silenced.append(True))
+    assert main(["config", "check"]) == 1
+    assert capsys.readouterr().err == "loom config: the output was closed before it was complete\n"
+    assert silenced == [True]

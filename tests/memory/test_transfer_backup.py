@@ -327,3 +327,26 @@ def test_an_export_file_is_private_and_a_failed_one_is_not_left_behind(
     assert right.returncode == 0, right.stderr
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
     assert "private note" in out.read_text()
+
+
+def test_an_export_whose_reader_goes_away_is_a_coded_failure(
+    open_engine: Callable[..., MemoryEngine], tmp_path: Path
+) -> None:
+    """`loom export ... | head` ended in INTERNAL_ERROR ("report it"), audited as such. A reader that
+    closes early is BACKUP_FAILED naming stdout, with no Python noise on stderr."""
+    engine = open_engine(tmp_path / "data")
+    engine.add_chunks("notes", [ChunkInput(f"note {i} " + "x" * 200) for i in range(3000)])
+    engine.close()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOOMEM_AT_REST")}
+    export = subprocess.Popen(
+        [sys.executable, "-m", "loom_core.cli.main", "export", "--stream", "notes", "--no-embeddings",
+         "--data-dir", str(tmp_path / "data")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+    )
+    assert export.stdout is not None and export.stderr is not None
+    export.stdout.read(100)
+    export.stdout.close()  # what `head -c 100` does
+    err = export.stderr.read().decode()
+    assert export.wait(timeout=120) == 1
+    assert "error[BACKUP_FAILED]: stdout: the output was closed before the export was complete" in err
+    assert "INTERNAL_ERROR" not in err and "Traceback" not in err and "Exception ignored" not in err

@@ -156,13 +156,19 @@ def test_expected_encryption_without_a_master_key_refuses_to_start(tmp_path: Pat
     assert "error[ENCRYPTION_KEY_MISSING]" in result.stderr
 
 
-def test_with_json_logs_a_refusal_to_start_is_a_json_line(tmp_path: Path, unused_port: int) -> None:
-    """With LOOMEM_LOG_FORMAT=json every server line is JSON, but a refusal to start came out as plain
-    `error[CODE]: ...` unless --format json was also given, breaking log pipelines that parse lines."""
-    env = {"PATH": "/usr/bin:/bin", "LOOMEM_AT_REST_EXPECT_ENABLED": "1", "LOOMEM_LOG_FORMAT": "json"}
+@pytest.mark.parametrize("how", ["environment", "config file"])
+def test_with_json_logs_a_refusal_to_start_is_a_json_line(tmp_path: Path, unused_port: int, how: str) -> None:
+    """With LOOMEM_LOG_FORMAT=json (or server.log_format = "json") every server line is JSON, but a
+    refusal to start came out as plain `error[CODE]: ...` unless --format json was also given,
+    breaking log pipelines that parse lines."""
+    env = {"PATH": "/usr/bin:/bin", "LOOMEM_AT_REST_EXPECT_ENABLED": "1"}
+    config = tmp_path / "loom.toml"
+    config.write_text('[server]\nlog_format = "json"\n' if how == "config file" else "")
+    if how == "environment":
+        env["LOOMEM_LOG_FORMAT"] = "json"
     result = subprocess.run(
-        [sys.executable, "-m", "loom_core.cli.main", "serve", "--data-dir", str(tmp_path / "d"),
-         "--port", str(unused_port)],
+        [sys.executable, "-m", "loom_core.cli.main", "serve", "--config", str(config), "--data-dir",
+         str(tmp_path / "d"), "--port", str(unused_port)],
         env=env, capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 1

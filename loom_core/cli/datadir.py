@@ -16,8 +16,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-STORE = "storage"  # the engine keeps its storage backend's files here
-
 
 def load_cli_config(config_path: Path | None) -> tuple[Any, Any]:
     """The configuration and a plugin host for a command that opens a data directory."""
@@ -36,13 +34,14 @@ def data_dir_of(config: Any, data_dir: Path | None) -> Path:
 def existing_data_dir(config: Any, data_dir: Path | None) -> Path:
     """``data_dir_of`` for a command that needs a store there already; ``CONFIG_INVALID`` if none."""
     from loom_core.errors import ErrorCode, LoomError
+    from loom_core.memory.backends_record import STORAGE_DIR
 
     directory = data_dir_of(config, data_dir)
-    if not (directory / STORE).is_dir():
+    if not (directory / STORAGE_DIR).is_dir():
         given = "--data-dir" if data_dir is not None else "server.data_dir"
         raise LoomError(
             ErrorCode.CONFIG_INVALID,
-            f"{str(directory)!r} ({given}) holds no Loomem data (no {STORE}/ directory); point {given} at the "
+            f"{str(directory)!r} ({given}) holds no Loomem data (no {STORAGE_DIR}/ directory); point {given} at the "
             "directory the server uses (`loom serve` creates one on first start)",
             details={"key": "server.data_dir", "path": str(directory)},
         )

@@ -15,12 +15,12 @@ from typing import Any
 from loom_core.crypto import layout
 from loom_core.crypto.masterguard import read_record
 
-STORAGE_SUBDIR = "storage"
-
 
 def storage_dir(data_dir: Path) -> Path:
     """Where the memory engine keeps its storage backend's files."""
-    return Path(data_dir) / STORAGE_SUBDIR
+    from loom_core.memory.backends_record import STORAGE_DIR
+
+    return Path(data_dir) / STORAGE_DIR
 
 
 def open_key_storage(config: Any, host: Any, data_dir: Path) -> Any:

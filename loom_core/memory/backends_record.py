@@ -22,6 +22,8 @@ from loom_core.errors import ErrorCode, LoomError
 
 RECORD = "loom-data.json"
 FORMAT = "loomem-data"
+STORAGE_DIR = "storage"  # <data_dir>/storage: the storage backend's files (also a backup's checkpoint)
+INDEX_DIR = "index"  # <data_dir>/index: the index backend's files
 
 
 def _read(data_dir: Path) -> dict[str, Any] | None:
@@ -60,17 +62,36 @@ def check_storage(data_dir: Path, backend: str) -> None:
         )
 
 
-def reset_index_if_changed(data_dir: Path, backend: str) -> bool:
+def reset_index_if_changed(data_dir: Path, backend: str, *, storage_locks: bool) -> bool:
     """Empty ``<data_dir>/index`` when another index backend wrote it; True if it did.
 
-    Call only while holding the storage open (its lock keeps a second process
-    from emptying the index of a running server).
+    Call only while holding the storage open: its lock (``storage_locks``, the
+    ``multiprocess_lock`` capability) keeps a second process from emptying the
+    index of a running server. Without one the reset is refused.
     """
     record = _read(data_dir)
     recorded = None if record is None else record.get("index_backend")
     if recorded is None or recorded == backend:
         return False
-    shutil.rmtree(data_dir / "index", ignore_errors=True)
+    index_dir = data_dir / INDEX_DIR
+    if not storage_locks:
+        raise LoomError(
+            ErrorCode.CONFIG_INVALID,
+            f"{index_dir} was written by index backend {recorded!r}, not the configured {backend!r}, and the "
+            "storage backend cannot lock the directory against a running server: with no server running, "
+            f"remove {index_dir} (it is rebuilt from storage) or set index.backend = {recorded!r}",
+            details={"key": "index.backend", "recorded": recorded, "path": str(index_dir)},
+        )
+    try:
+        if index_dir.exists():
+            shutil.rmtree(index_dir)
+    except OSError as exc:
+        raise LoomError(
+            ErrorCode.INDEX_IO,
+            f"{index_dir} holds index backend {recorded!r}'s files and could not be emptied for {backend!r} "
+            f"({type(exc).__name__}: {exc.strerror or exc}); remove it by hand (it is rebuilt from storage)",
+            details={"path": str(index_dir)},
+        ) from None
     return True
 
 
@@ -85,4 +106,4 @@ def record_backends(data_dir: Path, storage_backend: str, index_backend: str) ->
     os.replace(tmp, path)
 
 
-__all__ = ["RECORD", "check_storage", "record_backends", "reset_index_if_changed"]
+__all__ = ["INDEX_DIR", "RECORD", "STORAGE_DIR", "check_storage", "record_backends", "reset_index_if_changed"]

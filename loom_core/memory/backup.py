@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from loom_core.errors import ErrorCode, LoomError
+from loom_core.memory.backends_record import STORAGE_DIR
 
 if TYPE_CHECKING:
     from loom_core.memory.engine import MemoryEngine
@@ -45,7 +46,7 @@ def write_checkpoint(engine: MemoryEngine, dest: Path) -> dict[str, Any]:
     created = not dest.exists()
     try:
         dest.mkdir(parents=True, exist_ok=True)
-        engine.storage.checkpoint(dest / "storage")
+        engine.storage.checkpoint(dest / STORAGE_DIR)
         manifest = {
             "format": FORMAT,
             "version": VERSION,
@@ -93,7 +94,7 @@ def read_manifest(src: Path) -> dict[str, Any]:
         raise _failed(path, f"unreadable backup manifest ({exc})") from None
     if manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
         raise _failed(path, "unknown backup format or version")
-    if not (src / "storage").is_dir():
+    if not (src / STORAGE_DIR).is_dir():
         raise _failed(src, "the backup has no storage/ directory")
     return manifest
 
@@ -119,7 +120,7 @@ def restore_files(src: Path, data_dir: Path, storage_backend: str) -> dict[str, 
     existed = data_dir.exists()
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
-        shutil.copytree(src / "storage", data_dir / "storage")
+        shutil.copytree(src / STORAGE_DIR, data_dir / STORAGE_DIR)
     except OSError as exc:
         undo_restore(data_dir, existed)
         raise _failed(data_dir, f"cannot copy the backup: {exc.strerror or exc}") from exc

@@ -185,16 +185,20 @@ class MemoryEngine:
             BackendContext(
                 options=dict(config.storage.options),
                 environ=dict(env),
-                data_dir=data_dir / "storage",
+                data_dir=data_dir / backends_record.STORAGE_DIR,
                 keyspaces=KEYSPACES,
             ),
         )
         try:
-            backends_record.reset_index_if_changed(data_dir, config.index.backend)  # rebuilt below
+            backends_record.reset_index_if_changed(  # the index is rebuilt below
+                data_dir, config.index.backend, storage_locks="multiprocess_lock" in storage.capabilities
+            )
             index = host.create(
                 "index",
                 config.index.backend,
-                BackendContext(options=dict(config.index.options), environ=dict(env), data_dir=data_dir / "index"),
+                BackendContext(
+                    options=dict(config.index.options), environ=dict(env), data_dir=data_dir / backends_record.INDEX_DIR
+                ),
             )
         except BaseException:
             storage.close()

@@ -117,3 +117,19 @@ def test_a_backup_of_another_storage_backend_is_not_restored(open_engine: Opener
     assert done.returncode == 1 and "error[BACKUP_FAILED]" in done.stderr
     assert "'sqlite'" in done.stderr and "'rocksdb'" in done.stderr
     assert not (tmp_path / "restored").exists()
+
+
+def test_an_index_reset_is_refused_when_the_storage_cannot_lock(tmp_path: Path) -> None:
+    """Emptying the index relies on the storage lock keeping a second process off a running server's
+    directory; a storage without ``multiprocess_lock`` gets a coded refusal naming what to do."""
+    from loom_core.memory.backends_record import record_backends, reset_index_if_changed
+
+    data = tmp_path / "d"
+    (data / "index").mkdir(parents=True)
+    record_backends(data, "mystore", "naive")
+    with pytest.raises(LoomError) as info:
+        reset_index_if_changed(data, "tantivy", storage_locks=False)
+    assert info.value.code is ErrorCode.CONFIG_INVALID and "remove" in info.value.message
+    assert (data / "index").is_dir()
+    assert reset_index_if_changed(data, "tantivy", storage_locks=True) is True
+    assert not (data / "index").exists()

@@ -20,6 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--load",
         action="append",
         default=[],
+        type=_parse_target,  # a malformed value is a usage error (exit 2), like any other bad argument
         metavar="KIND:NAME",
         help="also import and check this backend (repeatable)",
     )
@@ -32,7 +33,7 @@ def _parse_target(raw: str) -> tuple[Kind, str]:
     if name and kind in {k.value for k in Kind}:
         return Kind(kind), name
     kinds = ", ".join(k.value for k in Kind)
-    raise LoomError(ErrorCode.USAGE_ERROR, f"--load {raw!r}: expected KIND:NAME with KIND one of {kinds}")
+    raise argparse.ArgumentTypeError(f"expected KIND:NAME with KIND one of {kinds}, got {raw!r}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -43,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     host = PluginHost.for_config(config, os.environ)
     targets = [] if args.no_load else selected_backends(config)
-    targets += [_parse_target(t) for t in args.load]
+    targets += args.load
     missing: list[dict[str, str]] = []
     for kind, name in targets:
         try:

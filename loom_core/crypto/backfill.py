@@ -88,7 +88,7 @@ def run(
     if not getattr(codec, "encrypting", False):
         raise LoomError(
             ErrorCode.ENCRYPTION_KEY_MISSING,
-            "backfill needs encryption at rest: set LOOMEM_AT_REST_MASTER_KEY and restart",
+            "backfill needs encryption at rest: set LOOMEM_AT_REST_MASTER_KEY (or encryption.master_key_ref)",
         )
     record = read_record(storage, layout.BACKFILL_RECORD)
     now = _now_ms()

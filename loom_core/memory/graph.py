@@ -275,7 +275,7 @@ class GraphStore:
         """Entities per stream, for every stream whose graph holds one."""
         counts: dict[str, int] = {}
         for key, _ in self.storage.iterate("graph", prefix=b"sent:"):
-            stream = key[len(b"sent:") :].split(b"\0", 1)[0].decode()
+            stream = rows.stream_of_member_key("sent", key)
             counts[stream] = counts.get(stream, 0) + 1
         return counts
 

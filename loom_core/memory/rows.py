@@ -96,6 +96,11 @@ def stream_relation_key(stream: str, relation_id: str) -> bytes:
     return f"srel:{stream}\0{relation_id}".encode()
 
 
+def stream_of_member_key(kind: str, key: bytes) -> str:
+    """The stream a ``stream_entity_key`` / ``stream_relation_key`` (``kind`` sent or srel) names."""
+    return key[len(kind) + 1 :].split(b"\0", 1)[0].decode()
+
+
 def stream_member_prefix(kind: str, stream: str) -> bytes:
     """``kind`` is ``sent`` or ``srel``."""
     return f"{kind}:{stream}\0".encode()

@@ -111,3 +111,11 @@ def test_a_closed_output_is_reported_as_such(
     assert main(["config", "check"]) == 1
     assert capsys.readouterr().err == "loom config: the output was closed before it was complete\n"
     assert silenced == [True]
+
+
+def test_a_malformed_load_target_is_a_usage_error(tmp_path: Path) -> None:
+    """`loom plugins --load foo:bar` exited 1 with a coded error; a malformed argument is exit 2 with
+    the usage line, as the README says of every malformed command line."""
+    result = run_loom(["plugins", "--load", "foo:bar"], None, tmp_path)
+    assert result.returncode == 2 and result.stderr.startswith("usage: loom plugins")
+    assert "expected KIND:NAME" in result.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,9 @@ def create_backup(request: Request, engine: EngineDep) -> JSONResponse:
     root = backup_root(request.app.state.config.server.backup_dir, Path(engine.data_dir))
     dest = root / datetime.now(UTC).strftime("loomem-%Y%m%dT%H%M%S%fZ")
     with audited(request, "admin.backup.create", str(dest)) as facts:
+        # a folder the server creates is closed to other users too: backup names and times are its own
+        with contextlib.suppress(FileExistsError):
+            root.mkdir(mode=0o700, parents=True)
         engine.checkpoint(dest)
         manifest = read_manifest(dest)
         facts["chunks"] = manifest.get("chunks")

@@ -261,6 +261,7 @@ def test_a_running_server_backs_up_online_and_the_backup_restores(
         client.add_chunk("s", "heron written after the backup")
     path = Path(made["path"])
     assert path.parent == backups and path.is_dir()
+    assert backups.stat().st_mode & 0o777 == 0o700  # the folder the server created lists no one's backups
     assert made["manifest"]["chunks"] == 12 and made["manifest"]["format"] == "loomem-backup"
     audit = [json.loads(line)["fields"] for line in server.logs().splitlines() if line.startswith("{")]
     events = [e for e in audit if e.get("action") == "admin.backup.create"]

@@ -10,7 +10,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", help="workflow YAML file")
     parser.add_argument("--job", help="run only this job and the jobs it needs (transitively)")
     parser.add_argument("--receipt", help="receipt path (default .loom/runs/<run-id>.json)")
-    parser.add_argument("--config", help="config.toml (secrets.min_length, plugins.disabled)")
+    parser.add_argument(
+        "--config",
+        help="config.toml ([secrets] limits and timeout, [secrets.providers.<scheme>] options, plugins.disabled)",
+    )
     parser.add_argument("--docker", default="docker", help="docker executable for jobs with `image`")
     parser.add_argument("--format", choices=["text", "json"], default=None)
 

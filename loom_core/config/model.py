@@ -18,7 +18,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from loom_core.contracts.secrets import is_scheme
 from loom_core.secrets.bounded import DEFAULT_RESOLVE_SECONDS
 
-ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
 class SecretLiteralError(ValueError):

@@ -44,8 +44,8 @@ KEYSPACES: tuple[str, ...] = (
     "meta",
 )
 
-STREAM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")
-_SAFE = re.compile(r"^[A-Za-z0-9._:@-]+$")  # needs no JSON escaping
+STREAM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}\Z")
+_SAFE = re.compile(r"^[A-Za-z0-9._:@-]+\Z")  # needs no JSON escaping
 _ACCESS = struct.Struct("<QQ")
 _HEADER_LEN = struct.Struct(">I")
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
@@ -135,7 +135,9 @@ class Routing:
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> Routing:
-        return cls(**json.loads(raw))
+        # strict=False: versions that matched names with "$" stored "x\n" unescaped, and a strict
+        # reader then refused every start of that data directory
+        return cls(**json.loads(raw, strict=False))
 
     def expired(self, now: int) -> bool:
         return self.expires_at is not None and self.expires_at <= now

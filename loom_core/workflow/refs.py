@@ -14,8 +14,8 @@ from loom_core.errors import ErrorCode, LoomError
 #: Schemes Loom knows the syntax of; the provider backend has the same name.
 KNOWN_SCHEMES = ("env", "keepass", "op")
 
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_ALIAS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")  # as the keepass plugin parses it
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
+_ALIAS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*\Z")  # as the keepass plugin parses it
 
 
 def _bad(ref: str, why: str, form: str) -> LoomError:

@@ -179,3 +179,10 @@ def test_a_blank_pii_blocklist_term_is_refused(term: str) -> None:
     """A blank term would match everywhere; `loom config check` accepted " " (only "" was refused)."""
     err = refused({"pii": {"blocklist": ["ok-term", term]}})
     assert err.code is ErrorCode.CONFIG_INVALID and err.message.startswith("pii.blocklist.1:")
+
+
+@pytest.mark.parametrize("name", ["LOOMEM_AUTH_TOKEN\n", "TOKEN\r\n"])
+def test_an_environment_variable_name_with_a_line_break_is_refused(name: str) -> None:
+    """``$`` in the name pattern matched before a final newline, so "TOKEN\\n" passed and then named
+    no variable at all: authentication silently off."""
+    assert refused({"server": {"auth_token_env": name}}).code is ErrorCode.CONFIG_INVALID

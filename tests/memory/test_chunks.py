@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from ulid import ULID
@@ -281,3 +282,22 @@ def test_a_cursor_that_is_not_a_chunk_id_is_refused(engine: MemoryEngine) -> Non
         engine.list_chunks("s", cursor="zzzz")
     assert err.value.code is ErrorCode.VALIDATION_FAILED and err.value.details == {"field": "cursor"}
     assert [c.id for c in engine.list_chunks("s", cursor=made[0].id).items] == [made[1].id, made[2].id]
+
+
+def test_a_routing_row_written_with_a_raw_newline_still_loads(
+    open_engine: Callable[..., MemoryEngine], tmp_path: Path
+) -> None:
+    """Earlier versions accepted the stream name "x\\n" and stored it unescaped; a strict JSON reader
+    then refused every start of that data directory. Such rows load (and the name is refused now)."""
+    from loom_core.memory import rows
+
+    engine = open_engine(tmp_path / "d")
+    chunk = engine.add_chunk("x", ChunkInput("written by an older version"))
+    raw = engine.storage.get("routing", rows.id_key(chunk.id))
+    engine.storage.put("routing", rows.id_key(chunk.id), raw.replace(b'"stream":"x"', b'"stream":"x\n"'))
+    engine.close()
+    reopened = open_engine(tmp_path / "d")
+    assert reopened.get_chunk(chunk.id).stream == "x\n"
+    with pytest.raises(LoomError) as info:
+        reopened.add_chunk("x\n", ChunkInput("refused"))
+    assert info.value.code is ErrorCode.VALIDATION_FAILED

@@ -413,11 +413,16 @@ def test_concurrent_batches_from_several_clients_all_land(api_server: Any, token
     assert info["chunk_count"] == 800
 
 
-def test_invalid_stream_name_is_a_validation_error(http: httpx.Client) -> None:
-    """A stream name outside the allowed characters is 422 VALIDATION_FAILED, not a 500."""
-    response = http.post("/v1/streams/bad%20name!/chunks", json={"content": "x"})
+@pytest.mark.parametrize("name", ["bad%20name!", "x%0A", "x%0D%0A", "notes%0A%0A"])
+def test_invalid_stream_name_is_a_validation_error(http: httpx.Client, name: str) -> None:
+    """A stream name outside the allowed characters is 422 VALIDATION_FAILED, not a 500. A trailing
+    newline passed the pattern (``$`` matches before a final ``\n``) and was stored unescaped in the
+    routing row, which every later start of the data directory refused to read."""
+    response = http.post(f"/v1/streams/{name}/chunks", json={"content": "x"})
     assert response.status_code == 422, response.text
     assert error_code(response) == "VALIDATION_FAILED" and "stream name" in response.json()["error"]["message"]
+    search = http.post("/v1/search", json={"query": "x", "stream": "x\n"})
+    assert search.status_code == 422, search.text
 
 
 @pytest.mark.parametrize(

@@ -27,7 +27,7 @@ class Unlock:
     keyfile: Path | None = None
 
 
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
 def _shown(name: str) -> str:

@@ -11,7 +11,7 @@ finds is handed to ``require_auth`` through the request state.
 
 from __future__ import annotations
 
-from loom_core.errors import LoomError
+from loom_core.errors import ErrorCode, LoomError
 from loom_core.server.auth import OPEN_PATHS, Authenticator
 from loom_core.server.errors import loom_error_response
 from loom_core.server.limits import ASGIApp, Receive, Scope, Send
@@ -35,10 +35,23 @@ class AuthGate:
             await self.app(scope, receive, send)
             return
         authorization = None
+        host = ""
         for name, value in scope.get("headers", ()):
-            if name == b"authorization":
+            if name == b"authorization" and authorization is None:
                 authorization = value.decode("latin-1")
-                break
+            elif name == b"host" and not host:
+                host = value.decode("latin-1")
+        if self.authenticator.passthrough and not _loopback_name(host):
+            # No key: only a client on this machine may talk to the server. A web page that had its
+            # domain re-resolved to 127.0.0.1 (DNS rebinding) sends its own name as Host.
+            refused = LoomError(
+                ErrorCode.AUTH_REQUIRED,
+                "this server runs without an API key (local passthrough mode) and answers only requests "
+                "addressed to localhost, 127.0.0.1 or [::1]; set the variable server.auth_token_env names "
+                "to serve other host names",
+            )
+            await loom_error_response(refused)(scope, receive, send)
+            return
         client = scope.get("client")
         try:
             principal = self.authenticator.authenticate(
@@ -50,6 +63,14 @@ class AuthGate:
             return
         scope.setdefault("state", {})["principal"] = principal
         await self.app(scope, receive, send)
+
+
+def _loopback_name(host: str) -> bool:
+    """Whether a Host header names this machine's loopback interface (any port)."""
+    name = host.strip().lower()
+    if name.startswith("["):  # [::1] or [::1]:8420
+        return name.split("]", 1)[0] == "[::1"
+    return name.rsplit(":", 1)[0] in {"localhost", "127.0.0.1"}
 
 
 __all__ = ["AuthGate"]

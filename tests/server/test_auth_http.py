@@ -112,6 +112,27 @@ def test_passthrough_mode_accepts_everything_and_says_so(spawn: Callable[..., An
     assert any("passthrough" in w["message"] and "AUTHENTICATION DISABLED" in w["message"] for w in warnings)
 
 
+def test_passthrough_answers_only_requests_addressed_to_this_machine(spawn: Callable[..., Any]) -> None:
+    """Without a key a web page could reach the server through DNS rebinding (its own domain resolved to
+    127.0.0.1, its Host header unchanged) and read, write and delete every stream. Passthrough answers
+    only loopback host names; with a key configured any Host is fine."""
+    server = spawn(token=None).start()
+    port = server.base_url.rsplit(":", 1)[1]
+    for host in ("attacker.example", f"attacker.example:{port}", "192.168.1.5", "localhost.evil.test", ""):
+        response = httpx.get(f"{server.base_url}/v1/streams", headers={"Host": host})
+        assert response.status_code == 401, host
+        assert response.json()["error"]["code"] == "AUTH_REQUIRED" and "passthrough" in response.text
+    for host in (f"localhost:{port}", f"127.0.0.1:{port}", f"[::1]:{port}", "LOCALHOST"):
+        assert httpx.get(f"{server.base_url}/v1/streams", headers={"Host": host}).status_code == 200, host
+    assert httpx.get(f"{server.base_url}/health", headers={"Host": "attacker.example"}).status_code == 200
+
+
+def test_with_a_key_any_host_name_is_served(api_server: Any, token: str) -> None:
+    response = httpx.get(f"{api_server.base_url}/v1/streams",
+                         headers={"Host": "memory.example.org", "Authorization": f"Bearer {token}"})
+    assert response.status_code == 200
+
+
 def test_passthrough_on_a_network_address_warns_again(spawn: Callable[..., Any]) -> None:
     """Binding a non-loopback address without a key adds a warning that the open server is reachable."""
     everywhere = "0.0.0.0"  # noqa: S104 - the point of the test

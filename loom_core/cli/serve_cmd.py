@@ -60,6 +60,9 @@ def run(args: argparse.Namespace) -> int:
     server = uvicorn.Server(uvicorn.Config(
         app, host=config.server.host, port=config.server.port, log_config=None,
         log_level=config.server.log_level, server_header=False, timeout_graceful_shutdown=10,
+        # h11 refuses a request head over 16 KiB; httptools had no limit and rebuilt a long header
+        # value by repeated appends (a 100 MB header stalled every client for seconds, no key needed)
+        http="h11",
     ))
     shown_host = f"[{config.server.host}]" if ":" in config.server.host else config.server.host
     logging.getLogger("loom.server").info(

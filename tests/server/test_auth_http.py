@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -174,3 +175,18 @@ def test_blank_key_refuses_to_start(tmp_path: Any, unused_port: int) -> None:
                             timeout=120)
     assert result.returncode == 1
     assert "error[CONFIG_INVALID]" in result.stderr and "LOOMEM_AUTH_TOKEN" in result.stderr
+
+
+def test_an_oversized_request_head_is_refused_before_it_is_read_whole(api_server: Any) -> None:
+    """With httptools a header of any size was read and parsed (a 100 MB one stalled every client for
+    seconds, no key needed); the server now answers 400 once the head passes 16 KiB."""
+    import socket
+
+    host, port = api_server.base_url.removeprefix("http://").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=30) as conn:
+        conn.sendall(b"GET /v1/streams HTTP/1.1\r\nHost: localhost\r\nX-Pad: " + b"a" * 64_000)
+        with contextlib.suppress(OSError):  # the server may already have answered and closed
+            conn.sendall(b"a" * 64_000 + b"\r\n\r\n")
+        reply = conn.recv(100)
+    assert reply.startswith(b"HTTP/1.1 400 ")
+    assert httpx.get(f"{api_server.base_url}/health").status_code == 200

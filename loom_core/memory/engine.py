@@ -666,11 +666,12 @@ class MemoryEngine:
                 first = self._routing[first.supersedes]
                 seen.add(first.id)
             chain: list[Routing] = [first]
+            walked = {first.id}  # a set: "in chain" compared records field by field, quadratic in length
             while chain[-1].superseded_by is not None and chain[-1].superseded_by in self._routing:
-                nxt = self._routing[chain[-1].superseded_by]
-                if nxt in chain:
+                if chain[-1].superseded_by in walked:
                     break
-                chain.append(nxt)
+                chain.append(self._routing[chain[-1].superseded_by])
+                walked.add(chain[-1].id)
             return [self._chunk(r) for r in chain if not r.expired(now)]
 
     def delete_chunk(self, chunk_id: str) -> None:

@@ -63,6 +63,10 @@ def run(args: argparse.Namespace) -> int:
         # h11 refuses a request head over 16 KiB; httptools had no limit and rebuilt a long header
         # value by repeated appends (a 100 MB header stalled every client for seconds, no key needed)
         http="h11",
+        # uvicorn believes X-Forwarded-For from 127.0.0.1 by default: any local client could write the
+        # address its audit events record. Only configured proxies are believed.
+        proxy_headers=bool(config.server.trusted_proxies.strip()),
+        forwarded_allow_ips=config.server.trusted_proxies.strip() or None,
     ))
     shown_host = f"[{config.server.host}]" if ":" in config.server.host else config.server.host
     logging.getLogger("loom.server").info(

@@ -77,6 +77,9 @@ class ServerSettings(Section):
     public_url: str = ""
     #: where ``POST /v1/admin/backups`` writes; empty: ``<data_dir>-backups`` beside the data directory
     backup_dir: str = ""
+    #: proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (comma-separated addresses or
+    #: networks); empty: none, so no client can choose the address its audit events record
+    trusted_proxies: str = ""
 
 
 class BackendSection(Section):

@@ -190,3 +190,18 @@ def test_an_oversized_request_head_is_refused_before_it_is_read_whole(api_server
         reply = conn.recv(100)
     assert reply.startswith(b"HTTP/1.1 400 ")
     assert httpx.get(f"{api_server.base_url}/health").status_code == 200
+
+
+@pytest.mark.parametrize("trusted", ["", "127.0.0.1"])
+def test_only_configured_proxies_choose_the_audited_client_address(
+    spawn: Callable[..., Any], tmp_path: Any, trusted: str
+) -> None:
+    """uvicorn believed X-Forwarded-For from any local client, which could then write the address its
+    auth.failure audit event records. Only `server.trusted_proxies` are believed now."""
+    config = tmp_path / "proxies.toml"
+    config.write_text(f'[server]\ntrusted_proxies = "{trusted}"\n', encoding="utf-8")
+    server = spawn(token="k-" + "5" * 40, extra_args=["--config", str(config)]).start()
+    httpx.get(f"{server.base_url}/v1/streams", headers={"X-Forwarded-For": "6.6.6.6"})
+    audit = [json.loads(line) for line in server.logs().splitlines() if line.startswith("{") and '"audit"' in line]
+    [failure] = [e["fields"] for e in audit if e["fields"]["action"] == "auth.failure"]
+    assert failure["details"]["client"] == ("6.6.6.6" if trusted else "127.0.0.1")

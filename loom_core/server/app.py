@@ -130,6 +130,8 @@ def create_app(
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
+        # no 307 to the slash-less path: its Location was built from the client's own Host header
+        redirect_slashes=False,
     )
     app.state.config = cfg
     app.state.host = plugin_host
@@ -141,7 +143,8 @@ def create_app(
     app.add_middleware(BodySizeLimit, max_body_bytes=cfg.server.max_body_bytes)
     app.add_middleware(AuthGate, authenticator=authenticator)  # added last: runs first
 
-    @app.get("/health", tags=["health"], response_model=Health, summary="Liveness; never authenticated")
+    @app.api_route("/health", methods=["GET", "HEAD"], tags=["health"], response_model=Health,
+                   summary="Liveness; never authenticated (HEAD too, for monitors)")
     async def health(request: Request) -> dict[str, Any]:
         ready = request.app.state.engine is not None
         return {"status": "ok" if ready else "starting", "version": __version__,

@@ -205,3 +205,12 @@ def test_only_configured_proxies_choose_the_audited_client_address(
     audit = [json.loads(line) for line in server.logs().splitlines() if line.startswith("{") and '"audit"' in line]
     [failure] = [e["fields"] for e in audit if e["fields"]["action"] == "auth.failure"]
     assert failure["details"]["client"] == ("6.6.6.6" if trusted else "127.0.0.1")
+
+
+def test_health_answers_head_and_no_route_redirects(api_server: Any, token: str) -> None:
+    """Monitors probing with HEAD got 405; an authenticated GET /v1/streams/ answered 307 with a
+    Location built from the client's Host header (an open redirect to any host it named)."""
+    assert httpx.head(f"{api_server.base_url}/health").status_code == 200
+    slashed = httpx.get(f"{api_server.base_url}/v1/streams/",
+                        headers={"Authorization": f"Bearer {token}", "Host": "evil.example"})
+    assert slashed.status_code == 404 and "location" not in slashed.headers

@@ -87,7 +87,9 @@ def _collection_paused() -> Iterator[None]:
 
 
 def _not_found(what: str, ident: str) -> LoomError:
-    return LoomError(ErrorCode.NOT_FOUND, f"{what} {ident!r} does not exist", details={"id": ident})
+    # ids are 26 characters; a longer "id" from a request is not echoed whole (a 100 kB one came back)
+    shown = ident if len(ident) <= 64 else ident[:64] + "..."
+    return LoomError(ErrorCode.NOT_FOUND, f"{what} {shown!r} does not exist", details={"id": shown})
 
 
 def _invalid(field: str, why: str) -> LoomError:
@@ -812,7 +814,8 @@ class MemoryEngine:
             ids = self._sorted_ids.get(stream)
             if ids is None:
                 ids = self._sorted_ids[stream] = sorted(self._vectors[stream].ids()) if stream in self._vectors else []
-            start = bisect.bisect_right(ids, cursor) if cursor else 0
+            # ULIDs are case-insensitive: a lower-case cursor sorted after every id and gave an empty page
+            start = bisect.bisect_right(ids, cursor.upper()) if cursor else 0
             now = now_ms()
             items: list[Chunk] = []
             position = start

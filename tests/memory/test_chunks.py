@@ -282,6 +282,15 @@ def test_a_cursor_that_is_not_a_chunk_id_is_refused(engine: MemoryEngine) -> Non
         engine.list_chunks("s", cursor="zzzz")
     assert err.value.code is ErrorCode.VALIDATION_FAILED and err.value.details == {"field": "cursor"}
     assert [c.id for c in engine.list_chunks("s", cursor=made[0].id).items] == [made[1].id, made[2].id]
+    # ULIDs are case-insensitive: a lower-cased cursor gave an empty page ("no more chunks")
+    assert [c.id for c in engine.list_chunks("s", cursor=made[0].id.lower()).items] == [made[1].id, made[2].id]
+
+
+def test_a_long_unknown_id_is_not_echoed_whole(engine: MemoryEngine) -> None:
+    """A 100,000-character "supersedes" came back in full in the 404 body."""
+    with pytest.raises(LoomError) as err:
+        engine.add_chunk("s", ChunkInput("x", supersedes="A" * 100_000))
+    assert err.value.code is ErrorCode.NOT_FOUND and len(err.value.message) < 200
 
 
 def test_a_routing_row_written_with_a_raw_newline_still_loads(

@@ -25,6 +25,7 @@ from loom_core.contracts.secrets import SecretValue
 from loom_core.errors import ErrorCode, LoomError
 from loom_core.secrets.bounded import DEFAULT_RESOLVE_SECONDS
 from loom_core.secrets.providers import SecretsHost, resolve_key_setting
+from loom_core.server.logging import clip_path
 
 log = logging.getLogger("loom.server.auth")
 
@@ -142,7 +143,7 @@ class Authenticator:
             AuditEvent(
                 action="auth.failure",
                 outcome="denied",
-                resource=path or None,
+                resource=clip_path(path) if path else None,
                 details={"reason": reason, "method": method, "client": client},
             ),
             self._hook,

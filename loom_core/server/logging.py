@@ -52,9 +52,19 @@ class _AccessPathOnly(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if record.name == "uvicorn.access" and isinstance(record.args, tuple) and len(record.args) == 5:
             client, method, path, http_version, status = record.args
-            if isinstance(path, str) and "?" in path:
-                record.args = (client, method, path.split("?", 1)[0] + "?…", http_version, status)
+            if isinstance(path, str):
+                record.args = (client, method, clip_path(path.split("?", 1)[0] + ("?…" if "?" in path else "")),
+                               http_version, status)
         return True
+
+
+#: longest request path a log line carries: an unauthenticated 8 kB path was logged whole, twice
+MAX_LOGGED_PATH = 256
+
+
+def clip_path(path: str) -> str:
+    """``path`` cut to ``MAX_LOGGED_PATH`` characters (marked), for access and audit lines."""
+    return path if len(path) <= MAX_LOGGED_PATH else path[:MAX_LOGGED_PATH] + "…[cut]"
 
 
 def _timestamp(record: logging.LogRecord) -> str:

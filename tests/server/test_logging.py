@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from loom_core.audit import AuditEvent, emit
+from loom_core.contracts.secrets import SecretValue
 from loom_core.errors import ErrorCode, LoomError
 from loom_core.server.logging import configure_logging
 
@@ -121,3 +122,21 @@ def test_a_newline_in_a_request_path_cannot_forge_an_audit_line(restore_root_log
     assert len(lines) == 2
     assert not any(line.startswith("2026-11-24T00:00:00.000Z") for line in lines)
     assert "\\n2026-11-24T00:00:00.000Z\\tINFO" in lines[0]
+
+
+def test_a_long_request_path_is_cut_in_access_and_audit_lines(restore_root_logging: None) -> None:
+    """An unauthenticated request with an 8 kB path was logged whole in its access line and its
+    auth.failure audit line: anyone could inflate the logs. Both carry 256 characters, marked."""
+    from loom_core.server.auth import Authenticator
+
+    out = io.StringIO()
+    configure_logging("json", "info", out)
+    long_path = "/v1/" + "p" * 8000
+    logging.getLogger("uvicorn.access").info(
+        '%s - "%s %s HTTP/%s" %d', "127.0.0.1:5000", "GET", long_path, "1.1", 401
+    )
+    with pytest.raises(LoomError):
+        Authenticator(SecretValue(b"k" * 40)).authenticate(None, method="GET", path=long_path, client="127.0.0.1")
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2 and all(len(line) < 1200 for line in lines)
+    assert all("…[cut]" in line for line in lines)

@@ -684,7 +684,7 @@ class MemoryEngine:
             record = self._routing.get(chunk_id)
             if record is None:
                 raise _not_found("chunk", chunk_id)
-            self._delete_records([record])
+            self._shred_emptied(self._delete_records([record]))
 
     def _expire_successors(self, record: Routing, now: int) -> bool:
         """Delete the expired newer versions of ``record`` now instead of at the next sweep.
@@ -699,13 +699,14 @@ class MemoryEngine:
             doomed.append(successor)
             successor = self._routing.get(successor.superseded_by) if successor.superseded_by else None
         if doomed:
-            self._delete_records(doomed)
+            self._shred_emptied(self._delete_records(doomed))
             if self._on_expired is not None:
                 self._on_expired(len(doomed))
         return bool(doomed)
 
-    def _delete_records(self, records: Sequence[Routing]) -> None:
-        """Delete chunks, splicing the supersede chains around them."""
+    def _delete_records(self, records: Sequence[Routing]) -> list[str]:
+        """Delete chunks, splicing the supersede chains around them. Returns the streams that may
+        have been emptied, for :meth:`_shred_emptied` (left to the caller, so that a sweep shreds once)."""
         doomed = {r.id for r in records}
         now = now_ms()
         relinked: dict[str, Routing] = {}
@@ -756,7 +757,6 @@ class MemoryEngine:
             if not len(self._vectors[stream]):
                 del self._vectors[stream]
         self._fault("after_storage_write")
-        self._shred_emptied([s for s in by_stream if s not in self._vectors])
 
         def index_deletes() -> None:
             self.index.delete(sorted(doomed))
@@ -764,6 +764,7 @@ class MemoryEngine:
                 self.index.upsert([self._index_doc(s) for s in survivors.values()])
 
         self._index_half(intent, index_deletes)
+        return [s for s in by_stream if s not in self._vectors]
 
     def list_streams(self) -> list[StreamInfo]:
         """Every stream that holds a chunk or an entity, by name."""
@@ -1136,11 +1137,24 @@ class MemoryEngine:
         moment = now_ms() if now is None else now
         with self._lock:
             self._ensure_open()
-            expired = [r for r in self._routing.values() if r.expired(moment)]
-            for start in range(0, len(expired), 1000):
-                self._delete_records(expired[start : start + 1000])
+            expired = [r.id for r in self._routing.values() if r.expired(moment)]
+        removed = 0
+        emptied: list[str] = []
+        # The lock is taken per batch of 1,000, so other requests run between batches, and the
+        # emptied streams' keys are destroyed together at the end (one flush and compaction).
+        for start in range(0, len(expired), 1000):
+            with self._lock:
+                self._ensure_open()
+                batch = [self._routing[i] for i in expired[start : start + 1000] if i in self._routing]
+                batch = [r for r in batch if r.expired(moment)]
+                if batch:
+                    emptied += self._delete_records(batch)
+                    removed += len(batch)
+        with self._lock:
+            self._ensure_open()
+            self._shred_emptied(emptied)
             self._flush_access()
-            return len(expired)
+        return removed
 
     def start_sweeper(
         self, interval_seconds: float | None = None, on_swept: Callable[[int], None] | None = None

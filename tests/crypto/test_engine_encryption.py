@@ -247,18 +247,19 @@ def test_a_sweep_emptying_many_streams_shreds_their_keys_in_one_compaction(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Each emptied stream's key was destroyed with its own durable write, flush and compaction under
-    the engine lock: a sweep over 2,000 one-chunk streams held it for 16 s. One of each now."""
+    the engine lock: a sweep over 2,000 one-chunk streams held it for 16 s. One of each now, for the
+    whole sweep (it had been one per batch of 1,000 chunks: 50 at 50k expired chunks)."""
     engine = _engine(tmp_path / "d", {ENV: new_key_b64()})
     try:
         expiry = now_ms() + 60_000
-        for n in range(40):
-            engine.add_chunk(f"user-{n}", ChunkInput(f"note {n}", expires_at=expiry))
+        for n in range(40):  # 1,200 expired chunks: the sweep deletes them in two batches
+            engine.add_chunks(f"user-{n}", [ChunkInput(f"note {n}.{i}", expires_at=expiry) for i in range(30)])
         engine.add_chunk("kept", ChunkInput("stays"))
         compactions: list[object] = []
         storage_type = type(engine.storage)
         real = storage_type.compact
         monkeypatch.setattr(storage_type, "compact", lambda self, ks=None: (compactions.append(ks), real(self, ks)))
-        assert engine.sweep_expired(now=expiry + 1) == 40
+        assert engine.sweep_expired(now=expiry + 1) == 1200
         assert compactions == ["keys"]
         assert [k for k, _ in engine.storage.iterate("keys", prefix=b"dek:")] == [b"dek:kept"]
     finally:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ulid import ULID
@@ -259,15 +259,19 @@ class GraphStore:
         batch.delete("graph", rows.stream_relation_key(relation.stream, relation_id))
         self.storage.write(batch, durable=True)
 
-    def unreadable(self) -> list[str]:
-        """Keys of entity and relation rows that cannot be opened (damaged, tampered, key destroyed)."""
+    def unreadable(self, among: Iterable[str] | None = None) -> list[str]:
+        """Keys of entity and relation rows that exist but cannot be opened (damaged, tampered, key
+        destroyed): every such row, or those of ``among`` (keys an earlier call reported)."""
+        if among is None:
+            keys = [key for prefix in (b"ent:", b"rel:") for key, _ in self.storage.iterate("graph", prefix=prefix)]
+        else:
+            keys = [k.encode() for k in among]
         bad: list[str] = []
-        for prefix in (b"ent:", b"rel:"):
-            for key, _ in self.storage.iterate("graph", prefix=prefix):
-                try:
-                    self._read(key)
-                except (LoomError, ValueError, KeyError):
-                    bad.append(key.decode(errors="replace"))
+        for key in keys:
+            try:
+                self._read(key)
+            except (LoomError, ValueError, KeyError):
+                bad.append(key.decode(errors="replace"))
         return bad
 
     # -- streams -----------------------------------------------------------------

@@ -292,11 +292,15 @@ class MemoryEngine:
             ids, blobs = pending.setdefault(owner.stream, ([], []))
             ids.append(chunk_id)
             blobs.append(value)
-        for stream, (ids, blobs) in pending.items():
+        # one stream at a time, its blobs released as soon as they are copied in: a copy of every
+        # vector at once (join, then astype) took a 200k-chunk store to 1.5 GB at start for 0.96 steady
+        for stream in list(pending):
+            ids, blobs = pending.pop(stream)
             matrix = np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(ids), self.dim)
+            del blobs
             self._store(stream).add(
                 ids,
-                matrix.astype(np.float32),
+                matrix,
                 levels=[self._routing[i].level for i in ids],
                 created=[self._routing[i].created_at for i in ids],
                 expires=[self._routing[i].expires_at for i in ids],

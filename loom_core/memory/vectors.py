@@ -203,7 +203,8 @@ class VectorStore:
         cap = self._vecs.shape[0]
         if need <= cap:
             return
-        new_cap = max(need, cap * 2)
+        # an empty store (a stream loaded at start) gets exactly what it needs; a growing one doubles
+        new_cap = need if self._n == 0 else max(need, cap * 2)
         n = self._n
 
         def grown(arr: npt.NDArray[Any], fill: object | None = None) -> npt.NDArray[Any]:

@@ -624,7 +624,12 @@ class MemoryEngine:
         )
         for old in superseded:
             store.set_superseded(old.id, True)
-        self._sorted_ids.pop(stream, None)
+        listed = self._sorted_ids.get(stream)
+        new_ids = sorted(r.id for r in created)
+        if listed is not None and new_ids and (not listed or new_ids[0] > listed[-1]):
+            listed.extend(new_ids)  # ids follow commit order: re-sorting a 200k stream per write cost ~12 ms
+        else:
+            self._sorted_ids.pop(stream, None)
         self._fault("after_storage_write")
         if index_error is not None:
             self._repair_pending = True  # the rows are stored; their intent stays until replayed

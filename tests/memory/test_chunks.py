@@ -314,9 +314,9 @@ def test_a_routing_row_written_with_a_raw_newline_still_loads(
 
 def test_listing_after_writes_extends_the_cached_order(engine: MemoryEngine) -> None:
     """The sorted-id cache is extended by new (later) ids instead of being rebuilt; a listing taken
-    after writes still shows every chunk, in id order, and an imported older id still sorts in."""
+    after writes still shows every chunk, in id order."""
     first = engine.add_chunks("s", [ChunkInput(f"a{i}") for i in range(5)])
     assert [c.id for c in engine.list_chunks("s", limit=100).items] == sorted(c.id for c in first)
-    more = engine.add_chunks("s", [ChunkInput(f"b{i}") for i in range(3)]) + [engine.add_chunk("s", ChunkInput("c"))]
+    more = [*engine.add_chunks("s", [ChunkInput(f"b{i}") for i in range(3)]), engine.add_chunk("s", ChunkInput("c"))]
     listed = [c.id for c in engine.list_chunks("s", limit=100).items]
     assert listed == sorted(c.id for c in first + more)

@@ -7,6 +7,7 @@ import pytest
 from loom_core.errors import ErrorCode, LoomError
 from loom_core.plugins.host import PluginHost
 from loom_core.secrets.providers import resolve_reference
+from tests.provider_stubs import host_with_provider
 
 
 def code_of(raw: str, environ: dict[str, str]) -> ErrorCode:
@@ -68,34 +69,6 @@ def test_llm_api_key_reference_reaches_the_llm_backend_and_fails_closed(tmp_path
     assert twice.value.code is ErrorCode.CONFIG_INVALID and "llm.api_key_ref" in twice.value.message
 
 
-def _host_with(scheme: str, resolve: object) -> PluginHost:
-    """A host whose ``scheme`` provider resolves with ``resolve`` (a callable taking the ref)."""
-
-    class Provider:
-        capabilities: frozenset[str] = frozenset()
-
-        def __init__(self) -> None:
-            self.scheme = scheme
-
-        def validate(self, ref: object) -> None:
-            return None
-
-        def resolve(self, ref: object) -> object:
-            return resolve(ref)  # type: ignore[operator]
-
-        def close(self) -> None:
-            return None
-
-    class Plugin:
-        @staticmethod
-        def loom_register_backends(registry: object) -> None:
-            registry.add_secrets(scheme, lambda ctx: Provider())  # type: ignore[attr-defined]
-
-    host = PluginHost(environ={})
-    host.register_plugin(Plugin(), f"{scheme}-test")
-    return host
-
-
 def test_a_provider_that_does_not_answer_is_given_up_on() -> None:
     """A server key given as a reference to an unreachable vault held `loom serve` at start-up for
     ever; it fails with SECRETS_PROVIDER_FAILED after ``secrets.resolve_timeout_seconds``."""
@@ -104,7 +77,7 @@ def test_a_provider_that_does_not_answer_is_given_up_on() -> None:
     release = threading.Event()
     try:
         with pytest.raises(LoomError) as info:
-            resolve_reference("stuck://key", _host_with("stuck", lambda ref: release.wait(60)), {},
+            resolve_reference("stuck://key", host_with_provider("stuck", resolve=lambda ref: release.wait(60)), {},
                               setting="server.auth_token_ref", timeout=0.2)
         assert info.value.code is ErrorCode.SECRETS_PROVIDER_FAILED
         assert "was not resolved within 0.2 s" in info.value.message
@@ -117,7 +90,7 @@ def test_a_provider_raising_an_uncoded_exception_is_provider_failed_without_its_
         raise RuntimeError("text quoting key-material-61f0")
 
     with pytest.raises(LoomError) as info:
-        resolve_reference("crashy://key", _host_with("crashy", crash), {}, setting="llm.api_key_ref")
+        resolve_reference("crashy://key", host_with_provider("crashy", resolve=crash), {}, setting="llm.api_key_ref")
     assert info.value.code is ErrorCode.SECRETS_PROVIDER_FAILED and "RuntimeError" in info.value.message
     assert "key-material-61f0" not in info.value.message
 

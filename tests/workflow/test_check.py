@@ -12,6 +12,7 @@ from loom_core.secrets.providers import ProviderPool
 from loom_core.workflow.check import check_document
 from loom_core.workflow.loader import load_file, parse_text
 from loom_core.workflow.refs import check_syntax
+from tests.provider_stubs import host_with_provider
 
 from .conftest import run_loom
 
@@ -282,30 +283,7 @@ def test_brackets_in_a_reference_are_a_syntax_verdict_not_a_traceback(tmp_path: 
 
 def _pool_validating_with(scheme: str, validate: Callable[[object], None]) -> ProviderPool:
     """A provider pool whose ``scheme`` provider only validates (check must never resolve)."""
-
-    class Provider:
-        capabilities: frozenset[str] = frozenset()
-
-        def __init__(self) -> None:
-            self.scheme = scheme
-
-        def validate(self, ref: object) -> None:
-            validate(ref)
-
-        def resolve(self, ref: object) -> object:
-            raise AssertionError("check must never resolve")
-
-        def close(self) -> None:
-            pass
-
-    class Plugin:
-        @staticmethod
-        def loom_register_backends(registry: object) -> None:
-            registry.add_secrets(scheme, lambda ctx: Provider())  # type: ignore[attr-defined]
-
-    host = PluginHost(environ={})
-    host.register_plugin(Plugin(), f"{scheme}-test")
-    return ProviderPool(host, {})
+    return ProviderPool(host_with_provider(scheme, validate=validate), {})
 
 
 def test_installed_provider_validate_is_consulted(tmp_path: Path) -> None:

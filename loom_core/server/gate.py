@@ -36,11 +36,20 @@ class AuthGate:
             return
         authorization = None
         host = ""
+        credentials = 0
         for name, value in scope.get("headers", ()):
-            if name == b"authorization" and authorization is None:
-                authorization = value.decode("latin-1")
+            if name == b"authorization":
+                credentials += 1
+                authorization = authorization if authorization is not None else value.decode("latin-1")
             elif name == b"host" and not host:
                 host = value.decode("latin-1")
+        if credentials > 1:
+            # which one counts would be up to each hop (a proxy adding its own, a client's first):
+            # refuse rather than pick
+            await loom_error_response(LoomError(
+                ErrorCode.AUTH_INVALID, "the request carries more than one Authorization header; send exactly one"
+            ))(scope, receive, send)
+            return
         if self.authenticator.passthrough and not _loopback_name(host):
             # No key: only a client on this machine may talk to the server. A web page that had its
             # domain re-resolved to 127.0.0.1 (DNS rebinding) sends its own name as Host.

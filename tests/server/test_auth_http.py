@@ -214,3 +214,14 @@ def test_health_answers_head_and_no_route_redirects(api_server: Any, token: str)
     slashed = httpx.get(f"{api_server.base_url}/v1/streams/",
                         headers={"Authorization": f"Bearer {token}", "Host": "evil.example"})
     assert slashed.status_code == 404 and "location" not in slashed.headers
+
+
+def test_two_authorization_headers_are_refused(api_server: Any, token: str) -> None:
+    """The first of two headers counted: "Bearer <key>" then "Bearer bad" was let in, which is up to
+    whichever hop reads first. A request with more than one is refused."""
+    response = httpx.get(f"{api_server.base_url}/v1/streams",
+                         headers=[("Authorization", f"Bearer {token}"), ("Authorization", "Bearer bad")])
+    assert response.status_code == 401 and response.json()["error"]["code"] == "AUTH_INVALID"
+    assert "more than one Authorization header" in response.text
+    single = httpx.get(f"{api_server.base_url}/v1/streams", headers={"Authorization": f"Bearer {token}"})
+    assert single.status_code == 200

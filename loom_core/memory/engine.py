@@ -772,8 +772,13 @@ class MemoryEngine:
             if survivors:
                 self.index.upsert([self._index_doc(s) for s in survivors.values()])
 
-        self._index_half(intent, index_deletes)
-        return [s for s in by_stream if s not in self._vectors]
+        emptied = [s for s in by_stream if s not in self._vectors]
+        try:
+            self._index_half(intent, index_deletes)
+        except BaseException:
+            self._shred_emptied(emptied)  # the rows are gone for good: an index failure must not keep keys
+            raise
+        return emptied
 
     def list_streams(self) -> list[StreamInfo]:
         """Every stream that holds a chunk or an entity, by name.
@@ -1155,18 +1160,23 @@ class MemoryEngine:
         removed = 0
         emptied: list[str] = []
         # The lock is taken per batch of 1,000, so other requests run between batches, and the
-        # emptied streams' keys are destroyed together at the end (one flush and compaction).
-        for start in range(0, len(expired), 1000):
+        # emptied streams' keys are destroyed together at the end (one flush and compaction), also
+        # when a later batch fails: those streams have no expired chunk left for the next sweep.
+        try:
+            for start in range(0, len(expired), 1000):
+                with self._lock:
+                    self._ensure_open()
+                    batch = [self._routing[i] for i in expired[start : start + 1000] if i in self._routing]
+                    batch = [r for r in batch if r.expired(moment)]
+                    if batch:
+                        emptied += self._delete_records(batch)
+                        removed += len(batch)
+        finally:
             with self._lock:
-                self._ensure_open()
-                batch = [self._routing[i] for i in expired[start : start + 1000] if i in self._routing]
-                batch = [r for r in batch if r.expired(moment)]
-                if batch:
-                    emptied += self._delete_records(batch)
-                    removed += len(batch)
+                if not self._closed:  # closed: the next start destroys the keys of empty streams
+                    self._shred_emptied(emptied)
         with self._lock:
             self._ensure_open()
-            self._shred_emptied(emptied)
             self._flush_access()
         return removed
 

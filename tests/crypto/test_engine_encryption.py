@@ -266,6 +266,40 @@ def test_a_sweep_emptying_many_streams_shreds_their_keys_in_one_compaction(
         engine.close()
 
 
+@pytest.mark.parametrize("how", ["delete_chunk", "sweep"])
+def test_an_index_failure_does_not_keep_an_emptied_streams_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    """The rows are gone once storage has them deleted; an index that then fails to commit left the
+    emptied stream's key alive (and a sweep failing in a later batch lost every earlier batch's
+    shredding, with no expired chunk left to retry on)."""
+    engine = _engine(tmp_path / "d", {ENV: new_key_b64()})
+    try:
+        expiry = now_ms() + 60_000 if how == "sweep" else None
+        solo = engine.add_chunk("solo", ChunkInput("alone", expires_at=expiry))
+        if how == "sweep":  # "solo" empties in the first batch of 1,000; the second batch fails
+            engine.add_chunks("filler", [ChunkInput(f"f{i}", expires_at=expiry) for i in range(1100)])
+        commits: list[int] = []
+        real_commit = engine.index.commit
+
+        def failing_commit() -> None:
+            commits.append(1)
+            if how == "delete_chunk" or len(commits) > 1:
+                raise LoomError(ErrorCode.INDEX_IO, "the index disk is full")
+            real_commit()
+
+        monkeypatch.setattr(engine.index, "commit", failing_commit)
+        with pytest.raises(LoomError):
+            if how == "sweep":
+                engine.sweep_expired(now=expiry + 1)
+            else:
+                engine.delete_chunk(solo.id)
+        assert engine.storage.get("keys", b"dek:solo") is None
+    finally:
+        monkeypatch.undo()
+        engine.close()
+
+
 def test_the_consistency_check_names_rows_that_do_not_open(tmp_path: Path) -> None:
     """One tampered row makes every listing of its stream fail with CIPHER_DECRYPT_FAILED, yet the
     consistency check said consistent: operators had no tool to find the row. It lists them now."""

@@ -15,6 +15,7 @@ from typing import Any
 
 from loom_core.crypto.backfill import SealedFamily
 from loom_core.errors import ErrorCode, LoomError
+from loom_core.memory.rows import Routing
 
 log = logging.getLogger("loom.crypto")
 _HEADER_LEN = struct.Struct(">I")  # graph envelope: length of the plaintext header
@@ -63,7 +64,7 @@ def sealed_families(engine: Any) -> list[SealedFamily]:
         routing = storage.get("routing", chunk_id)
         if routing is None:
             return None  # an orphan row: leave it to the consistency check
-        return str(json.loads(routing)["stream"])
+        return Routing.from_bytes(routing).stream  # lenient: rows older versions wrote with a raw "\n"
 
     def graph_stream(key: bytes, value: bytes) -> str | None:
         size = _HEADER_LEN.unpack_from(value)[0]

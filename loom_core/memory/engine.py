@@ -1263,7 +1263,7 @@ class MemoryEngine:
             report["unreadable_chunks"] = self._unreadable_chunks(
                 [self._routing[i] for i in suspects if i in self._routing]
             )
-            report["unreadable_graph"] = self._graph.unreadable(graph_suspects)
+            report["unreadable_graph"] = [k.decode(errors="replace") for k in self._graph.unreadable(graph_suspects)]
         # every layer agrees and nothing waits to be replayed
         report["consistent"] = not report["pending_intents"] and not any(
             report[key] for key in report if isinstance(report[key], list)

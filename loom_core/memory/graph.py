@@ -259,19 +259,20 @@ class GraphStore:
         batch.delete("graph", rows.stream_relation_key(relation.stream, relation_id))
         self.storage.write(batch, durable=True)
 
-    def unreadable(self, among: Iterable[str] | None = None) -> list[str]:
+    def unreadable(self, among: Iterable[bytes] | None = None) -> list[bytes]:
         """Keys of entity and relation rows that exist but cannot be opened (damaged, tampered, key
-        destroyed): every such row, or those of ``among`` (keys an earlier call reported)."""
+        destroyed): every such row, or those of ``among`` (keys an earlier call reported). Raw
+        bytes: a damaged key may not be UTF-8, and a decoded copy would name no row."""
         if among is None:
             keys = [key for prefix in (b"ent:", b"rel:") for key, _ in self.storage.iterate("graph", prefix=prefix)]
         else:
-            keys = [k.encode() for k in among]
-        bad: list[str] = []
+            keys = list(among)
+        bad: list[bytes] = []
         for key in keys:
             try:
                 self._read(key)
             except (LoomError, ValueError, KeyError):
-                bad.append(key.decode(errors="replace"))
+                bad.append(key)
         return bad
 
     # -- streams -----------------------------------------------------------------

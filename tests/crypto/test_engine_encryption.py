@@ -323,6 +323,36 @@ def test_the_consistency_check_names_rows_that_do_not_open(tmp_path: Path) -> No
         engine.close()
 
 
+def test_a_graph_row_under_a_damaged_key_is_reported(tmp_path: Path) -> None:
+    """Suspect keys were decoded for the second pass, so a key that is not UTF-8 named no row and
+    the damaged row dropped out of the report."""
+    engine = _engine(tmp_path / "d", {ENV: new_key_b64()})
+    try:
+        engine.add_entity("s", type="person", name="Zoe")
+        engine.storage.put("graph", b"ent:\xff\xfegarbage", b"\x00\x00\x00\x02{}not a sealed body")
+        report = engine.check_consistency()
+        assert report["unreadable_graph"] == ["ent:\ufffd\ufffdgarbage"] and report["consistent"] is False
+    finally:
+        engine.close()
+
+
+def test_backfill_reads_routing_rows_older_versions_wrote_with_a_raw_newline(tmp_path: Path) -> None:
+    """Routing rows of a stream named "x\n" (accepted by earlier versions) load again, but the
+    backfill still read them strictly and could never finish."""
+    plain = _engine(tmp_path / "d", {})
+    chunk = plain.add_chunk("x", ChunkInput("legacy row"))
+    raw = plain.storage.get("routing", rows.id_key(chunk.id))
+    plain.storage.put("routing", rows.id_key(chunk.id), raw.replace(b'"stream":"x"', b'"stream":"x\n"'))
+    plain.close()
+    engine = _engine(tmp_path / "d", {ENV: new_key_b64()})
+    try:
+        result = backfill.run(engine.storage, engine.codec, sealed_families(engine), lock=engine_lock(engine))
+        assert result["state"] == "done" and result["encrypted"] == 1
+        assert engine.get_chunk(chunk.id).content == "legacy row"
+    finally:
+        engine.close()
+
+
 def test_encryption_status_shape(encrypted_dir: tuple[Path, str, list[str]]) -> None:
     """Proves the status the API serves names the fingerprint and the stream count, never a key."""
     from loom_core.crypto.offline import describe

@@ -32,6 +32,7 @@ def run(args: argparse.Namespace) -> int:
 
     from loom_core.config import load_config
     from loom_core.server.app import create_app
+    from loom_core.server.gate import is_loopback
     from loom_core.server.logging import configure_logging
     from loom_core.server.runtime import make_host, open_engine, with_overrides
 
@@ -45,10 +46,11 @@ def run(args: argparse.Namespace) -> int:
     # The key is resolved here, before any data is touched. The app owns the engine opened below, so its
     # lifespan closes it on SIGTERM (uvicorn re-raises the signal after shutdown; code after run() may not run).
     app = create_app(config, host=host, environ=os.environ, engine_factory=lambda: opened[0])
-    if app.state.authenticator.passthrough and not _is_loopback(config.server.host):
+    if app.state.authenticator.passthrough and not is_loopback(config.server.host):
         logging.getLogger("loom.server.auth").warning(
-            "passthrough mode on %s: this unauthenticated server is reachable from the network; "
-            "set the variable named by server.auth_token_env or bind 127.0.0.1", config.server.host
+            "passthrough mode on %s: this unauthenticated server is reachable from the network (it answers "
+            "only requests naming localhost, 127.0.0.1 or [::1] as host); set the variable named by "
+            "server.auth_token_env or bind 127.0.0.1", config.server.host
         )
     listener = bind_listener(config.server.host, config.server.port)
     try:
@@ -107,12 +109,3 @@ def bind_listener(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _is_loopback(host: str) -> bool:
-    import ipaddress
-
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

@@ -50,7 +50,7 @@ class AuthGate:
                 ErrorCode.AUTH_INVALID, "the request carries more than one Authorization header; send exactly one"
             ))(scope, receive, send)
             return
-        if self.authenticator.passthrough and not _loopback_name(host):
+        if self.authenticator.passthrough and host and not _loopback_name(host):
             # No key: only a client on this machine may talk to the server. A web page that had its
             # domain re-resolved to 127.0.0.1 (DNS rebinding) sends its own name as Host.
             refused = LoomError(
@@ -74,12 +74,30 @@ class AuthGate:
         await self.app(scope, receive, send)
 
 
+def is_loopback(name: str) -> bool:
+    """Whether a host name or address is this machine's loopback (``localhost``, 127/8, ::1)."""
+    import ipaddress
+
+    name = name.strip().lower().rstrip(".")
+    if name == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)  # ::ffff:127.0.0.1
+    return address.is_loopback or (mapped is not None and mapped.is_loopback)
+
+
 def _loopback_name(host: str) -> bool:
-    """Whether a Host header names this machine's loopback interface (any port)."""
-    name = host.strip().lower()
+    """Whether a Host header names this machine's loopback interface (any port).
+
+    (An empty Host, HTTP/1.0, is let through by the caller: browsers always send one.)
+    """
+    name = host.strip()
     if name.startswith("["):  # [::1] or [::1]:8420
-        return name.split("]", 1)[0] == "[::1"
-    return name.rsplit(":", 1)[0] in {"localhost", "127.0.0.1"}
+        return is_loopback(name[1:].split("]", 1)[0])
+    return is_loopback(name.rsplit(":", 1)[0])
 
 
 __all__ = ["AuthGate"]

@@ -119,11 +119,12 @@ def test_passthrough_answers_only_requests_addressed_to_this_machine(spawn: Call
     only loopback host names; with a key configured any Host is fine."""
     server = spawn(token=None).start()
     port = server.base_url.rsplit(":", 1)[1]
-    for host in ("attacker.example", f"attacker.example:{port}", "192.168.1.5", "localhost.evil.test", ""):
+    for host in ("attacker.example", f"attacker.example:{port}", "192.168.1.5", "localhost.evil.test", "[::2]"):
         response = httpx.get(f"{server.base_url}/v1/streams", headers={"Host": host})
         assert response.status_code == 401, host
         assert response.json()["error"]["code"] == "AUTH_REQUIRED" and "passthrough" in response.text
-    for host in (f"localhost:{port}", f"127.0.0.1:{port}", f"[::1]:{port}", "LOCALHOST"):
+    for host in (f"localhost:{port}", f"127.0.0.1:{port}", f"[::1]:{port}", "LOCALHOST", "127.0.0.2", "localhost.",
+                 "[::ffff:127.0.0.1]", ""):  # "": no Host header at all (HTTP/1.0), which browsers never send
         assert httpx.get(f"{server.base_url}/v1/streams", headers={"Host": host}).status_code == 200, host
     assert httpx.get(f"{server.base_url}/health", headers={"Host": "attacker.example"}).status_code == 200
 

@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from loom_core.errors import CATALOGUE, ErrorCode, LoomError
+from loom_core.server.logging import clip_path
 
 log = logging.getLogger("loom.server")
 
@@ -74,7 +75,7 @@ def loom_error_response(exc: LoomError, request: Request | None = None) -> JSONR
     headers = auth_headers(exc.code) if status == 401 else None
     if exc.code in _CLIENT_FACING:
         return JSONResponse(error_body(exc.code, exc.message, exc.details), status_code=status, headers=headers)
-    where = f"{request.method} {request.url.path}" if request is not None else "request"
+    where = f"{request.method} {clip_path(request.url.path)}" if request is not None else "request"
     log.error("%s failed: %s: %s", where, exc.code.value, exc.message)
     meaning = CATALOGUE[exc.code][0]
     return JSONResponse(error_body(exc.code, f"{meaning} (details in the server log)"), status_code=status)
@@ -116,10 +117,11 @@ async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse
 async def _on_http_exception(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     status = exc.status_code
+    path = clip_path(request.url.path)  # echoed: a 16 KiB path is not sent back whole
     if status == 404:
-        code, message = ErrorCode.NOT_FOUND, f"no route for {request.method} {request.url.path}"
+        code, message = ErrorCode.NOT_FOUND, f"no route for {request.method} {path}"
     elif status == 405:
-        code, message = ErrorCode.USAGE_ERROR, f"method {request.method} is not allowed on {request.url.path}"
+        code, message = ErrorCode.USAGE_ERROR, f"method {request.method} is not allowed on {path}"
     elif status == 413:
         code, message = ErrorCode.PAYLOAD_TOO_LARGE, str(exc.detail)
     elif status == 400:  # the body could not be decoded at all (compressed, not UTF-8, absurd numbers)
@@ -135,10 +137,10 @@ async def _on_http_exception(request: Request, exc: Exception) -> JSONResponse:
 
 async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
     # Starlette re-raises after this answer and the ASGI server logs the traceback; one line here.
-    log.error("%s %s failed with %s", request.method, request.url.path, type(exc).__name__)
+    log.error("%s %s failed with %s", request.method, clip_path(request.url.path), type(exc).__name__)
     return JSONResponse(
         error_body(ErrorCode.INTERNAL_ERROR, f"internal error while handling {request.method} "
-                   f"{request.url.path} (details in the server log)"),
+                   f"{clip_path(request.url.path)} (details in the server log)"),
         status_code=500,
     )
 

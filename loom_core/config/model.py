@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from loom_core.contracts.secrets import is_scheme
+from loom_core.contracts.secrets import is_provider_scheme, is_scheme
 from loom_core.secrets.bounded import DEFAULT_RESOLVE_SECONDS
 
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -145,8 +145,7 @@ class PluginSettings(Section):
 
 def _provider_tables(value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     for scheme in value:
-        # references are matched in lower case, so an upper-case table would never be used
-        if not is_scheme(scheme) or scheme != scheme.lower():
+        if not is_provider_scheme(scheme):
             raise ValueError(f"{scheme!r} is not a reference scheme (lower-case letters, digits and -)")
     return value
 

@@ -17,6 +17,15 @@ def is_scheme(name: str) -> bool:
     return bool(name) and name.isascii() and name.replace("-", "").isalnum()
 
 
+def is_provider_scheme(name: str) -> bool:
+    """Whether a provider can serve ``name``: a scheme in the lower case references are matched in.
+
+    The rule for a secrets backend's registered name and a ``[secrets.providers.<scheme>]``
+    table: an upper-case one would never be selected by any reference.
+    """
+    return is_scheme(name) and name == name.lower()
+
+
 @dataclass(frozen=True)
 class SecretRef:
     """A parsed ``scheme://rest#fragment`` reference. Holds no secret bytes."""

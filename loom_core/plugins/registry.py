@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from loom_core.contracts import BackendContext, Kind
-from loom_core.contracts.secrets import is_scheme
+from loom_core.contracts.secrets import is_provider_scheme
 from loom_core.errors import ErrorCode, LoomError
 
 BackendFactory = Callable[[BackendContext], Any]
@@ -45,9 +45,9 @@ class BackendRegistry:
         kind = Kind(kind)
         if not name or not name.replace("_", "").replace("-", "").isalnum():
             raise LoomError(ErrorCode.PLUGIN_INVALID, f"backend name {name!r} must be alphanumeric")
-        if kind is Kind.SECRETS and (not is_scheme(name) or name != name.lower()):
-            # the reference scheme selects the provider by this name, and schemes are matched in
-            # lower case without "_": any other name registers a provider no reference can reach
+        if kind is Kind.SECRETS and not is_provider_scheme(name):
+            # the reference scheme selects the provider by this name: any other registers a provider
+            # no reference can reach
             raise LoomError(
                 ErrorCode.PLUGIN_INVALID,
                 f"secrets backend name {name!r} must be the scheme it serves: lower-case letters, digits and -",

@@ -52,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
             "only requests naming localhost, 127.0.0.1 or [::1] as host); set the variable named by "
             "server.auth_token_env or bind 127.0.0.1", config.server.host
         )
+    trusted_proxies = config.server.trusted_proxies.strip()
     listener = bind_listener(config.server.host, config.server.port)
     try:
         engine = open_engine(config, host, environ=os.environ)
@@ -67,8 +68,8 @@ def run(args: argparse.Namespace) -> int:
         http="h11",
         # uvicorn believes X-Forwarded-For from 127.0.0.1 by default: any local client could write the
         # address its audit events record. Only configured proxies are believed.
-        proxy_headers=bool(config.server.trusted_proxies.strip()),
-        forwarded_allow_ips=config.server.trusted_proxies.strip() or None,
+        proxy_headers=bool(trusted_proxies),
+        forwarded_allow_ips=trusted_proxies or None,
     ))
     shown_host = f"[{config.server.host}]" if ":" in config.server.host else config.server.host
     logging.getLogger("loom.server").info(

@@ -56,7 +56,7 @@ def status(storage: Any) -> dict[str, Any]:
     record = read_record(storage, layout.BACKFILL_RECORD)
     if record is None:
         return {"state": "never", "scanned": 0, "encrypted": 0, "total": None}
-    return status_view(dict(record))
+    return status_view(record)
 
 
 def count_rows(storage: Any, families: Sequence[SealedFamily]) -> int:

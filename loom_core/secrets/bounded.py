@@ -35,9 +35,11 @@ class CallInterrupted(Exception):
         self.signal = signal
 
 
-def call_bounded(call: Callable[[], T], *, timeout: float, interrupted: Callable[[], int | None]) -> T:
+def call_bounded(
+    call: Callable[[], T], *, timeout: float, interrupted: Callable[[], int | None] | None = None
+) -> T:
     """``call()``'s result, or its exception re-raised; ``CallTimedOut`` after ``timeout``
-    seconds, ``CallInterrupted`` once ``interrupted()`` returns a signal number."""
+    seconds, ``CallInterrupted`` once ``interrupted()`` (when given) returns a signal number."""
     outcome: list[T] = []
     failure: list[BaseException] = []
     done = threading.Event()
@@ -53,7 +55,7 @@ def call_bounded(call: Callable[[], T], *, timeout: float, interrupted: Callable
     threading.Thread(target=work, name="loom-provider-call", daemon=True).start()
     deadline = time.monotonic() + timeout
     while not done.wait(max(0.0, min(POLL_SECONDS, deadline - time.monotonic()))):
-        signal = interrupted()
+        signal = interrupted() if interrupted is not None else None
         if signal is not None:
             raise CallInterrupted(signal)
         if time.monotonic() >= deadline:

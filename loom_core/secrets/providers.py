@@ -121,7 +121,7 @@ class ProviderPool:
         self._closed = True
         if grace is not None:
             try:
-                return call_bounded(lambda: self._close_all(scrub), timeout=grace, interrupted=lambda: None)
+                return call_bounded(lambda: self._close_all(scrub), timeout=grace)
             except CallTimedOut:
                 return [f"the secrets providers did not close within {grace:g} s "
                         "(one is still busy with a request that was given up on)"]
@@ -159,7 +159,7 @@ def resolve_reference(
     pool = ProviderPool(host, environ)
     abandoned = False
     try:
-        value = call_bounded(lambda: pool.get(ref.scheme).resolve(ref), timeout=timeout, interrupted=lambda: None)
+        value = call_bounded(lambda: pool.get(ref.scheme).resolve(ref), timeout=timeout)
     except LoomError as exc:
         raise LoomError(exc.code, f"{setting}: {exc.message}", details=exc.details) from None
     except CallTimedOut:

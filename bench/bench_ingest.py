@@ -1,6 +1,6 @@
 """In-process ingest throughput of the memory engine with the ``hash`` embedder.
 
-Usage: .venv/bin/python bench/bench_ingest.py [--runs 3] [--chunks 50000] [--batch 5000]
+Usage: .venv/bin/python bench/bench_ingest.py [--runs 3] [--chunks 50000] [--batch 5000] [--single 500]
 
 Each run opens a fresh engine (RocksDB + Tantivy in a temporary directory)
 and writes ``--chunks`` chunks into one stream in batches of ``--batch``
@@ -14,6 +14,11 @@ index without the replace-by-id of ``upsert`` (capability ``add_new``) and
 lets the index work while it writes storage, so it can beat this "floor".
 Wall and CPU (process, all threads) times are given; on a shared machine the
 CPU figure is the steadier one.
+
+``--single N`` also times N one-chunk writes (``add_chunk``, as an agent storing one memory
+per request does) with the group commit (the default ``index.commit_delay_ms``) against an
+index commit per write (``commit_delay_ms = 0``), in the same run; each ends with every write
+committed, so both do the same work.
 """
 
 from __future__ import annotations
@@ -63,6 +68,23 @@ def run_engine(corpus: list[str], batch: int) -> tuple[float, float]:
         def ingest() -> None:
             for start in range(0, len(items), batch):
                 engine.add_chunks("bench", items[start : start + batch])
+            engine.commit_index()  # count the last commit, which the group commit may still hold
+
+        result = timed(ingest)
+        engine.close()
+        return result
+
+
+def run_single(corpus: list[str], delay_ms: int) -> tuple[float, float]:
+    config = LoomConfig.model_validate({"index": {"commit_delay_ms": delay_ms}})
+    with tempfile.TemporaryDirectory() as tmp:
+        engine = MemoryEngine.open(config, PluginHost(environ={}), Path(tmp))
+        items = [ChunkInput(t) for t in corpus]
+
+        def ingest() -> None:
+            for item in items:
+                engine.add_chunk("bench", item)
+            engine.commit_index()
 
         result = timed(ingest)
         engine.close()
@@ -113,6 +135,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--chunks", type=int, default=50_000)
     parser.add_argument("--batch", type=int, default=5_000)
+    parser.add_argument("--single", type=int, default=0, help="also time this many one-chunk writes")
     args = parser.parse_args()
     corpus = texts(args.chunks)
     rows: dict[str, list[tuple[float, float]]] = {
@@ -135,6 +158,19 @@ def main() -> None:
         wall = statistics.median(s[0] for s in samples)
         cpu = statistics.median(s[1] for s in samples)
         print(f"| {name} | {wall:.2f} | {args.chunks / wall:,.0f} | {cpu:.2f} | {args.chunks / cpu:,.0f} |")
+    if args.single:
+        default_delay = LoomConfig().index.commit_delay_ms
+        single: dict[str, list[tuple[float, float]]] = {"commit per write (delay 0)": [], "group commit": []}
+        for _ in range(args.runs):
+            single["commit per write (delay 0)"].append(run_single(corpus[: args.single], 0))
+            single["group commit"].append(run_single(corpus[: args.single], default_delay))
+        print(f"\n{args.single} one-chunk writes, median of {args.runs} runs (group commit: {default_delay} ms)")
+        print("| path | wall s | writes/s (wall) | CPU s |")
+        print("| --- | ---: | ---: | ---: |")
+        for name, samples in single.items():
+            wall = statistics.median(s[0] for s in samples)
+            cpu = statistics.median(s[1] for s in samples)
+            print(f"| {name} | {wall:.2f} | {args.single / wall:,.0f} | {cpu:.2f} |")
 
 
 if __name__ == "__main__":

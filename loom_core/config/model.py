@@ -92,6 +92,9 @@ class StorageSettings(BackendSection):
 
 class IndexSettings(BackendSection):
     backend: str = "tantivy"
+    #: how long new chunks may wait to share one index commit (0: commit on every write);
+    #: searches commit what waits first, and storage is durable either way
+    commit_delay_ms: int = Field(default=100, ge=0, le=10_000)
 
 
 class LLMSettings(BackendSection):

@@ -33,6 +33,7 @@ from loom_core.contracts.storage import WriteBatch
 from loom_core.errors import ErrorCode, LoomError
 from loom_core.memory import backends_record, overlap, rows, scoring
 from loom_core.memory.graph import GraphStore
+from loom_core.memory.groupcommit import CommitScheduler
 from loom_core.memory.ids import is_id, new_ids
 from loom_core.memory.models import (
     SEARCH_MODES,
@@ -156,6 +157,9 @@ class MemoryEngine:
         # an index failure after a durable write left intents behind: the next
         # successful write replays them instead of waiting for a restart
         self._repair_pending = False
+        # intents of writes whose index changes are queued but not committed yet (group commit)
+        self._unpublished: list[bytes] = []
+        self._committer = CommitScheduler(config.index.commit_delay_ms / 1000, self._publish_in_background)
         self._owns_llm = True  # False when the caller passed its own LLM backend to open()
         #: called with a FAULT_POINTS name during writes (crash tests)
         self.fault_hook: Callable[[str], None] | None = None
@@ -235,9 +239,14 @@ class MemoryEngine:
         if self._closed:
             return
         self.stop_sweeper()
+        self._committer.stop()
         self._overlap.close()
         with self._lock:
             self._flush_access()
+            try:
+                self._publish()
+            except Exception:  # the intents stay in storage: the next open replays them
+                _log.exception("committing the index at close failed; the next start catches up")
             self._closed = True
             try:
                 self.index.close()
@@ -347,33 +356,71 @@ class MemoryEngine:
                 else:
                     self._reconcile(intent.get("ids", []))
             self.index.commit()
+            self._unpublished.clear()  # their intents are among those replayed
             batch = WriteBatch()
             for key, _value in pending:
                 batch.delete("intents", key)
             self.storage.write(batch, durable=True)
             return len(pending)
 
-    def _index_half(self, intent: bytes, steps: Callable[[], None]) -> None:
+    def _index_half(self, intent: bytes, steps: Callable[[], None], *, defer: bool = False) -> None:
         """The index part of a write whose storage part (rows + ``intent``) is durable.
 
-        On failure the intent stays and the error goes to the caller (its rows are stored);
-        the next write whose index part gets through replays every pending intent, so the
-        index catches up without a restart (``open`` replays them too).
+        ``steps`` queues the index changes. With ``defer`` (new chunks) the commit is left to the
+        group commit (:mod:`loom_core.memory.groupcommit`) when ``index.commit_delay_ms`` allows;
+        otherwise everything queued is committed now. On failure the intent stays and the error
+        goes to the caller (its rows are stored); the next write whose index part gets through
+        replays every pending intent, so the index catches up without a restart (``open``
+        replays them too).
         """
         try:
             steps()
+        except BaseException:
+            self._repair_pending = True
+            raise
+        self._unpublished.append(intent)
+        if defer and self.config.index.commit_delay_ms > 0 and not self._repair_pending:
+            self._committer.request()
+        else:
+            self._publish()
+
+    def _publish(self) -> None:
+        """Commit the queued index changes and retire their intents (lock held)."""
+        if not self._unpublished:
+            return
+        try:
             self.index.commit()
         except BaseException:
             self._repair_pending = True
             raise
         self._fault("after_index_commit")
-        self.storage.delete("intents", intent)
+        self._retire_unpublished()
         if self._repair_pending:
             try:
                 self.recover()
                 self._repair_pending = False
             except Exception:  # this write succeeded; the next one (or a restart) retries the rest
                 _log.exception("replaying index intents after an earlier index failure failed")
+
+    def _retire_unpublished(self) -> None:
+        """Delete the intents of queued changes that a rebuild has just committed."""
+        done, self._unpublished = self._unpublished, []
+        if done:
+            batch = WriteBatch()
+            for intent in done:
+                batch.delete("intents", intent)
+            self.storage.write(batch)
+
+    def _publish_in_background(self) -> None:
+        with self._lock:
+            if not self._closed:
+                self._publish()
+
+    def commit_index(self) -> None:
+        """Make every acknowledged write visible to the index now (searches do this themselves)."""
+        with self._lock:
+            self._ensure_open()
+            self._publish()
 
     def _reconcile(self, ids: Sequence[str]) -> None:
         """Make the index agree with storage for ``ids``."""
@@ -639,7 +686,7 @@ class MemoryEngine:
             if superseded:
                 self.index.upsert([self._index_doc(o) for o in superseded])
 
-        self._index_half(intent, index_superseded)
+        self._index_half(intent, index_superseded, defer=True)
         return [self._chunk(r, b) for r, b in zip(created, bodies)]
 
     def _withdraw(self, ids: Sequence[str]) -> None:
@@ -924,6 +971,10 @@ class MemoryEngine:
         if mode in ("hybrid", "vector"):
             q = np.asarray(self.llm.embed([request.query]), dtype=np.float32)[0]
         self._ensure_open()
+        if self._unpublished and mode != "vector":  # read your writes: commit what the group commit holds
+            with self._lock:
+                self._ensure_open()
+                self._publish()
 
         def lexical() -> list[tuple[str, float]]:
             # When the asked streams hold every chunk, their filter keeps every
@@ -1228,6 +1279,7 @@ class MemoryEngine:
 
             self.index.rebuild(docs())
             self.index.commit()
+            self._retire_unpublished()
             return len(self._routing)
 
     def check_consistency(self) -> dict[str, Any]:
@@ -1238,6 +1290,10 @@ class MemoryEngine:
         outside the engine lock (rows found unreadable are checked again under it)."""
         with self._lock:
             self._ensure_open()
+            try:
+                self._publish()  # what the group commit holds is not an inconsistency
+            except Exception:  # reported below as missing documents and pending intents
+                _log.exception("committing the index before the consistency check failed")
             stored = {key.decode() for key, _ in self.storage.iterate("routing")}
             content = {key.decode().rsplit(":", 1)[1] for key, _ in self.storage.iterate("chunks")}
             indexed = set(self.index.ids())
@@ -1307,6 +1363,7 @@ class MemoryEngine:
         with self._lock:
             self._ensure_open()
             self._flush_access()
+            self._publish()
             write_checkpoint(self, Path(dest))
 
     # -- internal access for transfer ---------------------------------------------

@@ -47,6 +47,7 @@ CHILD = textwrap.dedent(
         engine.delete_chunk(json.loads(acked.read_text().splitlines()[0])[0])
     elif action == "delete_stream":
         engine.delete_stream("s")
+    engine.commit_index()  # new chunks wait for the group commit: the crash point is in it
     print("not killed", flush=True)
     """
 )
@@ -84,6 +85,47 @@ def test_killed_during_batch_add(open_engine: Callable[..., MemoryEngine], tmp_p
     found = {r.chunk.id for r in engine.search(SearchRequest("capybara batch", stream="s", k=1000, mode="bm25"))}
     assert set(acked) <= found
     assert len(engine.search(SearchRequest("doomed", stream="s", k=100, mode="bm25"))) == 50
+
+
+GROUPED_CHILD = textwrap.dedent(
+    """
+    import json, os, signal, sys
+    from pathlib import Path
+    from loom_core.config import LoomConfig
+    from loom_core.memory.engine import MemoryEngine
+    from loom_core.memory.models import ChunkInput
+    from loom_core.plugins.host import PluginHost
+
+    data_dir, acked = Path(sys.argv[1]), Path(sys.argv[2])
+    config = LoomConfig.model_validate({"index": {"commit_delay_ms": 10000}})
+    engine = MemoryEngine.open(config, PluginHost(environ={}), data_dir)
+    with acked.open("w") as log:
+        for i in range(20):
+            log.write(engine.add_chunk("s", ChunkInput(f"okapi sighting {i}")).id + "\\n")
+            log.flush()
+    print(json.dumps({"indexed_before_kill": engine.index.count()}), flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+    """
+)
+
+
+def test_killed_while_writes_wait_for_the_group_commit(
+    open_engine: Callable[..., MemoryEngine], tmp_path: Path
+) -> None:
+    """Single writes acknowledged while their index commit was still waiting are all found after
+    a SIGKILL: their rows and intents were durable, and the next open replays the intents."""
+    data_dir, acked = tmp_path / "data", tmp_path / "acked.txt"
+    proc = subprocess.run(
+        [sys.executable, "-c", GROUPED_CHILD, str(data_dir), str(acked)], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == -9, f"child was not killed: rc={proc.returncode} {proc.stderr[-2000:]}"
+    assert json.loads(proc.stdout)["indexed_before_kill"] == 0  # nothing was committed: replay is tested
+    ids = acked.read_text().split()
+    assert len(ids) == 20
+    engine = open_engine(data_dir)
+    assert _consistent(engine)["index"] == 20
+    found = {r.chunk.id for r in engine.search(SearchRequest("okapi sighting", stream="s", k=100, mode="bm25"))}
+    assert found == set(ids)
 
 
 def test_killed_during_supersede(open_engine: Callable[..., MemoryEngine], tmp_path: Path) -> None:

@@ -1,0 +1,104 @@
+"""Group commit: single writes share index commits, and no reader ever sees a write missing."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from loom_core.config import LoomConfig
+from loom_core.memory.engine import MemoryEngine
+from loom_core.memory.models import ChunkInput, SearchRequest
+
+Opener = Callable[..., MemoryEngine]
+
+
+def _config(delay_ms: int) -> LoomConfig:
+    return LoomConfig.model_validate({"index": {"commit_delay_ms": delay_ms}})
+
+
+def _count_commits(engine: MemoryEngine) -> list[int]:
+    """Count the index's commits from now on (the real Tantivy commit still runs)."""
+    calls = [0]
+    real = engine.index.commit
+
+    def counted() -> None:
+        calls[0] += 1
+        real()
+
+    engine.index.commit = counted  # type: ignore[method-assign]
+    return calls
+
+
+def _pending_intents(engine: MemoryEngine) -> int:
+    return sum(1 for _ in engine.storage.iterate("intents"))
+
+
+def test_single_writes_share_one_commit_and_searches_see_them(open_engine: Opener) -> None:
+    engine = open_engine(config=_config(10_000))
+    commits = _count_commits(engine)
+    ids = [engine.add_chunk("s", ChunkInput(f"narwhal note {i}")).id for i in range(30)]
+    assert commits[0] == 0
+    assert engine.index.count() == 0  # queued, not committed: the search below must publish
+    assert _pending_intents(engine) == 30  # each write is durable with its intent meanwhile
+    found = [r.chunk.id for r in engine.search(SearchRequest("narwhal note", stream="s", k=100, mode="bm25"))]
+    assert sorted(found) == ids
+    assert commits[0] == 1
+    assert _pending_intents(engine) == 0
+    assert engine.check_consistency()["consistent"]
+
+
+def test_without_a_delay_every_write_commits(open_engine: Opener) -> None:
+    engine = open_engine(config=_config(0))
+    commits = _count_commits(engine)
+    for i in range(5):
+        engine.add_chunk("s", ChunkInput(f"walrus note {i}"))
+        assert engine.index.count() == i + 1
+    assert commits[0] == 5
+    assert _pending_intents(engine) == 0
+
+
+def test_the_background_commit_publishes_without_a_search(open_engine: Opener) -> None:
+    engine = open_engine(config=_config(20))
+    engine.add_chunks("s", [ChunkInput(f"beluga note {i}") for i in range(3)])
+    deadline = time.monotonic() + 60
+    while (engine.index.count() < 3 or _pending_intents(engine)) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert engine.index.count() == 3
+    assert _pending_intents(engine) == 0
+
+
+def test_a_delete_commits_at_once_with_what_waits(open_engine: Opener) -> None:
+    """Deletes are not left waiting: the deleted text leaves the index when the call returns."""
+    engine = open_engine(config=_config(10_000))
+    first, *rest = engine.add_chunks("s", [ChunkInput(f"orca note {i}") for i in range(3)])
+    engine.delete_chunk(first.id)
+    assert engine.index.ids() == {c.id for c in rest}
+    assert _pending_intents(engine) == 0
+
+
+def test_close_commits_what_waits(open_engine: Opener, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    engine = open_engine(config=_config(10_000))
+    ids = {engine.add_chunk("s", ChunkInput(f"dugong note {i}")).id for i in range(4)}
+    engine.close()
+    replayed: list[int] = []
+    real = MemoryEngine.recover
+
+    def recorded(self: MemoryEngine) -> int:
+        replayed.append(real(self))
+        return replayed[-1]
+
+    monkeypatch.setattr(MemoryEngine, "recover", recorded)
+    engine = open_engine(config=_config(10_000))
+    assert replayed == [0]  # nothing left to replay: close committed the queue
+    assert engine.index.ids() == ids
+
+
+def test_a_checkpoint_commits_what_waits(open_engine: Opener, tmp_path: Path) -> None:
+    engine = open_engine(config=_config(10_000))
+    engine.add_chunk("s", ChunkInput("manatee note"))
+    engine.checkpoint(tmp_path / "backup")
+    assert engine.index.count() == 1
+    assert _pending_intents(engine) == 0

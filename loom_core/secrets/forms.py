@@ -18,6 +18,7 @@ import base64
 import json
 import re
 import shlex
+import unicodedata
 from collections.abc import Iterable
 from typing import Literal
 from urllib.parse import quote, quote_plus
@@ -35,7 +36,14 @@ _LINE_BREAK = re.compile(rb"\r\n|\r|\n")
 _PERCENT_HEX = re.compile(rb"%[0-9A-F]{2}")
 # Bytes that ``printf %q`` and similar shell escapers leave alone (non-ASCII text included).
 _SHELL_UNSAFE = re.compile(rb"([^A-Za-z0-9_@%+=:,./\x80-\xff-])")
+# bash 5.2's ``printf %q``: also escapes ``,``; ``#`` and ``~`` only where a word starts
+_BASH52_UNSAFE = re.compile(rb"([^A-Za-z0-9_@%+=:./#~\x80-\xff-])")
 _DOUBLE_QUOTE_UNSAFE = re.compile(r'([\\"$`])')
+# bash's ``$'...'`` quoting (``printf %q``, ``${v@Q}``, ``declare -p``, ``set -x`` in the C locale)
+_ANSI_C_ESCAPES = {0x07: b"\\a", 0x08: b"\\b", 0x09: b"\\t", 0x0A: b"\\n", 0x0B: b"\\v", 0x0C: b"\\f",
+                   0x0D: b"\\r", 0x1B: b"\\E", 0x27: b"\\'", 0x5C: b"\\\\"}
+_BLANKS = re.compile(rb"[ \t\n]+")  # what an unquoted ``echo $v`` collapses (bash's default IFS)
+_LOWER_UNICODE_ESCAPE = re.compile(r"\\u[0-9a-f]{4}")
 
 
 def base64_forms(value: bytes) -> set[bytes]:
@@ -87,38 +95,95 @@ def wrapped_base64_forms(fragment: bytes) -> set[bytes]:
 
 
 def json_forms(text: str) -> set[bytes]:
-    """``json.dumps`` output without the quotes: ASCII-escaped, raw UTF-8, and with ``\\/``."""
+    """JSON string bodies without the quotes: ``json.dumps`` ASCII-escaped, raw UTF-8 and with
+    ``\\/``; upper-case ``\\uXXXX`` hex; Go's ``encoding/json`` (``<``, ``>``, ``&``, U+2028 and
+    U+2029 escaped); .NET's default encoder (non-ASCII and HTML-sensitive characters escaped)."""
     forms: set[bytes] = set()
     for ensure_ascii in (True, False):
         body = json.dumps(text, ensure_ascii=ensure_ascii)[1:-1]
         forms.add(_encode(body))
         forms.add(_encode(body.replace("/", "\\/")))
+        forms.add(_encode(_LOWER_UNICODE_ESCAPE.sub(lambda m: "\\u" + m.group(0)[2:].upper(), body)))
+    raw = json.dumps(text, ensure_ascii=False)[1:-1]
+    go = raw.translate({0x3C: "\\u003c", 0x3E: "\\u003e", 0x26: "\\u0026", 0x2028: "\\u2028", 0x2029: "\\u2029"})
+    forms.add(_encode(go))
+    forms.add(_encode(_dotnet_json(text)))
     return forms
 
 
+def _dotnet_json(text: str) -> str:
+    """A JSON string body as .NET's ``JavaScriptEncoder.Default`` writes it."""
+    out: list[str] = []
+    for char in text:
+        code = ord(char)
+        if char in "\\\n\r\t\b\f":
+            out.append(json.dumps(char)[1:-1])
+        elif 0x20 <= code < 0x7F and char not in "\"&'+<>`":
+            out.append(char)
+        elif code > 0xFFFF:
+            high, low = divmod(code - 0x10000, 0x400)
+            out.append(f"\\u{0xD800 + high:04X}\\u{0xDC00 + low:04X}")
+        else:
+            out.append(f"\\u{code:04X}")
+    return "".join(out)
+
+
 def url_forms(value: bytes) -> set[bytes]:
-    """Percent-encodings as ``quote`` and ``quote_plus`` print them, upper- and lower-case hex."""
+    """Percent-encodings as ``quote`` and ``quote_plus`` print them, as JavaScript's
+    ``encodeURIComponent`` and ``encodeURI`` (and jq's ``@uri``) print them, upper- and lower-case hex."""
     forms = {
         quote(value, safe="").encode("ascii"),
         quote(value).encode("ascii"),
         quote_plus(value).encode("ascii"),
         quote_plus(value, safe="/").encode("ascii"),
+        quote(value, safe="!*'()").encode("ascii"),
+        quote(value, safe="!*'();,/?:@&=+$#").encode("ascii"),
     }
     forms.update({_PERCENT_HEX.sub(lambda m: m.group(0).lower(), form) for form in list(forms)})
     return forms
 
 
 def shell_forms(text: str, value: bytes) -> set[bytes]:
-    """Shell-quoted spellings: ``shlex.quote``, bash's ``'\\''``, double quotes, backslashes."""
+    """Shell-quoted spellings: ``shlex.quote``, bash's ``'\\''``, double quotes, backslashes
+    (``printf %q`` of bash 5.2 and of older shells), and bash's ``$'...'`` quoting."""
     quoted = shlex.quote(text)
+    bash52 = _BASH52_UNSAFE.sub(rb"\\\1", value)
     forms = {
         _encode(quoted),
         _encode(text.replace("'", "'\"'\"'")),  # shlex.quote body without the outer quotes
         _encode(text.replace("'", "'\\''")),  # bash ``set -x`` / printf style
         _encode(_DOUBLE_QUOTE_UNSAFE.sub(r"\\\1", text)),  # inside "..."
         _SHELL_UNSAFE.sub(rb"\\\1", value),  # every special byte backslash-escaped
+        bash52,  # the value in the middle of a word
+        re.sub(rb"^([#~])", rb"\\\1", bash52),  # ... or starting one
+        ansi_c_quoted(value, utf8=True),
+        ansi_c_quoted(value, utf8=False),
     }
     return forms
+
+
+def ansi_c_quoted(value: bytes, *, utf8: bool) -> bytes:
+    """The body of bash's ``$'...'`` quoting of ``value``, which bash picks for any string with
+    a control character (and, in the C locale, any non-ASCII byte): ``\\n``-style escapes,
+    ``\\E`` for ESC, ``\\'`` and ``\\\\``, and three octal digits for every other byte it
+    cannot print. ``utf8``: as in a UTF-8 locale, where printable non-ASCII characters stay."""
+    out = bytearray()
+    text = value.decode("utf-8", "surrogateescape") if utf8 else value.decode("latin-1")
+    for char in text:
+        code = ord(char)
+        if code < 0x80 or not utf8 or 0xDC80 <= code <= 0xDCFF:
+            byte = code - 0xDC00 if 0xDC80 <= code <= 0xDCFF else code
+            if byte in _ANSI_C_ESCAPES:
+                out += _ANSI_C_ESCAPES[byte]
+            elif 0x20 <= byte < 0x7F:
+                out.append(byte)
+            else:
+                out += b"\\%03o" % byte
+        elif char.isprintable() or unicodedata.category(char) == "Zs":
+            out += char.encode("utf-8")
+        else:
+            out += b"".join(b"\\%03o" % b for b in char.encode("utf-8"))
+    return bytes(out)
 
 
 def repr_forms(text: str, value: bytes) -> set[bytes]:
@@ -136,6 +201,9 @@ def line_break_variants(value: bytes) -> set[bytes]:
     # Converters that rewrite only bare LF (unix2dos, terminals, naive replace) leave CR alone.
     variants.update(value.replace(b"\n", sep) for sep in separators)
     variants.add(value.replace(b"\r\n", b"\n"))
+    # an unquoted ``echo $v`` turns every run of blanks into one space, indentation included
+    variants.add(_BLANKS.sub(b" ", value.strip()))
+    variants.add(b" ".join(value.split()))
     return variants
 
 

@@ -164,3 +164,92 @@ def test_line_wrapped_base64_keeps_less_than_wrap_edge(redactor: Redactor, name:
         visible = out.replace(b"\n", b"")
         kept = [i for i in range(len(fragment) - WRAP_EDGE + 1) if fragment[i : i + WRAP_EDGE] in visible]
         assert not kept, f"{name}: {WRAP_EDGE}+ characters of the encoding survive at offset {before}"
+
+
+# -- what real shells and other languages' encoders print -------------------------------------------
+
+BASH_VALUES = {
+    "QUOTE_NEWLINE": b"it's-a-secret\nsecond-line-x",
+    "TAB_QUOTE": b"tab\there-it's-secret-x",
+    "CONTROL": b"bell\x07esc\x1bdel\x7fsoh\x01-secret",
+    "NON_ASCII": "pässwörd-Ünïcode-2024".encode(),
+    "NOT_UTF8": b"latin1-\xe9t\xe9-secret",
+    "SEPARATOR": "line\u2028separator-secret".encode(),
+    "HASH_COMMA": b"#Tr0ub4dor,abc~def",
+    "MID_HASH": b"Tr0ub4dor#3 horse~x,y",
+}
+BASH_PRINTERS = {
+    "printf %q": 'printf "%q\\n" "$v"',
+    "${v@Q}": 'echo "${v@Q}"',
+    "declare -p": "declare -p v",
+    "set -x": 'set -x; : "$v"',
+    "printf %q mid-word": 'printf "%q\\n" "login=$v"',
+}
+
+
+def _bash(program: str, value: bytes, locale: str) -> bytes:
+    """Run ``program`` in a real bash with ``$v`` holding ``value``; its stdout and stderr."""
+    import subprocess
+
+    done = subprocess.run(
+        ["bash", "-c", 'v="$(cat; printf x)"; v="${v%x}"; ' + program],
+        input=value,
+        capture_output=True,
+        env={"LC_ALL": locale, "PATH": "/usr/bin:/bin"},
+        check=True,
+    )
+    return done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("locale", ["C", "C.UTF-8"])
+@pytest.mark.parametrize("printer", list(BASH_PRINTERS))
+def test_what_bash_prints_of_a_value_is_redacted(printer: str, locale: str) -> None:
+    """bash's own quoting (``$'...'`` with octal and ``\\E`` escapes, ``printf %q`` of ``#``,
+    ``,`` and ``~``) of values with quotes, control bytes, non-ASCII and non-UTF-8 bytes."""
+    redactor = Redactor(BASH_VALUES)
+    for name, value in BASH_VALUES.items():
+        printed = _bash(BASH_PRINTERS[printer], value, locale)
+        out = redactor.redact(printed)
+        assert f"[REDACTED:SECRET_{name}]".encode() in out, f"{name}: {printer} in {locale} was not redacted"
+        # what is left must not spell the value in any way bash reads back
+        quoted = re.findall(rb"\$'((?:[^'\\]|\\.)*)'", out)
+        for body in quoted:
+            assert b"secret" not in body and b"2024" not in body, f"{name}: part of the value survived"
+
+
+def test_an_unquoted_echo_of_an_indented_multi_line_value_is_redacted() -> None:
+    """``echo $KEY`` joins the lines of a JSON key file with single spaces, indentation dropped."""
+    key = b'{\n  "type": "service_account",\n\n  "project_id": "demo-proj-123",\n\t"key_id": "0123abcd"\n}\n'
+    redactor = Redactor({"SA_KEY": key})
+    printed = _bash("echo $v", key, "C.UTF-8")
+    assert b"demo-proj-123" in printed  # the collapsed form really differs from the value
+    out = redactor.redact(b"log: " + printed)
+    assert b"demo-proj-123" not in out and b"[REDACTED:SECRET_SA_KEY]" in out
+
+
+@pytest.mark.parametrize(
+    ("value", "printed"),
+    [
+        # encodeURIComponent (and jq's @uri) leave !*'() alone
+        (b"p@ssw0rd!2024", b"p%40ssw0rd!2024"),
+        (b"S3cret(key)&more", b"S3cret(key)%26more"),
+        # encodeURI leaves the reserved characters too
+        (b"user:pa ss@host/x", b"user:pa%20ss@host/x"),
+    ],
+)
+def test_url_encodings_of_other_languages_are_redacted(value: bytes, printed: bytes) -> None:
+    redactor = Redactor({"PW": value})
+    assert redactor.redact(b"GET /?p=" + printed + b" 200") == b"GET /?p=[REDACTED:SECRET_PW] 200"
+
+
+@pytest.mark.parametrize(
+    ("value", "printed"),
+    [
+        ("a<b>&c-secret", b"a\\u003cb\\u003e\\u0026c-secret"),  # Go's encoding/json
+        ("caf\u00e9-secret+1", b"caf\\u00E9-secret\\u002B1"),  # .NET's default encoder
+        ("caf\u00e9-secret-2", b"caf\\u00E9-secret-2"),  # upper-case hex escapes
+    ],
+)
+def test_json_encodings_of_other_languages_are_redacted(value: str, printed: bytes) -> None:
+    redactor = Redactor({"PW": value.encode()})
+    assert redactor.redact(b'{"p":"' + printed + b'"}') == b'{"p":"[REDACTED:SECRET_PW]"}'

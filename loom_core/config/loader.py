@@ -29,9 +29,10 @@ def _env_overrides(environ: Mapping[str, str]) -> list[tuple[tuple[str, str], An
     out: list[tuple[tuple[str, str], Any, str]] = []
     if "LOOMEM_LOG_FORMAT" in environ:
         out.append((("server", "log_format"), environ["LOOMEM_LOG_FORMAT"].strip().lower(), "LOOMEM_LOG_FORMAT"))
-    if "LOOMEM_AT_REST_EXPECT_ENABLED" in environ:
-        flag = parse_flag("LOOMEM_AT_REST_EXPECT_ENABLED", environ["LOOMEM_AT_REST_EXPECT_ENABLED"])
-        out.append((("encryption", "expect_enabled"), flag, "LOOMEM_AT_REST_EXPECT_ENABLED"))
+    # The flag can only add the requirement: "0" in the environment must not switch off an
+    # `expect_enabled = true` in the file and let a server meant to be encrypted start in plaintext.
+    if parse_flag("LOOMEM_AT_REST_EXPECT_ENABLED", environ.get("LOOMEM_AT_REST_EXPECT_ENABLED", "")):
+        out.append((("encryption", "expect_enabled"), True, "LOOMEM_AT_REST_EXPECT_ENABLED"))
     if environ.get("LOOM_DATA_DIR"):
         out.append((("server", "data_dir"), environ["LOOM_DATA_DIR"], "LOOM_DATA_DIR"))
     return out

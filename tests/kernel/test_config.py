@@ -113,6 +113,15 @@ def test_seed_environment_overrides() -> None:
     assert refused({}, {"LOOMEM_LOG_FORMAT": "xml"}).message.startswith("server.log_format:")
 
 
+@pytest.mark.parametrize("off", ["0", "false", "no", "off", ""])
+def test_the_expect_enabled_flag_cannot_switch_off_the_files_requirement(off: str) -> None:
+    """A server whose file says encryption is expected must not start in plaintext because the
+    environment happens to carry LOOMEM_AT_REST_EXPECT_ENABLED=0."""
+    config = validate_config({"encryption": {"expect_enabled": True}}, {"LOOMEM_AT_REST_EXPECT_ENABLED": off})
+    assert config.encryption.expect_enabled is True
+    assert validate_config({}, {"LOOMEM_AT_REST_EXPECT_ENABLED": off}).encryption.expect_enabled is False
+
+
 def test_missing_and_malformed_files(tmp_path: Path) -> None:
     """A missing file is CONFIG_NOT_FOUND; broken TOML is CONFIG_INVALID naming the file."""
     with pytest.raises(LoomError) as missing:

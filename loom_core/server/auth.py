@@ -124,21 +124,22 @@ class Authenticator:
         if self._key is None:
             return Principal(actor=PASSTHROUGH_ACTOR, is_admin=True)
         if not authorization:
-            self._deny("missing", method, path, client)
+            self.record_denial("missing", method, path, client)
             raise LoomError(ErrorCode.AUTH_REQUIRED, "this route needs an `Authorization: Bearer <key>` header")
         scheme, _, token = authorization.partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
-            self._deny("malformed", method, path, client)
+            self.record_denial("malformed", method, path, client)
             raise LoomError(
                 ErrorCode.AUTH_REQUIRED, "the Authorization header must have the form `Bearer <key>`"
             )
         if not hmac.compare_digest(_header_bytes(token), self._key.reveal()):
-            self._deny("invalid", method, path, client)
+            self.record_denial("invalid", method, path, client)
             raise LoomError(ErrorCode.AUTH_INVALID, "the Bearer key is not the configured key")
         return Principal(actor=KEY_ACTOR, is_admin=True)
 
-    def _deny(self, reason: str, method: str, path: str, client: str) -> None:
+    def record_denial(self, reason: str, method: str, path: str, client: str) -> None:
+        """Emit the ``auth.failure`` audit event of a refused request (never the credentials)."""
         emit(
             AuditEvent(
                 action="auth.failure",

@@ -43,9 +43,12 @@ class AuthGate:
                 authorization = authorization if authorization is not None else value.decode("latin-1")
             elif name == b"host" and not host:
                 host = value.decode("latin-1")
+        client = scope.get("client")
+        method, client_host = scope.get("method", ""), client[0] if client else ""
         if credentials > 1:
             # which one counts would be up to each hop (a proxy adding its own, a client's first):
             # refuse rather than pick
+            self.authenticator.record_denial("several_authorization_headers", method, scope["path"], client_host)
             await loom_error_response(LoomError(
                 ErrorCode.AUTH_INVALID, "the request carries more than one Authorization header; send exactly one"
             ))(scope, receive, send)
@@ -53,6 +56,7 @@ class AuthGate:
         if self.authenticator.passthrough and host and not _loopback_name(host):
             # No key: only a client on this machine may talk to the server. A web page that had its
             # domain re-resolved to 127.0.0.1 (DNS rebinding) sends its own name as Host.
+            self.authenticator.record_denial("passthrough_non_local_host", method, scope["path"], client_host)
             refused = LoomError(
                 ErrorCode.AUTH_REQUIRED,
                 "this server runs without an API key (local passthrough mode) and answers only requests "
@@ -61,11 +65,9 @@ class AuthGate:
             )
             await loom_error_response(refused)(scope, receive, send)
             return
-        client = scope.get("client")
         try:
             principal = self.authenticator.authenticate(
-                authorization, method=scope.get("method", ""), path=scope["path"],
-                client=client[0] if client else "",
+                authorization, method=method, path=scope["path"], client=client_host
             )
         except LoomError as exc:
             await loom_error_response(exc)(scope, receive, send)

@@ -71,6 +71,12 @@ def test_wrong_key_is_invalid_token_and_never_logged(api_server: Any) -> None:
     assert (WRONG in response.text) is False, "the wrong key was echoed in the response"
 
 
+def _denials(logs: str) -> list[str]:
+    """The reasons of the auth.failure audit events in a server's JSON log."""
+    audit = [json.loads(line) for line in logs.splitlines() if line.startswith("{") and '"audit"' in line]
+    return [e["fields"]["details"]["reason"] for e in audit if e["fields"]["action"] == "auth.failure"]
+
+
 def test_client_raises_the_servers_codes(api_server: Any, token: str) -> None:
     """LoomemClient turns error answers into LoomError with the server's stable code."""
     with LoomemClient(api_server.base_url, token=WRONG) as bad:
@@ -123,6 +129,7 @@ def test_passthrough_answers_only_requests_addressed_to_this_machine(spawn: Call
         response = httpx.get(f"{server.base_url}/v1/streams", headers={"Host": host})
         assert response.status_code == 401, host
         assert response.json()["error"]["code"] == "AUTH_REQUIRED" and "passthrough" in response.text
+    assert _denials(server.logs()).count("passthrough_non_local_host") == 5  # a rebinding attempt is audited
     for host in (f"localhost:{port}", f"127.0.0.1:{port}", f"[::1]:{port}", "LOCALHOST", "127.0.0.2", "localhost.",
                  "[::ffff:127.0.0.1]", ""):  # "": no Host header at all (HTTP/1.0), which browsers never send
         assert httpx.get(f"{server.base_url}/v1/streams", headers={"Host": host}).status_code == 200, host
@@ -224,5 +231,6 @@ def test_two_authorization_headers_are_refused(api_server: Any, token: str) -> N
                          headers=[("Authorization", f"Bearer {token}"), ("Authorization", "Bearer bad")])
     assert response.status_code == 401 and response.json()["error"]["code"] == "AUTH_INVALID"
     assert "more than one Authorization header" in response.text
+    assert "several_authorization_headers" in _denials(api_server.logs())
     single = httpx.get(f"{api_server.base_url}/v1/streams", headers={"Authorization": f"Bearer {token}"})
     assert single.status_code == 200

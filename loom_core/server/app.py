@@ -87,7 +87,9 @@ def create_app(
     env: Mapping[str, str] = os.environ if environ is None else environ
     plugin_host = host if host is not None else make_host(cfg, env)
     key = resolve_api_key(
-        cfg.server.auth_token_env, cfg.server.auth_token_ref, env, plugin_host, cfg.secrets.resolve_timeout_seconds
+        cfg.server.auth_token_env, cfg.server.auth_token_ref, env, plugin_host, cfg.secrets.resolve_timeout_seconds,
+        # another variable than the default, written in the file: the server is meant to need a key
+        env_configured=cfg.server.auth_token_env != type(cfg.server)().auth_token_env,
     )
     authenticator = Authenticator(key, plugin_host.hook)
     factory: EngineFactory = engine_factory or (lambda: open_engine(cfg, plugin_host, data_dir, env))

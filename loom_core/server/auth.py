@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -33,6 +34,8 @@ PASSTHROUGH_ACTOR = "local-passthrough"
 KEY_ACTOR = "api-key"
 #: Keys shorter than this still work but draw a start-up warning (the seed asks for 64+ hex chars).
 RECOMMENDED_KEY_LENGTH = 32
+# how variable names are usually spelled; anything else in server.auth_token_env may be a pasted key
+_CONVENTIONAL_NAME = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
 
 #: The scheme as the OpenAPI document declares it (see :func:`declare_bearer_security`).
 BEARER_SCHEME_NAME = "bearer"
@@ -58,12 +61,17 @@ def resolve_api_key(
     environ: Mapping[str, str],
     host: SecretsHost | None = None,
     timeout: float = DEFAULT_RESOLVE_SECONDS,
+    *,
+    env_configured: bool = False,
 ) -> SecretValue | None:
     """The configured key, or ``None`` for passthrough mode. Fails closed on anything odd.
 
     A reference that cannot be resolved, or a variable that is set but blank,
     is an error rather than a silent fall back to passthrough; so is a
-    reference together with the variable (two keys, one of them ignored).
+    reference together with the variable (two keys, one of them ignored), and
+    a variable named in the configuration (``env_configured``) that is not set:
+    whoever wrote ``server.auth_token_env`` meant the server to need a key (and a
+    key pasted there by mistake names no variable).
     """
     if auth_token_ref:
         resolved = resolve_key_setting(
@@ -73,6 +81,15 @@ def resolve_api_key(
         return None if resolved is None else _trimmed(resolved)
     raw = environ.get(auth_token_env)
     if raw is None:
+        if env_configured:
+            named = f" ({auth_token_env})" if _CONVENTIONAL_NAME.fullmatch(auth_token_env) else ""
+            raise LoomError(
+                ErrorCode.CONFIG_INVALID,
+                f"server.auth_token_env is set in the configuration, but the variable it names{named} is not "
+                "set: set that variable to the API key (the setting holds the variable's name, never the key), "
+                "or remove server.auth_token_env to run in local passthrough mode",
+                details={"key": "server.auth_token_env"},
+            )
         return None
     if not raw.strip():
         raise LoomError(

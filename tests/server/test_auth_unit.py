@@ -129,3 +129,22 @@ def test_the_gate_leaves_health_open_under_a_proxy_prefix() -> None:
     assert reached == ["/loomem/health"]
     assert [m["status"] for m in sent if m["type"] == "http.response.start"] == [401]
 
+
+
+def test_a_variable_named_in_the_configuration_must_be_set() -> None:
+    """`server.auth_token_env` written in the file means the server is meant to need a key: the
+    variable missing is CONFIG_INVALID, not passthrough. A key pasted into the setting instead of
+    a variable name (6 in 16 hex keys start with a letter, so they pass as a name) is not echoed."""
+    from loom_core.config.loader import validate_config
+    from loom_core.server.app import create_app
+
+    pasted = "c3" + "9f" * 31
+    config = validate_config({"server": {"auth_token_env": pasted}}, {})
+    with pytest.raises(LoomError) as info:
+        create_app(config=config, environ={})
+    assert info.value.code is ErrorCode.CONFIG_INVALID
+    assert pasted not in info.value.message and pasted not in str(info.value.details)
+    with pytest.raises(LoomError) as named:
+        resolve_api_key("TEAM_LOOMEM_KEY", "", {}, env_configured=True)
+    assert "TEAM_LOOMEM_KEY" in named.value.message  # a conventional name is shown, to fix a typo
+    assert resolve_api_key("TEAM_LOOMEM_KEY", "", {}) is None  # the default name, unset: passthrough

@@ -5,13 +5,22 @@ allowlist of settings ``op`` itself reads (config directory, proxies, CA
 bundle, locale). Everything else in the caller's environment — other
 secrets above all — stays out. The reference is the only argument besides
 the command and ``--no-newline``, so ``ps`` shows nothing sensitive.
+
+The child holds the token for as long as it runs, so none may outlive the
+call that started it: each ``op`` runs in a session (process group) of its
+own, and the whole group is killed when ``op``'s timeout expires, when the
+calling thread is interrupted, and when the provider is closed (which is how
+a run that gave up on a call, or got a signal, stops it). The group takes
+along whatever the executable started, in case it is a wrapper.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,37 +90,104 @@ def child_environ(environ: Mapping[str, str], token: str) -> dict[str, str]:
     return env
 
 
-def read(command: OpCommand, ref: OpRef, environ: Mapping[str, str], token: str) -> bytes:
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL ``proc``'s process group: ``op`` and anything it started.
+
+    Only while ``proc`` is not reaped: until then its pid, which is the group's id, cannot
+    belong to another process (the check ``Popen.send_signal`` makes too).
+    """
+    if proc.returncode is None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass  # already gone
+
+
+class Children:
+    """The ``op`` processes in flight, so that closing the provider can kill them.
+
+    ``close`` may run on another thread while a call waits for its ``op`` (a run
+    closes its providers after giving up on a call). Once closed, no ``op`` starts.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: set[subprocess.Popen[bytes]] = set()
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def start(self, argv: list[str], env: dict[str, str], raw: str) -> subprocess.Popen[bytes]:
+        """Start ``argv`` in a new session; under the lock, so ``close`` cannot miss it."""
+        with self._lock:
+            if self._closed:
+                raise LoomError(
+                    ErrorCode.SECRETS_PROVIDER_UNAVAILABLE,
+                    f"{raw}: the op secrets provider was already closed; op was not started",
+                )
+            proc = subprocess.Popen(
+                argv,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+            )
+            self._running.add(proc)
+            return proc
+
+    def finished(self, proc: subprocess.Popen[bytes]) -> None:
+        with self._lock:
+            self._running.discard(proc)
+
+    def close(self) -> None:
+        """Kill every ``op`` still running, with its process group; idempotent."""
+        with self._lock:
+            self._closed = True
+            for proc in self._running:
+                _kill_group(proc)
+
+
+def read(command: OpCommand, ref: OpRef, environ: Mapping[str, str], token: str, children: Children) -> bytes:
     """``op read --no-newline REF``: the exact value bytes, or a coded ``LoomError``."""
     argv = [command.executable, "read", "--no-newline", ref.raw]
     try:
-        done = subprocess.run(
-            argv,
-            env=child_environ(environ, token),
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            timeout=command.timeout,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        raise LoomError(
-            ErrorCode.SECRETS_PROVIDER_FAILED,
-            f"{ref.raw}: op read did not finish within {command.timeout:g} s and was stopped",
-        ) from None
+        proc = children.start(argv, child_environ(environ, token), ref.raw)
     except OSError as exc:
         raise LoomError(
             ErrorCode.SECRETS_PROVIDER_UNAVAILABLE,
             f"{ref.raw}: the 1Password CLI {command.executable!r} could not be started ({type(exc).__name__})",
         ) from None
-    if done.returncode != 0:
-        category = errors.classify(done.stderr, ref)
+    with proc:  # on the way out: pipes closed, the (killed or finished) child reaped
+        try:
+            stdout, stderr = proc.communicate(timeout=command.timeout)
+        except subprocess.TimeoutExpired:
+            _kill_group(proc)
+            raise LoomError(
+                ErrorCode.SECRETS_PROVIDER_FAILED,
+                f"{ref.raw}: op read did not finish within {command.timeout:g} s and was stopped",
+            ) from None
+        except BaseException:  # this thread was interrupted: op must not go on holding the token
+            _kill_group(proc)
+            raise
+        finally:
+            children.finished(proc)
+    if proc.returncode != 0 and children.closed:
+        raise LoomError(
+            ErrorCode.SECRETS_PROVIDER_FAILED,
+            f"{ref.raw}: op read was stopped because the op secrets provider was closed",
+        )
+    if proc.returncode != 0:
+        category = errors.classify(stderr, ref)
         raise LoomError(
             category.code,
-            f"{ref.raw}: {category.reason} (op exited with status {done.returncode})",
+            f"{ref.raw}: {category.reason} (op exited with status {proc.returncode})",
         )
-    if not done.stdout:
+    if not stdout:
         raise LoomError(
             ErrorCode.SECRETS_VALUE_UNSAFE,
             f"{ref.raw}: op returned an empty value; store a value in the field or fix the reference",
         )
-    return done.stdout
+    return stdout

@@ -3,7 +3,9 @@
 Values are not cached: each resolve asks 1Password, so a rotated secret is
 picked up by the next run and nothing lingers in this object. The token is
 read from the backend context's environment when the provider is built and
-handed to the child only through its environment.
+handed to the child only through its environment. ``close`` kills any ``op``
+still running (see :mod:`loom_secrets_op.cli`): a call given up on must not
+leave a process holding the token.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ class OpProvider:
         self._environ = dict(environ)
         self._op_path = op_path
         self._timeout = timeout
+        self._children = cli.Children()
 
     def __repr__(self) -> str:
         token = "set" if self._environ.get(cli.TOKEN_VAR, "").strip() else "unset"
@@ -52,7 +55,11 @@ class OpProvider:
                 f"{parsed.raw}: {cli.TOKEN_VAR} is not set; give the runner a 1Password "
                 "service account token in that variable (never in workflow YAML)",
             )
-        return SecretValue(cli.read(command, parsed, self._environ, token))
+        return SecretValue(cli.read(command, parsed, self._environ, token, self._children))
 
     def close(self) -> None:
-        """Nothing is held open; idempotent."""
+        """Kill the ``op`` children still running (they hold the token) and start no more.
+
+        Safe while a resolve waits on another thread (it then fails); idempotent.
+        """
+        self._children.close()

@@ -6,8 +6,8 @@ prints ``[ERROR] YYYY/MM/DD HH:MM:SS <message>`` on stderr and exits 1 with
 the wording ``op`` uses for: not signed in (no token), a malformed or
 unknown token, a vault or item or field that does not exist, a vault the
 token may not read (403), two items with one title, and malformed references. Every call appends its
-argv and environment to a JSON-lines log so tests can check what the child
-was given. State lives in files whose paths are written into the script,
+argv, environment and pid to a JSON-lines log so tests can check what the child
+was given and whether it is still running. State lives in files whose paths are written into the script,
 because the provider deliberately gives the child almost no environment.
 """
 
@@ -38,7 +38,7 @@ def fail(message, stdout=b""):
     sys.exit(1)
 
 with open(LOG, "a") as log:
-    log.write(json.dumps({{"argv": sys.argv, "env": dict(os.environ)}}) + "\n")
+    log.write(json.dumps({{"argv": sys.argv, "env": dict(os.environ), "pid": os.getpid()}}) + "\n")
 with open(STATE) as fh:
     state = json.load(fh)
 if state.get("delay"):
@@ -159,7 +159,7 @@ class FakeOp:
         self._save()
 
     def calls(self) -> list[dict[str, Any]]:
-        """Every recorded call: ``{"argv": [...], "env": {...}}``."""
+        """Every recorded call: ``{"argv": [...], "env": {...}, "pid": ...}``."""
         if not self.log_path.exists():
             return []
         return [json.loads(line) for line in self.log_path.read_text().splitlines() if line]

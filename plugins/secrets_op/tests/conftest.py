@@ -28,6 +28,20 @@ def fake_op(tmp_path: Path) -> FakeOp:
 
 
 @pytest.fixture
+def wrapped_op(fake_op: FakeOp, tmp_path: Path) -> Path:
+    """An ``op`` that is a shell script running the stand-in as its child, as a wrapper might.
+
+    It writes its own pid to ``op.pid`` beside it; the stand-in's pid is in its call log.
+    """
+    wrapper = tmp_path / "wrapper" / "op"
+    wrapper.parent.mkdir()
+    pid_file = wrapper.with_suffix(".pid")
+    wrapper.write_text(f'#!/bin/sh\necho $$ > "{pid_file}"\n"{fake_op.path}" "$@"\nexit $?\n')
+    wrapper.chmod(0o755)
+    return wrapper
+
+
+@pytest.fixture
 def environ(tmp_path: Path) -> dict[str, str]:
     """A runner environment: the token plus unrelated variables that must not reach the child."""
     return {

@@ -133,8 +133,9 @@ class ProviderPool:
             try:
                 provider.close()
             except Exception as exc:
-                # A foreign exception's text is not trusted to be value-free: name its type only.
-                detail = f"{exc.code.value}: {exc.message}" if isinstance(exc, LoomError) else type(exc).__name__
+                # Closing comes after the values are gone, so nothing could mask one quoted here: no
+                # provider text is shown, only the error's code (a coded error) or its type.
+                detail = exc.code.value if isinstance(exc, LoomError) else type(exc).__name__
                 messages.append(scrub(f"secrets provider {scheme!r} failed to close: {detail}"))
         self._providers.clear()
         return messages

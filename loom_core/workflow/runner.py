@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import re
 import sys
 import threading
 import time
@@ -119,9 +118,6 @@ class Run:
         self.run_id = _new_run_id()
         self.watch: SignalWatch | None = None
         self.workdir = opts.workflow.resolve().parent
-        # Values resolved by the jobs that already ran, keyed (job, name). A later job's output is
-        # redacted for them too: it may have come across one (a shared file, a service's echo).
-        self.resolved: dict[tuple[str, str], SecretValue] = {}
         self.env_sources: list[str] = []  # every env:// source of the workflow: no job inherits one
 
     # -- console ----------------------------------------------------------
@@ -190,13 +186,9 @@ class Run:
                     self.host.hook.loom_shutdown(component="workflow")
                 except Exception as exc:  # shutdown problems must not hide the run's outcome
                     self.say(f"loom_shutdown failed: {type(exc).__name__}")
-            closing = self.pool.close(grace=CLOSE_GRACE_SECONDS if self.abandoned else None)
-            if closing:
-                everything = self._redaction_values({})
-                final = make_redactor(everything, self.host.hook, self.min_length) if everything else None
-                for message in closing:
-                    self.say(message, final)
-            self.resolved.clear()
+            # No value of the run is held any more to mask these with: they carry codes, not texts.
+            for message in self.pool.close(grace=CLOSE_GRACE_SECONDS if self.abandoned else None):
+                self.say(message)
             if self.watch is not None:
                 self.watch.uninstall()
             receipt.finished_at = utc_now()
@@ -206,24 +198,6 @@ class Run:
             result.error = result.error or failure
         result.exit_code = self._exit_code(receipt, result)
         return result
-
-    def _redaction_values(self, values: dict[str, SecretValue]) -> dict[str, SecretValue]:
-        """``values`` plus every value earlier jobs resolved; an earlier value whose name is
-        taken by another value is named ``<NAME>_<JOB>`` (then ``_2``, ``_3``... while taken)."""
-        merged = dict(values)
-        known = {v.reveal() for v in merged.values()}
-        for (job_name, name), value in self.resolved.items():
-            if value.reveal() in known:
-                continue
-            key = name
-            if key in merged:  # never replace a value: that one would go unredacted
-                key = stem = f"{name}_{re.sub(r'[^A-Za-z0-9_]', '_', job_name).upper()}"
-                count = 2
-                while key in merged:
-                    key, count = f"{stem}_{count}", count + 1
-            merged[key] = value
-            known.add(value.reveal())
-        return merged
 
     def _record(self, job: Job) -> JobRecord:
         return JobRecord(
@@ -253,9 +227,8 @@ class Run:
 
     def _run_job(self, workflow: Workflow, job: Job, record: JobRecord, trace: bool) -> None:
         def scrub_for(values: dict[str, SecretValue]) -> Any:
-            # A provider error may quote a value an earlier job resolved (a keyfile path): those too.
-            known = self._redaction_values(values)
-            return scrubber(make_redactor(known, self.host.hook, self.min_length) if known else None)
+            # a provider error may quote a value this job resolved before the failing one
+            return scrubber(make_redactor(values, self.host.hook, self.min_length) if values else None)
 
         try:
             values = call_bounded(
@@ -265,8 +238,7 @@ class Run:
                 timeout=self.resolve_timeout,
                 interrupted=self._interrupted,
             )
-            known = self._redaction_values(values)  # this job's values and the run's earlier ones
-            redactor = make_redactor(known, self.host.hook, self.min_length)
+            redactor = make_redactor(values, self.host.hook, self.min_length)
         except CallInterrupted as stop:
             self.abandoned = True
             record.status = "interrupted"
@@ -291,10 +263,9 @@ class Run:
             record.status = "error"
             record.error = {"code": exc.code.value, "message": exc.message}
             signal = self._interrupted()
-            if signal is not None:  # Ctrl-C also reaches a provider's child (op): the signal is the cause
+            if signal is not None:  # a provider stopped by the signal (its child killed): the signal is the cause
                 record.status, record.reason = "interrupted", f"loom run received signal {signal}"
             raise
-        self.resolved.update({(job.name, name): value for name, value in values.items()})
         signal = self._interrupted()
         if signal is not None:  # arrived while the last value was being resolved: write no file
             record.status, record.reason = "interrupted", f"loom run received signal {signal}"
@@ -305,7 +276,7 @@ class Run:
                 + ", ".join(f"{s.name} ({s.ref}, {'file' if s.file else 'env'})" for s in job.secrets.values()),
                 redactor,
             )
-        base = scrubbed_environ(self.environ, known, self.env_sources)
+        base = scrubbed_environ(self.environ, values, self.env_sources)
         tails = (Tail(), Tail())
         filters = (stream_filter(redactor), stream_filter(redactor))
         record.started_at = utc_now()

@@ -112,3 +112,26 @@ def test_provider_error_and_lifecycle_messages_are_redacted(
     assert (VALUE.encode() in raw + out + err) is False, "value in receipt or console"
     assert b"failed to close: RuntimeError" in err
     assert not (tmp_path / "a.marker").exists()
+
+
+class CodedCloseProvider(LeakyProvider):
+    def close(self) -> None:
+        raise LoomError(ErrorCode.SECRETS_PROVIDER_FAILED, f"could not release handles for: {VALUE}")
+
+
+class CodedClosePlugin:
+    @hookimpl
+    def loom_register_backends(self, registry: Any) -> None:
+        registry.add_secrets("leaky", lambda ctx: CodedCloseProvider())
+
+
+def test_a_coded_close_failure_shows_its_code_only(tmp_path: Path, write_workflow: Callable[..., Path]) -> None:
+    """Providers close at the end of the run, when its values are no longer held to mask a message
+    with; a coded close error quoting a value (here one a failed job had resolved) shows its code."""
+    path = write_workflow(
+        "jobs:\n  a:\n    secrets: {GOOD: {ref: 'leaky://good'}, BAD: {ref: 'leaky://bad'}}\n"
+        "    script: ['true']\n"
+    )
+    _result, out, err = run_inprocess(path, {}, host=_host(CodedClosePlugin()))
+    assert b"failed to close: SECRETS_PROVIDER_FAILED" in err
+    assert (VALUE.encode() in out + err + (tmp_path / "receipt.json").read_bytes()) is False

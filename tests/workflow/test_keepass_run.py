@@ -160,34 +160,6 @@ def test_a_password_typed_where_its_variable_name_belongs_is_not_echoed(
     assert b"Typed pass-phrase" not in out + err + receipt + result.error.message.encode()
 
 
-def test_a_provider_error_quoting_an_earlier_jobs_value_is_redacted(
-    tmp_path: Path, write_workflow: Callable[..., Path], kdbx: Path
-) -> None:
-    """Job ``one`` resolves env://PRIOR; job ``two`` unlocks a database with the keyfile KEYPATH
-    names, which holds the same text and does not exist. The provider's error quotes that path:
-    it is a value the run resolved, so console and receipt show its token, as for job output."""
-    planted = str(tmp_path / "planted-prior-value-xyz.keyx")
-    path = write_workflow(
-        """\
-        jobs:
-          one:
-            secrets: {KEYFILE: {ref: "env://PRIOR"}}
-            script: ['true']
-          two:
-            needs: [one]
-            secrets: {PW: {ref: "keepass://main/ci/db/postgres"}}
-            script: ['true']
-        """
-    )
-    environ = _env(kdbx) | {"LOOM_KEEPASS_DB_MAIN_KEYFILE_ENV": "KEYPATH", "KEYPATH": planted, "PRIOR": planted}
-    result: Any
-    result, out, err = run_inprocess(path, environ)
-    assert result.error is not None and result.error.code is ErrorCode.SECRETS_AUTH_MISSING
-    assert "[REDACTED:SECRET_KEYFILE]" in result.error.message
-    receipt = (tmp_path / "receipt.json").read_bytes()
-    assert planted.encode() not in out + err + receipt + result.error.message.encode()
-
-
 @pytest.mark.parametrize("name", ["OP_SERVICE_ACCOUNT_TOKEN", "LOOM_KEEPASS_DB_MAIN_PATH", "KP_MASTER"])
 def test_env_references_cannot_read_the_providers_own_credentials(
     tmp_path: Path, write_workflow: Callable[..., Path], kdbx: Path, name: str

@@ -27,13 +27,14 @@ class Unlock:
     keyfile: Path | None = None
 
 
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
+_CONVENTIONAL_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*\Z")
 
 
 def _shown(name: str) -> str:
-    """``name`` for an error message, unless it is not a variable name at all: then it may be
-    the password or keyfile path itself, typed where its variable's name belongs."""
-    if _ENV_NAME.match(name):
+    """``name`` for an error message, unless it is not spelled like a variable name (upper-case
+    letters, digits, ``_``): then it may be the password or keyfile path itself, typed where its
+    variable's name belongs (a password such as ``master_pw_horse`` is a valid name too)."""
+    if _CONVENTIONAL_NAME.match(name):
         return name
     return "a value that is not a variable name (not shown: it may be the secret itself)"
 

@@ -85,6 +85,19 @@ def test_named_password_variable_unset_is_auth_missing(
     assert "KP_MAIN_MASTER" in err.message
 
 
+@pytest.mark.parametrize("setting", ["PASSWORD_ENV", "KEYFILE_ENV"])
+def test_a_password_typed_where_its_variable_name_belongs_is_not_echoed(
+    main_db: Any, failure: Failure, setting: str
+) -> None:
+    """The setting holds the password itself, which happens to be a valid variable name: the
+    message must not repeat it (only conventionally spelled names are shown)."""
+    env = dict(main_db.environ)
+    env[f"LOOM_KEEPASS_DB_MAIN_{setting}"] = "master_pw_correct_horse"
+    err = failure(KeepassProvider(env), REF)
+    assert err.code == ErrorCode.SECRETS_AUTH_MISSING
+    assert "master_pw_correct_horse" not in err.message and f"LOOM_KEEPASS_DB_MAIN_{setting}" in err.message
+
+
 def test_keyfile_variable_unset_or_missing_file_is_auth_missing(
     variants: dict[tuple[int, str], Any], failure: Failure, tmp_path: Path
 ) -> None:

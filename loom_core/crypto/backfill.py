@@ -5,6 +5,12 @@ plaintext row sealed, in batches. Each batch also stores the progress cursor
 in ``meta`` (same atomic write), so a crash loses nothing and a rerun resumes
 after the last committed key. Rows that are already sealed are skipped, so
 running it twice is harmless.
+
+The rewrite leaves the replaced plaintext versions in older table files until
+the content keyspaces are compacted, so a pass is ``done`` only once that
+compaction ran: the last batch records ``compacting``, and only a finished
+compaction records ``done``. A pass killed in between stays ``compacting``;
+the next start (:func:`finish_compaction`) or the next run compacts again.
 """
 
 from __future__ import annotations
@@ -51,8 +57,12 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+#: a pass walking the rows / whose walk is over but whose final compaction has not finished yet
+RUNNING, COMPACTING, DONE = "running", "compacting", "done"
+
+
 def status(storage: Any) -> dict[str, Any]:
-    """The persisted progress: ``state`` is ``never``, ``running`` or ``done``."""
+    """The persisted progress: ``state`` is ``never``, ``running``, ``compacting`` or ``done``."""
     record = read_record(storage, layout.BACKFILL_RECORD)
     if record is None:
         return {"state": "never", "scanned": 0, "encrypted": 0, "total": None}
@@ -83,24 +93,15 @@ def run(
     concurrent writer cannot change a row between its read and its rewrite.
     ``restart`` starts a new pass from the beginning (also after ``done``).
     ``compact`` (default) flushes and compacts the families at the end, so
-    the replaced plaintext versions leave the live files.
+    the replaced plaintext versions leave the live files; the pass is
+    ``compacting`` until that finished, and a run over a ``compacting`` pass
+    only compacts.
     """
-    if not getattr(codec, "encrypting", False):
-        raise LoomError(
-            ErrorCode.ENCRYPTION_KEY_MISSING,
-            "backfill needs encryption at rest: set LOOMEM_AT_REST_MASTER_KEY (or encryption.master_key_ref)",
-        )
-    record = read_record(storage, layout.BACKFILL_RECORD)
-    now = _now_ms()
-    if record is None or restart or record.get("state") == "done":
-        record = {
-            "state": "running",
-            "family": 0,
-            "after": None,
-            "scanned": 0,
-            "encrypted": 0,
-            "started_at": now,
-        }
+    record = begin(storage, codec, restart=restart)
+    if record.get("state") == COMPACTING:  # an earlier run was stopped in its final compaction
+        if progress is not None:
+            progress(status_view(record))
+        return _compact(storage, families, record, progress)
     record["total"] = count_rows(storage, families)
     guard: ContextManager[Any] = lock if lock is not None else contextlib.nullcontext()
     while int(record["family"]) < len(families):
@@ -127,8 +128,10 @@ def run(
                 record["after"] = layout.b64(rows[-1][0])
             record["updated_at"] = _now_ms()
             if int(record["family"]) >= len(families):
-                record["state"] = "done"
-                record["finished_at"] = record["updated_at"]
+                # not "done" yet: the plaintext versions are in the files until the compaction ran
+                record["state"] = COMPACTING if compact else DONE
+                if not compact:
+                    record["finished_at"] = record["updated_at"]
             batch.put(layout.META, layout.BACKFILL_RECORD, layout.dump_json(record))
             storage.write(batch, durable=True)
         if lock is not None:
@@ -137,12 +140,74 @@ def run(
             time.sleep(YIELD_SECONDS)
         if progress is not None:
             progress(status_view(record))
-    if compact:
-        # drop the plaintext versions the rewrite left in older files and the WAL
-        storage.flush()
-        for keyspace in dict.fromkeys(f.keyspace for f in families):
-            storage.compact(keyspace)
+    if record.get("state") == COMPACTING:
+        return _compact(storage, families, record, progress)
     return status_view(record)
+
+
+def begin(storage: Any, codec: Any, *, restart: bool = False) -> dict[str, Any]:
+    """The record of the pass a run continues, persisted before the run starts.
+
+    A new pass (first run, ``restart``, or after ``done``) durably replaces the
+    previous pass's record at once, so no reader sees the last pass's ``done``
+    while the new one runs.
+    """
+    if not getattr(codec, "encrypting", False):
+        raise LoomError(
+            ErrorCode.ENCRYPTION_KEY_MISSING,
+            "backfill needs encryption at rest: set LOOMEM_AT_REST_MASTER_KEY (or encryption.master_key_ref)",
+        )
+    record = read_record(storage, layout.BACKFILL_RECORD)
+    if record is not None and not restart and record.get("state") in (RUNNING, COMPACTING):
+        return record
+    now = _now_ms()
+    record = {
+        "state": RUNNING,
+        "family": 0,
+        "after": None,
+        "scanned": 0,
+        "encrypted": 0,
+        "total": None,
+        "started_at": now,
+        "updated_at": now,
+    }
+    _save(storage, record)
+    return record
+
+
+def finish_compaction(storage: Any, families: Sequence[SealedFamily]) -> bool:
+    """Run the final compaction of a pass that was stopped before it finished; whether it ran.
+
+    Called when the engine opens, like the key ring's ``finish_shredding``: the
+    record says ``compacting`` exactly while plaintext versions may remain.
+    """
+    record = read_record(storage, layout.BACKFILL_RECORD)
+    if record is None or record.get("state") != COMPACTING:
+        return False
+    _compact(storage, families, record, None)
+    return True
+
+
+def _compact(
+    storage: Any, families: Sequence[SealedFamily], record: dict[str, Any], progress: Progress | None
+) -> dict[str, Any]:
+    """Drop the plaintext versions the rewrite left in older files and the WAL, then say ``done``."""
+    storage.flush()
+    for keyspace in dict.fromkeys(f.keyspace for f in families):
+        storage.compact(keyspace)
+    record["state"] = DONE
+    record["updated_at"] = record["finished_at"] = _now_ms()
+    _save(storage, record)
+    view = status_view(record)
+    if progress is not None:
+        progress(view)
+    return view
+
+
+def _save(storage: Any, record: dict[str, Any]) -> None:
+    batch = WriteBatch()
+    batch.put(layout.META, layout.BACKFILL_RECORD, layout.dump_json(record))
+    storage.write(batch, durable=True)
 
 
 def status_view(record: dict[str, Any]) -> dict[str, Any]:

@@ -86,7 +86,8 @@ def open_engine(config: Any, host: Any, data_dir: Any, environ: Any = None) -> A
 
     Checks the master key against the data directory first (refusing start-up
     with an ``ENCRYPTION_*`` code), then opens the engine with the codec and
-    binds the codec to the engine's storage.
+    binds the codec to the engine's storage. Work a crash cut short is
+    finished here: key shredding, and the final compaction of a backfill.
     """
     from pathlib import Path
 
@@ -99,6 +100,7 @@ def open_engine(config: Any, host: Any, data_dir: Any, environ: Any = None) -> A
     try:
         codec.bind(engine_storage(engine))
         shred_orphan_keys(engine)
+        finish_backfill_compaction(engine)
     except BaseException:
         engine.close()
         raise
@@ -123,3 +125,18 @@ def shred_orphan_keys(engine: Any) -> list[str]:
     for stream in orphans:
         log.warning("destroyed the data key of deleted stream %r left by an interrupted deletion", stream)
     return orphans
+
+
+def finish_backfill_compaction(engine: Any) -> bool:
+    """Compact the content keyspaces if a backfill was stopped in its final compaction.
+
+    Until then the plaintext versions the backfill replaced are still in table
+    files, and the backfill reports ``compacting``, not ``done``.
+    """
+    from loom_core.crypto import backfill
+
+    storage = engine_storage(engine)
+    if backfill.status(storage).get("state") != backfill.COMPACTING:
+        return False
+    log.info("finishing the compaction of an interrupted encrypt-at-rest backfill")
+    return backfill.finish_compaction(storage, sealed_families(engine))

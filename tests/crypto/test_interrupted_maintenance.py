@@ -1,0 +1,240 @@
+"""Encryption maintenance cut short at its last step: the final compaction of a backfill and of a
+rotation, a server stopped mid-compaction, a damaged key record, and how a background run ends."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from loom_core.config import LoomConfig
+from loom_core.crypto import backfill
+from loom_core.crypto.engine_glue import open_engine
+from loom_core.memory.models import ChunkInput
+from loom_core.plugins.host import PluginHost
+
+from .helpers import ENV, codec_for, new_key_b64, open_storage, raw_files_containing
+
+CONFIG = LoomConfig.model_validate({"storage": {"options": {"compression": "none"}}})
+NO_COMPRESSION = {"compression": "none"}
+TOKEN = "crypto-maint-" + "7d3a" * 12
+
+#: Runs ``rest`` of argv after making ``RocksStorage.compact`` of ``keyspace`` SIGKILL the process:
+#: a crash exactly between the durable write that ends a step and the compaction that follows it.
+KILL_AT_COMPACT = textwrap.dedent(
+    """
+    import os, signal, sys
+    from loom_storage_rocksdb.storage import RocksStorage
+
+    keyspace, script = sys.argv[1], sys.argv[2]
+
+    def compact(self, name=None):
+        if name == keyspace:
+            os.kill(os.getpid(), signal.SIGKILL)
+        raise AssertionError(f"unexpected compaction of {name!r}")
+
+    RocksStorage.compact = compact
+    sys.argv = sys.argv[2:]
+    exec(compile(script, "<child>", "exec"))
+    """
+)
+
+ENGINE_BACKFILL = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    from loom_core.config import LoomConfig
+    from loom_core.crypto import backfill
+    from loom_core.crypto.engine_glue import engine_codec, engine_lock, engine_storage, open_engine, sealed_families
+    from loom_core.plugins.host import PluginHost
+
+    environ = {"LOOMEM_AT_REST_MASTER_KEY": sys.argv[2]}
+    config = LoomConfig.model_validate({"storage": {"options": {"compression": "none"}}})
+    engine = open_engine(config, PluginHost(environ=environ), Path(sys.argv[1]), environ)
+    backfill.run(engine_storage(engine), engine_codec(engine), sealed_families(engine), lock=engine_lock(engine))
+    print("not killed", flush=True)
+    """
+)
+
+
+#: ``loom serve`` whose compaction of ``chunks`` never ends (it signals entering it through a file):
+#: the server can then be stopped while a backfill is in its final compaction.
+SERVE_STUCK_IN_COMPACTION = textwrap.dedent(
+    """
+    import sys, threading
+    from pathlib import Path
+    from loom_storage_rocksdb.storage import RocksStorage
+
+    flag = Path(sys.argv[1])
+    original = RocksStorage.compact
+
+    def compact(self, keyspace=None):
+        if keyspace == "chunks":
+            flag.write_text("compacting")
+            threading.Event().wait()
+        return original(self, keyspace)
+
+    RocksStorage.compact = compact
+    from loom_core.cli.main import main
+    sys.argv = ["loom", *sys.argv[2:]]
+    sys.exit(main())
+    """
+)
+
+
+def _kill_at_compact(keyspace: str, script: str, *args: str) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", KILL_AT_COMPACT, keyspace, script, *args], capture_output=True, text=True, timeout=180
+    )
+    assert proc.returncode == -signal.SIGKILL, f"child was not killed: rc={proc.returncode} {proc.stderr[-2000:]}"
+
+
+def _legacy_data_dir(data: Path, rows: int = 60) -> list[bytes]:
+    """Chunks written before encryption was on; returns their plaintext markers."""
+    engine = open_engine(CONFIG, PluginHost(environ={}), data, {})
+    try:
+        markers = [f"LEGACY-{n:03d}-{os.urandom(6).hex()}" for n in range(rows)]
+        engine.add_chunks("legacy", [ChunkInput(content=m) for m in markers])
+    finally:
+        engine.close()
+    return [m.encode() for m in markers]
+
+
+def _left(data: Path, markers: list[bytes]) -> int:
+    """How many markers some storage file still holds (the full-text index is plaintext by design)."""
+    return sum(1 for m in markers if raw_files_containing(data / "storage", m))
+
+
+def _backfill_state(data: Path) -> dict[str, Any]:
+    storage = open_storage(data / "storage")
+    try:
+        return backfill.status(storage)
+    finally:
+        storage.close()
+
+
+def test_a_backfill_killed_before_its_final_compaction_is_not_done_and_the_next_start_compacts(
+    tmp_path: Path,
+) -> None:
+    """The backfill recorded ``done`` and only then compacted: killed in between, it reported done
+    for good while the replaced plaintext stayed in live table files. It records ``compacting``
+    until the compaction ran now, and the next start of the engine finishes it."""
+    data, key = tmp_path / "data", new_key_b64()
+    markers = _legacy_data_dir(data)
+    _kill_at_compact("chunks", ENGINE_BACKFILL, str(data), key)
+    state = _backfill_state(data)
+    assert state["state"] == "compacting" and state["encrypted"] == len(markers), state
+    assert _left(data, markers) == len(markers), "precondition: the plaintext versions are still in the files"
+    engine = open_engine(CONFIG, PluginHost(environ={ENV: key}), data, {ENV: key})
+    try:
+        assert backfill.status(engine.storage)["state"] == "done"
+        assert sorted(c.content.encode() for c in engine.list_chunks("legacy", limit=1000).items) == sorted(markers)
+    finally:
+        engine.close()
+    assert _left(data, markers) == 0, "plaintext versions survived the start that should have compacted them"
+
+
+def test_the_next_backfill_run_finishes_an_interrupted_final_compaction(tmp_path: Path) -> None:
+    """A ``compacting`` pass is finished by the next run (``loom encryption backfill``, the endpoint)
+    without walking the rows again: the pass's counts stay, the plaintext leaves the files."""
+    data, key = tmp_path / "data", new_key_b64()
+    markers = _legacy_data_dir(data)
+    _kill_at_compact("chunks", ENGINE_BACKFILL, str(data), key)
+    storage = open_storage(data / "storage", NO_COMPRESSION)
+    try:
+        codec = codec_for(storage, {ENV: key})
+        seen: list[dict[str, Any]] = []
+        families = [backfill.SealedFamily("chunks", lambda k, v: "legacy", b"chunk:")]
+        result = backfill.run(storage, codec, families, progress=seen.append)
+        assert [s["state"] for s in seen] == ["compacting", "done"]
+        assert result["state"] == "done" and result["encrypted"] == len(markers)
+    finally:
+        storage.close()
+    assert _left(data, markers) == 0
+
+
+def _port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _env(extra: dict[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LOOMEM_", "LOOM_"))}
+    return env | {"LOOMEM_AUTH_TOKEN": TOKEN, "PYTHONUNBUFFERED": "1"} | extra
+
+
+def _wait_ready(proc: subprocess.Popen[bytes], base: str) -> None:
+    deadline = time.monotonic() + 90
+    while True:
+        assert proc.poll() is None, (proc.stdout.read() if proc.stdout else b"")[-3000:].decode()
+        try:
+            if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, "server did not start"
+        time.sleep(0.1)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> str:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.communicate(timeout=60)[0].decode(errors="replace")
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.communicate()[0].decode(errors="replace")
+
+
+def test_a_server_stopped_during_the_final_compaction_leaves_it_for_the_next_start(tmp_path: Path) -> None:
+    """A real ``loom serve`` stopped (SIGTERM) while its backfill compacts: the status said ``done``
+    beside ``running: true`` during the compaction and the plaintext stayed after the stop. It says
+    ``compacting`` (below 100 %) now, and the next start compacts and reports ``done``."""
+    data, key, flag = tmp_path / "data", new_key_b64(), tmp_path / "in-compaction"
+    markers = _legacy_data_dir(data)
+    port = _port()
+    base, auth = f"http://127.0.0.1:{port}", {"Authorization": f"Bearer {TOKEN}"}
+    argv = ["serve", "--data-dir", str(data), "--port", str(port)]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SERVE_STUCK_IN_COMPACTION, str(flag), *argv],
+        env=_env({ENV: key}), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    try:
+        _wait_ready(proc, base)
+        assert httpx.post(f"{base}/v1/admin/backfill/encrypt-at-rest", headers=auth).status_code == 202
+        deadline = time.monotonic() + 120
+        while not flag.exists():
+            assert proc.poll() is None and time.monotonic() < deadline, "the backfill never reached its compaction"
+            time.sleep(0.05)
+        status = httpx.get(f"{base}/v1/admin/backfill/encrypt-at-rest/status", headers=auth).json()
+        assert (status["state"], status["running"]) == ("compacting", True), status
+        assert status["percent"] < 100
+        assert httpx.get(f"{base}/v1/encryption/status", headers=auth).json()["backfill"]["state"] == "compacting"
+    finally:
+        _stop(proc)
+    assert _backfill_state(data)["state"] == "compacting"
+    assert _left(data, markers) == len(markers), "precondition: the compaction did not run"
+    port = _port()
+    base = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "loom_core.cli.main", "serve", "--data-dir", str(data), "--port", str(port)],
+        env=_env({ENV: key}), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    try:
+        _wait_ready(proc, base)
+        status = httpx.get(f"{base}/v1/admin/backfill/encrypt-at-rest/status", headers=auth).json()
+        assert (status["state"], status["running"], status["percent"]) == ("done", False, 100.0), status
+    finally:
+        _stop(proc)
+    assert _left(data, markers) == 0, "the plaintext versions survived the next start"
+
+

@@ -72,6 +72,37 @@ def row_opener(ctx: Any, key_id: bytes, aad_prefix: bytes) -> RowOpener | None:
     return header, len(header), len(header) + int(nonce_size), decrypt, aad_prefix
 
 
+def unwrap_record(cipher: Any, master: MasterKey, stream: str, value: bytes) -> tuple[bytes, bytes]:
+    """``(key_id, key)`` from ``stream``'s wrapped-key record, or a failure naming the stream.
+
+    The master key was already proven by the check record, so a record that
+    does not open is damaged or belongs to another stream; the cipher's bare
+    "authentication failed" would not say which of the keys it was.
+    """
+    what = f"the wrapped data key of stream {stream!r} (keys keyspace, entry {layout.dek_key(stream)!r})"
+    fix = (
+        "the record is damaged or was copied from another stream's entry; restore the data directory "
+        "from a backup taken with this master key (the stream's rows cannot be read without it)"
+    )
+    try:
+        key_id, wrapped = layout.decode_dek_record(value)
+    except ValueError:
+        raise LoomError(
+            ErrorCode.CIPHER_DECRYPT_FAILED, f"{what} has an unknown layout: {fix}", details={"stream": stream}
+        ) from None
+    try:
+        key: bytes = cipher.unwrap_key(master.reveal(), wrapped, layout.dek_aad(stream, key_id))
+    except LoomError as exc:
+        if exc.code is not ErrorCode.CIPHER_DECRYPT_FAILED:
+            raise
+        raise LoomError(
+            ErrorCode.CIPHER_DECRYPT_FAILED,
+            f"{what} does not open under the master key although the master key is right: {fix}",
+            details={"stream": stream, "key_id": key_id.hex()},
+        ) from None
+    return key_id, key
+
+
 class DataKey:
     """One stream's unwrapped DEK and its generation id; prints no key bytes."""
 
@@ -220,15 +251,7 @@ class KeyRing:
         )
 
     def _unwrap(self, stream: str, value: bytes) -> DataKey:
-        try:
-            key_id, wrapped = layout.decode_dek_record(value)
-        except ValueError:
-            raise LoomError(
-                ErrorCode.CIPHER_DECRYPT_FAILED,
-                f"the wrapped data key of stream {stream!r} has an unknown layout",
-            ) from None
-        key = self.cipher.unwrap_key(self._master.reveal(), wrapped, layout.dek_aad(stream, key_id))
-        return DataKey(stream, key_id, key, self.cipher)
+        return DataKey(stream, *unwrap_record(self.cipher, self._master, stream, value), self.cipher)
 
     def streams(self) -> Iterator[str]:
         """Every stream that has a live DEK."""

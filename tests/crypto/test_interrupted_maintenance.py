@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from loom_core.config import LoomConfig
-from loom_core.crypto import backfill
+from loom_core.crypto import backfill, layout
 from loom_core.crypto.engine_glue import open_engine
 from loom_core.memory.models import ChunkInput
 from loom_core.plugins.host import PluginHost
@@ -236,5 +237,40 @@ def test_a_server_stopped_during_the_final_compaction_leaves_it_for_the_next_sta
     finally:
         _stop(proc)
     assert _left(data, markers) == 0, "the plaintext versions survived the next start"
+
+
+@pytest.mark.parametrize("damage", ["swapped", "flipped"])
+def test_a_damaged_data_key_record_refuses_start_naming_its_stream(tmp_path: Path, damage: str) -> None:
+    """One data-key record that does not open (copied from another stream's entry, or a flipped
+    byte) refused ``loom serve`` with a bare "authentication failed"; the refusal names the stream
+    and says to restore from a backup now, still without any key bytes."""
+    data, key = tmp_path / "data", new_key_b64()
+    engine = open_engine(CONFIG, PluginHost(environ={ENV: key}), data, {ENV: key})
+    try:
+        engine.add_chunk("alpha", ChunkInput("a"))
+        engine.add_chunk("beta", ChunkInput("b"))
+    finally:
+        engine.close()
+    storage = open_storage(data / "storage")
+    try:
+        beta = storage.get("keys", b"dek:beta")
+        alpha = storage.get("keys", b"dek:alpha")
+        damaged = beta if damage == "swapped" else alpha[:-1] + bytes([alpha[-1] ^ 1])
+        storage.put("keys", b"dek:alpha", damaged)
+    finally:
+        storage.close()
+    refused = subprocess.run(
+        [sys.executable, "-m", "loom_core.cli.main", "serve", "--data-dir", str(data), "--port", str(_port())],
+        env=_env({ENV: key}), capture_output=True, text=True, timeout=120,
+    )
+    assert refused.returncode == 1, "the server started over a damaged data key"
+    assert "error[CIPHER_DECRYPT_FAILED]" in refused.stderr, refused.stderr[-2000:]
+    assert "stream 'alpha'" in refused.stderr and "backup" in refused.stderr, refused.stderr[-2000:]
+    output = refused.stderr + refused.stdout
+    assert (key in output) is False, "the master key was printed"
+    for record in (alpha, beta):
+        assert all(chunk not in output for chunk in (record.hex(), layout.b64(record), layout.b64(record[9:]))), (
+            "wrapped key bytes were printed"
+        )
 
 

@@ -2,7 +2,7 @@
 
 Everything encryption persists lives in two keyspaces: ``keys`` (wrapped data
 keys, small and compacted on every crypto-shred) and ``meta`` (the master-key
-check record, a pending rotation, backfill progress). Associated data is
+check record, a pending rotation, a pending ``keys`` compaction, backfill progress). Associated data is
 length-prefixed so no two different (stream, record) pairs can collide.
 """
 
@@ -23,6 +23,8 @@ DESTROYED_PREFIX = b"gone:"
 MASTER_RECORD = b"encryption.master"
 ROTATION_RECORD = b"encryption.rotation"
 BACKFILL_RECORD = b"encryption.backfill"
+#: present while the ``keys`` keyspace still has to be compacted (copies wrapped under a retired master key)
+KEYS_COMPACTION_RECORD = b"encryption.keys_compaction"
 
 #: Prefix of every encrypted row: ``ROW_MAGIC | key_id (8) | cipher output``.
 ROW_MAGIC = b"LMR\x01"

@@ -38,6 +38,27 @@ def read_record(storage: Any, key: bytes) -> dict[str, Any] | None:
         ) from None
 
 
+def keys_compaction_pending(storage: Any) -> bool:
+    return storage.get(layout.META, layout.KEYS_COMPACTION_RECORD) is not None
+
+
+def finish_keys_compaction(storage: Any) -> bool:
+    """Compact ``keys`` if a rotation swapped keys and was stopped before compacting; whether it ran.
+
+    The swap writes the pending record in the same atomic batch, so until this
+    has run a table file may still hold data keys wrapped under the retired
+    master key, which would still decrypt everything.
+    """
+    if not keys_compaction_pending(storage):
+        return False
+    storage.flush()
+    storage.compact(layout.KEYS)
+    batch = WriteBatch()
+    batch.delete(layout.META, layout.KEYS_COMPACTION_RECORD)
+    storage.write(batch, durable=True)
+    return True
+
+
 def has_wrapped_keys(storage: Any) -> bool:
     return any(True for _ in storage.iterate(layout.KEYS, prefix=layout.DEK_PREFIX))
 
@@ -84,11 +105,19 @@ def open_keyring(storage: Any, cipher: Any, master: MasterKey, *, read_only: boo
     """Verify ``master`` against the data directory, then return its key ring.
 
     First encrypted start: writes the check record. A pending rotation to
-    ``master`` whose data keys are all re-wrapped is finished here; any other
-    mismatch raises ``ENCRYPTION_KEY_MISMATCH`` naming the expected fingerprint.
-    ``read_only`` (``loom encryption status``) checks the same and writes
-    nothing: no check record, no finished rotation.
+    ``master`` whose data keys are all re-wrapped is finished here, and so is
+    the ``keys`` compaction of a rotation stopped right after its swap; any
+    other mismatch raises ``ENCRYPTION_KEY_MISMATCH`` naming the expected
+    fingerprint. ``read_only`` (``loom encryption status``) checks the same
+    and writes nothing: no check record, no finished rotation or compaction.
     """
+    ring = _verified_keyring(storage, cipher, master, read_only)
+    if not read_only and finish_keys_compaction(storage):
+        log.warning("compacted the data keys a master-key rotation left wrapped under the old key")
+    return ring
+
+
+def _verified_keyring(storage: Any, cipher: Any, master: MasterKey, read_only: bool) -> KeyRing:
     from loom_core.crypto import rotation  # late: rotation imports this module
 
     fingerprint = master.fingerprint(cipher)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from loom_core.crypto import layout
-from loom_core.crypto.masterguard import read_record
+from loom_core.crypto.masterguard import keys_compaction_pending, read_record
 
 
 def storage_dir(data_dir: Path) -> Path:
@@ -60,5 +60,7 @@ def describe(storage: Any, codec: Any | None = None, environ: Mapping[str, str] 
         "streams_with_keys": streams,
         "destroyed_keys": destroyed,
         "rotation_pending": None if pending is None else {"from": pending.get("from"), "to": pending.get("to")},
+        # keys wrapped under a retired master key may still be in table files until the next open compacts them
+        "keys_compaction_pending": keys_compaction_pending(storage),
         "backfill": backfill.status(storage),
     }

@@ -6,7 +6,9 @@ live ones (``next:<stream>`` in ``keys``) under a rotation record in
 record and removes the rotation record. Before that batch every key opens
 with the old master key, after it every key opens with the new one. Running
 the rotation again resumes where it stopped (staged keys that already open
-under the new key are kept).
+under the new key are kept). The same batch records that ``keys`` must be
+compacted (the old wrappings are still in table files); the next open or the
+next run finishes a compaction the process did not get to.
 """
 
 from __future__ import annotations
@@ -19,7 +21,14 @@ from typing import Any
 
 from loom_core.contracts.storage import WriteBatch
 from loom_core.crypto import layout
-from loom_core.crypto.masterguard import canary_opens, master_record, open_keyring, read_record
+from loom_core.crypto.keyring import unwrap_record
+from loom_core.crypto.masterguard import (
+    canary_opens,
+    finish_keys_compaction,
+    master_record,
+    open_keyring,
+    read_record,
+)
 from loom_core.crypto.masterkey import MasterKey
 from loom_core.errors import ErrorCode, LoomError
 
@@ -54,6 +63,7 @@ def rotate(
     pending = read_record(storage, layout.ROTATION_RECORD)
     if record is not None and record.get("fingerprint") == new_fp and pending is None:
         if canary_opens(cipher, new, record):
+            finish_keys_compaction(storage)  # a run stopped between its swap and its compaction
             return RotationResult(old_fp, new_fp, 0, 0, already_done=True)
     open_keyring(storage, cipher, old)  # proves ``old`` is the key the data uses
     if pending is not None and pending.get("to") != new_fp:
@@ -75,13 +85,12 @@ def rotate(
     batch = WriteBatch()
     for done, (key, value) in enumerate(entries, start=1):
         stream = layout.stream_of_dek_key(key)
-        key_id, wrapped = layout.decode_dek_record(value)
+        key_id, dek = unwrap_record(cipher, old, stream, value)
         staged = storage.get(layout.KEYS, layout.dek_key(stream, staged=True))
         if staged is not None and _opens(cipher, new, stream, key_id, staged):
             reused += 1
         else:
             aad = layout.dek_aad(stream, key_id)
-            dek = cipher.unwrap_key(old.reveal(), wrapped, aad)
             rewrapped_value = layout.encode_dek_record(key_id, cipher.wrap_key(new.reveal(), dek, aad))
             batch.put(layout.KEYS, layout.dek_key(stream, staged=True), rewrapped_value)
             rewrapped += 1
@@ -132,7 +141,8 @@ def _opens(cipher: Any, new: MasterKey, stream: str, key_id: bytes, staged: byte
 
 
 def _flip(storage: Any, cipher: Any, new: MasterKey) -> None:
-    """One atomic batch: staged keys become live, the check record names ``new``."""
+    """One atomic batch: staged keys become live, the check record names ``new``, and a
+    pending ``keys`` compaction is recorded, so a crash before it is finished at the next open."""
     batch = WriteBatch()
     for key, value in list(storage.iterate(layout.KEYS, prefix=layout.STAGED_PREFIX)):
         stream = layout.stream_of_dek_key(key)
@@ -142,10 +152,10 @@ def _flip(storage: Any, cipher: Any, new: MasterKey) -> None:
         batch.delete(layout.KEYS, key)
     batch.put(layout.META, layout.MASTER_RECORD, layout.dump_json(master_record(cipher, new)))
     batch.delete(layout.META, layout.ROTATION_RECORD)
+    batch.put(layout.META, layout.KEYS_COMPACTION_RECORD, layout.dump_json({"reason": "rotation"}))
     storage.write(batch, durable=True)
     # drop the copies wrapped under the old key from live files
-    storage.flush()
-    storage.compact(layout.KEYS)
+    finish_keys_compaction(storage)
 
 
 def _drop_staged(storage: Any) -> None:

@@ -19,6 +19,9 @@ import pytest
 from loom_core.config import LoomConfig
 from loom_core.crypto import backfill, layout
 from loom_core.crypto.engine_glue import open_engine
+from loom_core.crypto.masterkey import parse_master_key
+from loom_core.crypto.offline import describe
+from loom_core.crypto.rotation import rotate
 from loom_core.memory.models import ChunkInput
 from loom_core.plugins.host import PluginHost
 
@@ -65,6 +68,24 @@ ENGINE_BACKFILL = textwrap.dedent(
     """
 )
 
+STORAGE_ROTATE = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    from loom_core.contracts import BackendContext
+    from loom_core.crypto.masterkey import parse_master_key
+    from loom_core.crypto.rotation import rotate
+    from loom_core.plugins.host import PluginHost
+
+    path, old, new = sys.argv[1], sys.argv[2], sys.argv[3]
+    host = PluginHost(environ={})
+    ctx = BackendContext(data_dir=Path(path), keyspaces=("chunks", "graph", "keys", "meta"),
+                         options={"compression": "none"})
+    storage = host.create("storage", "rocksdb", ctx)
+    rotate(storage, host.create("cipher", "aes256gcm"), parse_master_key(old, "old"), parse_master_key(new, "new"))
+    print("not killed", flush=True)
+    """
+)
 
 #: ``loom serve`` whose compaction of ``chunks`` never ends (it signals entering it through a file):
 #: the server can then be stopped while a backfill is in its final compaction.
@@ -160,6 +181,53 @@ def test_the_next_backfill_run_finishes_an_interrupted_final_compaction(tmp_path
     finally:
         storage.close()
     assert _left(data, markers) == 0
+
+
+def _old_wrapped_records(path: Path, key: str) -> list[bytes]:
+    """The wrapped data-key records of three streams, as written under ``key``."""
+    storage = open_storage(path, NO_COMPRESSION)
+    try:
+        codec = codec_for(storage, {ENV: key})
+        for stream in ("s0", "s1", "s2"):
+            rkey = f"chunk:L0:{stream}".encode()
+            storage.put("chunks", rkey, codec.seal(stream, rkey, f"content of {stream}".encode()))
+        return [v for _, v in storage.iterate("keys", prefix=layout.DEK_PREFIX)]
+    finally:
+        storage.close()
+
+
+@pytest.mark.parametrize("finisher", ["start", "rotate-again"])
+def test_a_rotation_killed_before_its_keys_compaction_leaves_no_old_wrapping_behind(
+    tmp_path: Path, finisher: str
+) -> None:
+    """Rotation swapped the new wrappings in, then compacted ``keys``; killed in between, data keys
+    wrapped under the retired master key stayed in a table file for good (the old key still
+    decrypted everything), rerunning rotate said already done, and starts never compacted. The swap
+    records the pending compaction now, and the next start or rotate finishes it."""
+    old, new = new_key_b64(), new_key_b64()
+    records = _old_wrapped_records(tmp_path, old)
+    _kill_at_compact("keys", STORAGE_ROTATE, str(tmp_path), old, new)
+    assert all(raw_files_containing(tmp_path, r) for r in records), "precondition: old wrappings in a file"
+    storage = open_storage(tmp_path, NO_COMPRESSION)
+    try:
+        pending_before = describe(storage).get("keys_compaction_pending")
+        if finisher == "start":
+            codec_for(storage, {ENV: new})
+        else:
+            cipher = PluginHost(environ={}).create("cipher", "aes256gcm")
+            assert rotate(storage, cipher, parse_master_key(old, "o"), parse_master_key(new, "n")).already_done
+        pending_after = describe(storage).get("keys_compaction_pending")
+    finally:
+        storage.close()
+    left = sum(1 for r in records if raw_files_containing(tmp_path, r))
+    assert left == 0, f"{left} data keys wrapped under the retired master key are still in a file"
+    assert (pending_before, pending_after) == (True, False), "the status did not show the pending compaction"
+    storage = open_storage(tmp_path)
+    try:
+        codec = codec_for(storage, {ENV: new})
+        assert codec.open("s1", b"chunk:L0:s1", storage.get("chunks", b"chunk:L0:s1")) == b"content of s1"
+    finally:
+        storage.close()
 
 
 def _port() -> int:

@@ -157,3 +157,21 @@ def test_backfill_percent_stays_below_100_until_the_pass_is_done(tmp_path: Path)
         assert BackfillRunner().status(engine)["percent"] == 100.0
     finally:
         engine.close()
+
+
+def test_encryption_status_and_the_end_of_a_background_backfill_are_audit_events(server: dict[str, Any]) -> None:
+    """``GET /v1/encryption/status`` was no audit event although admin endpoints are, and how a
+    background backfill ended was only a log line. Both are audit events of the caller now."""
+    client, events = server["client"], server["audit"]
+    before = len(events)
+    assert client.get("/v1/encryption/status").status_code == 200
+    seen = [(e.outcome, e.actor) for e in events[before:] if e.action == "admin.encryption.status"]
+    assert seen == [("success", "api-key")]
+    assert client.post("/v1/admin/backfill/encrypt-at-rest").json()["started"] is True
+    deadline = time.monotonic() + 60
+    while client.get("/v1/admin/backfill/encrypt-at-rest/status").json()["running"]:
+        assert time.monotonic() < deadline, "the backfill did not end"
+        time.sleep(0.1)
+    ended = [e for e in events[before:] if e.action == "admin.backfill.encrypt_at_rest.run"]
+    assert [(e.outcome, e.actor, e.details["state"]) for e in ended] == [("success", "api-key", "done")]
+    assert all(server["key"] not in repr(e) for e in events)

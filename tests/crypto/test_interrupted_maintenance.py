@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,8 @@ from loom_core.crypto.engine_glue import open_engine
 from loom_core.crypto.masterkey import parse_master_key
 from loom_core.crypto.offline import describe
 from loom_core.crypto.rotation import rotate
+from loom_core.errors import ErrorCode, LoomError
+from loom_core.hookspecs import hookimpl
 from loom_core.memory.models import ChunkInput
 from loom_core.plugins.host import PluginHost
 
@@ -30,6 +33,7 @@ from .helpers import ENV, codec_for, new_key_b64, open_storage, raw_files_contai
 CONFIG = LoomConfig.model_validate({"storage": {"options": {"compression": "none"}}})
 NO_COMPRESSION = {"compression": "none"}
 TOKEN = "crypto-maint-" + "7d3a" * 12
+RUN_ACTION = "admin.backfill.encrypt_at_rest.run"  # the audit event of how a background backfill ended
 
 #: Runs ``rest`` of argv after making ``RocksStorage.compact`` of ``keyspace`` SIGKILL the process:
 #: a crash exactly between the durable write that ends a step and the compaction that follows it.
@@ -342,3 +346,95 @@ def test_a_damaged_data_key_record_refuses_start_naming_its_stream(tmp_path: Pat
         )
 
 
+class _Audit:
+    def __init__(self) -> None:
+        self.events: list[Any] = []
+
+    @hookimpl
+    def loom_audit_event(self, event: Any) -> None:
+        self.events.append(event)
+
+
+def _encrypted_engine_over_legacy(data: Path, key: str) -> tuple[Any, list[bytes]]:
+    markers = _legacy_data_dir(data, rows=40)
+    return open_engine(CONFIG, PluginHost(environ={ENV: key}), data, {ENV: key}), markers
+
+
+def test_a_new_pass_never_reports_the_previous_pass_as_done_while_it_runs(tmp_path: Path) -> None:
+    """Right after a new pass started, and during its final compaction, the status showed the
+    previous pass's ``done`` / 100 % beside ``running: true``, so a client waiting for ``done``
+    stopped too early. ``done`` now only shows once the pass really finished."""
+    from loom_core.server.routes_encryption import BackfillRunner
+
+    engine, _ = _encrypted_engine_over_legacy(tmp_path / "d", new_key_b64())
+    try:
+        runner = BackfillRunner()
+        assert runner.start(engine) is True
+        runner.join(timeout=120)
+        assert runner.status(engine)["state"] == "done"
+        entered, release = threading.Event(), threading.Event()
+        original = engine.storage.compact
+
+        def slow_compact(keyspace: str | None = None) -> None:
+            entered.set()
+            release.wait(120)
+            original(keyspace)
+
+        engine.storage.compact = slow_compact
+        assert runner.start(engine) is True
+        first = runner.status(engine)
+        # the new pass walks (or, its rows all sealed, already compacts); never the last pass's done
+        assert first["state"] in ("running", "compacting") and first["running"] is True, first
+        assert first["percent"] < 100 and first["encrypted"] == 0, first
+        assert entered.wait(120)
+        compacting = runner.status(engine)
+        assert (compacting["state"], compacting["running"]) == ("compacting", True), compacting
+        assert compacting["percent"] < 100
+        release.set()
+        runner.join(timeout=120)
+        final = runner.status(engine)
+        assert (final["state"], final["running"], final["percent"]) == ("done", False, 100.0), final
+    finally:
+        engine.close()
+
+
+def test_how_a_background_backfill_ends_is_an_audit_event_and_its_error_is_generic(tmp_path: Path) -> None:
+    """The background run's end was only a ``loom.crypto`` log line, and the status served the raw
+    exception message. A finished and a failed run are audit events now (counts or a code, no
+    content, no key), and the status error is a code with a generic message."""
+    from loom_core.server.routes_encryption import BackfillRunner
+
+    key = new_key_b64()
+    engine, markers = _encrypted_engine_over_legacy(tmp_path / "d", key)
+    audit = _Audit()
+    try:
+        runner = BackfillRunner()
+        assert runner.start(engine, actor="operator", hook=audit) is True
+        runner.join(timeout=120)
+        ended = [e for e in audit.events if e.action == RUN_ACTION]
+        assert [(e.outcome, e.actor) for e in ended] == [("success", "operator")]
+        assert ended[0].details["state"] == "done" and ended[0].details["encrypted"] == len(markers)
+
+        secret = f"/private/{os.urandom(6).hex()}"
+        original = engine.storage.write
+        calls = {"n": 0}
+
+        def failing_write(batch: Any, *, durable: bool = False) -> None:
+            calls["n"] += 1
+            if calls["n"] > 1:  # the pass's record is written; its first batch fails
+                raise LoomError(ErrorCode.STORAGE_IO, f"write failed in {secret}: disk full")
+            original(batch, durable=durable)
+
+        engine.storage.write = failing_write
+        assert runner.start(engine, actor="operator", hook=audit) is True
+        runner.join(timeout=120)
+        engine.storage.write = original
+        status = runner.status(engine)
+        assert status["error"]["code"] == "STORAGE_IO"
+        assert secret not in status["error"]["message"] and status["error"]["message"]
+        failed = [e for e in audit.events if e.action == RUN_ACTION and e.outcome == "failure"]
+        assert len(failed) == 1 and failed[0].details["code"] == "STORAGE_IO"
+        assert all(secret not in repr(e) and key not in repr(e) for e in audit.events)
+        assert all(m.decode() not in repr(e) for e in audit.events for m in markers), "content in an audit event"
+    finally:
+        engine.close()

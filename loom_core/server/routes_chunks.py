@@ -2,7 +2,8 @@
 
 Handlers are plain functions, so FastAPI runs the (blocking) engine calls in
 its threadpool; they translate between the API's JSON and the engine's
-dataclasses and do nothing else. Deletes are audit events.
+dataclasses and do nothing else. Deletes are audit events, and so is stored input that
+looks like markup or instructions to a model (``loom_core.memory.suspicious``).
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
 
+from loom_core.memory import suspicious
 from loom_core.memory.models import ChunkInput
-from loom_core.server.auth import audited, require_auth
+from loom_core.server.auth import audit, audited, require_auth
 from loom_core.server.deps import EngineDep
 from loom_core.server.schemas import (
     ERROR_RESPONSES,
@@ -43,16 +45,26 @@ def to_input(item: ChunkIn) -> ChunkInput:
 
 @router.post("/streams/{stream}/chunks", status_code=201, response_model=ChunkOut,
              responses=NOT_FOUND_RESPONSE, summary="Add one chunk (201 with the chunk)")
-def add_chunk(stream: StreamName, body: ChunkIn, engine: EngineDep) -> JSONResponse:
+def add_chunk(stream: StreamName, body: ChunkIn, request: Request, engine: EngineDep) -> JSONResponse:
     chunk = engine.add_chunk(stream, to_input(body))
+    _flag_suspicious(request, stream, [(chunk.id, body.content)])
     return JSONResponse(chunk.to_dict(), status_code=201)
 
 
 @router.post("/streams/{stream}/chunks/batch", status_code=201, response_model=list[ChunkOut],
              responses=NOT_FOUND_RESPONSE, summary="Add many chunks atomically (201 with the list)")
-def add_chunks(stream: StreamName, body: BatchIn, engine: EngineDep) -> JSONResponse:
+def add_chunks(stream: StreamName, body: BatchIn, request: Request, engine: EngineDep) -> JSONResponse:
     chunks = engine.add_chunks(stream, [to_input(item) for item in body.chunks])
+    _flag_suspicious(request, stream, [(c.id, item.content) for c, item in zip(chunks, body.chunks)])
     return JSONResponse([c.to_dict() for c in chunks], status_code=201)
+
+
+def _flag_suspicious(request: Request, stream: str, stored: list[tuple[str, str]]) -> None:
+    """Audit stored chunks that look like markup or model instructions; they are kept as sent."""
+    for chunk_id, content in stored:
+        found = suspicious.findings(content)
+        if found:
+            audit(request, "chunk.suspicious", chunk_id, outcome="accepted", stream=stream, findings=found)
 
 
 @router.get("/chunks/{chunk_id}", response_model=ChunkOut, responses=NOT_FOUND_RESPONSE,

@@ -27,9 +27,14 @@ def run(args: argparse.Namespace) -> int:
             raise LoomError(ErrorCode.PLUGIN_DISABLED, f"{kind.value} backend {name!r} is selected but disabled")
         if not any(info.name == name for info in installed(kind)):
             raise LoomError(ErrorCode.PLUGIN_NOT_FOUND, not_installed_message(kind, name))
+    from loom_core.config.reserved import reserved_in_use
+
     source = args.file or "(defaults)"
+    warnings = reserved_in_use(config)
     if args.format == "json":
-        print(json.dumps({"ok": True, "file": source}))
+        print(json.dumps({"ok": True, "file": source, "warnings": warnings}))
     else:
         print(f"ok: {source} is a valid Loom configuration")
+        for warning in warnings:
+            print(f"warning: {warning}")
     return 0

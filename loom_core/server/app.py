@@ -27,6 +27,7 @@ from starlette.concurrency import run_in_threadpool
 from loom_core import __version__
 from loom_core.audit import AuditEvent, emit
 from loom_core.config import LoomConfig
+from loom_core.config.reserved import reserved_in_use
 from loom_core.errors import ErrorCode, LoomError
 from loom_core.plugins.host import PluginHost
 from loom_core.server.auth import AuthDep, Authenticator, declare_bearer_security, resolve_api_key
@@ -97,6 +98,8 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         authenticator.announce()
+        for note in reserved_in_use(cfg):  # a setting the operator relies on that does nothing yet
+            log.warning("%s", note)
         preset: MemoryEngine | None = app.state.engine  # passed in, or set by the caller before serving
         owned = preset is None
         app.state.engine = preset if preset is not None else await run_in_threadpool(factory)

@@ -68,6 +68,23 @@ def test_config_check_accepts_the_example_and_refuses_a_literal_secret(tmp_path:
     assert ("s3cr3t-value-here" in refused.stderr) is False
 
 
+def test_config_check_warns_about_settings_that_do_nothing_yet(tmp_path: Path) -> None:
+    """`[pii] enabled = true` or a cost limit would make an operator believe something protects them;
+    `loom config check` says they have no effect (the example file, defaults only, gets no warning)."""
+    root = Path(__file__).resolve().parents[2]
+    example = run_loom(["config", "check", str(root / "config.example.toml")], None, tmp_path)
+    assert "warning:" not in example.stdout
+    relied_on = tmp_path / "pii.toml"
+    relied_on.write_text('[pii]\nenabled = true\nblocklist = ["Project Falcon"]\n[alerts]\ndaily_cost_limit_usd = 5.0\n')
+    text = run_loom(["config", "check", str(relied_on)], None, tmp_path)
+    assert text.returncode == 0
+    warnings = [line for line in text.stdout.splitlines() if line.startswith("warning: ")]
+    assert len(warnings) == 2 and "[pii]" in warnings[0] and "[alerts]" in warnings[1]
+    assert "Project Falcon" not in text.stdout  # blocklisted terms are sensitive: not repeated
+    as_json = run_loom(["--format", "json", "config", "check", str(relied_on)], None, tmp_path)
+    assert len(json.loads(as_json.stdout)["warnings"]) == 2
+
+
 def test_an_unexpected_failure_is_coded_and_does_not_print_its_message(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -234,3 +234,13 @@ def test_two_authorization_headers_are_refused(api_server: Any, token: str) -> N
     assert "several_authorization_headers" in _denials(api_server.logs())
     single = httpx.get(f"{api_server.base_url}/v1/streams", headers={"Authorization": f"Bearer {token}"})
     assert single.status_code == 200
+
+
+def test_serve_warns_about_settings_that_do_nothing_yet(spawn: Callable[..., Any], tmp_path: Any) -> None:
+    """An operator who turns on [pii] is told at start-up that nothing is filtered in this release."""
+    config = tmp_path / "pii.toml"
+    config.write_text("[pii]\nenabled = true\n", encoding="utf-8")
+    server = spawn(token="k-" + "6" * 40, extra_args=["--config", str(config)]).start()
+    warnings = [json.loads(line)["message"] for line in server.logs().splitlines()
+                if line.startswith("{") and '"WARNING"' in line]
+    assert any("[pii]" in w and "nothing is filtered" in w for w in warnings)

@@ -111,6 +111,8 @@ def _status(args: argparse.Namespace, config: Any, host: Any, data_dir: Path) ->
         f"master key:         {info['fingerprint'] or '-'} (fingerprint, safe to record beside backups)",
         f"streams with keys:  {info['streams_with_keys']}   destroyed keys: {info['destroyed_keys']}",
         f"rotation pending:   {info['rotation_pending'] or 'no'}",
+        "keys compaction:    "
+        + ("pending (finished by the next start or rotate)" if info.get("keys_compaction_pending") else "done"),
         f"backfill:           {info['backfill'].get('state')} "
         f"({info['backfill'].get('encrypted', 0)} rows encrypted of {info['backfill'].get('scanned', 0)} scanned)",
     ]

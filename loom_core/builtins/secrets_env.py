@@ -4,6 +4,12 @@ The environment is the one in the :class:`BackendContext` (never
 ``os.environ`` directly), so a run resolves exactly what its launcher passed
 in. A variable that is unset, or set to the empty string, fails closed with
 ``SECRETS_NOT_FOUND`` / ``SECRETS_VALUE_UNSAFE``; nothing falls back.
+
+It reads arbitrary variables by design (``AuthPolicy(reads_any=True)``), so it
+is the one provider that must itself refuse the variables that are secrets
+providers' credentials or settings: ``BackendContext.protected`` (every
+registered backend's policy, evaluated over the run's environment) and, as a
+baseline, the first-party providers' variables. Those are ``SECRETS_ACCESS_DENIED``.
 """
 
 from __future__ import annotations
@@ -12,13 +18,16 @@ import re
 from collections.abc import Mapping
 
 from loom_core.contracts import BackendContext
-from loom_core.contracts.secrets import SecretRef, SecretValue
+from loom_core.contracts.secrets import AuthPolicy, SecretRef, SecretValue
 from loom_core.errors import ErrorCode, LoomError
 from loom_core.hookspecs import hookimpl
 from loom_core.plugins.registry import BackendRegistry
-from loom_core.secrets.credentials import indirect_credentials, is_credential_name
+from loom_core.secrets.credentials import BASELINE, protected_names, protected_prefixes
 
 SCHEME = "env"
+#: ``env://NAME`` reads whatever variable a workflow names: the whole environment, less the
+#: protected variables this provider refuses itself.
+AUTH_POLICY = AuthPolicy(reads_any=True)
 #: POSIX portable environment variable names.
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -29,8 +38,16 @@ class EnvSecretsProvider:
     scheme = SCHEME
     capabilities: frozenset[str] = frozenset()
 
-    def __init__(self, environ: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        environ: Mapping[str, str],
+        protected: frozenset[str] = frozenset(),
+        prefixes: tuple[str, ...] = (),
+    ) -> None:
         self._environ = environ
+        # the baseline too, so a provider built without a kernel context still refuses them
+        self._protected = protected | protected_names((BASELINE,), environ)
+        self._prefixes = tuple(sorted({*prefixes, *protected_prefixes((BASELINE,))}))
         self._closed = False
 
     def __repr__(self) -> str:
@@ -54,7 +71,7 @@ class EnvSecretsProvider:
                 f"{ref.raw!r}: {ref.path!r} is not a variable name "
                 "(letters, digits and _, not starting with a digit)",
             )
-        if is_credential_name(ref.path):
+        if ref.path in self._protected or ref.path.startswith(self._prefixes):
             raise _credential(ref)
 
     def resolve(self, ref: SecretRef) -> SecretValue:
@@ -62,8 +79,6 @@ class EnvSecretsProvider:
         self.validate(ref)
         if self._closed:
             raise LoomError(ErrorCode.SECRETS_PROVIDER_UNAVAILABLE, f"{ref.raw}: the env provider is closed")
-        if ref.path in indirect_credentials(self._environ):
-            raise _credential(ref)
         value = self._environ.get(ref.path)
         if value is None:
             raise LoomError(
@@ -97,7 +112,7 @@ def create(ctx: BackendContext) -> EnvSecretsProvider:
             ErrorCode.CONFIG_INVALID,
             f"the env secrets provider takes no options (got: {unknown}); remove them",
         )
-    return EnvSecretsProvider(ctx.environ)
+    return EnvSecretsProvider(ctx.environ, ctx.protected, ctx.protected_prefixes)
 
 
 @hookimpl
@@ -107,4 +122,5 @@ def loom_register_backends(registry: BackendRegistry) -> None:
         create,
         capabilities=EnvSecretsProvider.capabilities,
         description="env://NAME: a variable of the run's environment",
+        auth_policy=AUTH_POLICY,
     )

@@ -43,12 +43,25 @@ class BackendContext:
     environ: Mapping[str, str] = field(default_factory=dict, repr=False)
     data_dir: Path | None = None
     keyspaces: tuple[str, ...] = ()
+    #: Names of the variables that are secrets providers' credentials or settings: those the
+    #: ``AuthPolicy`` of every registered secrets backend (and the first-party baseline) makes
+    #: credentials, evaluated over the run's environment. A provider that reads arbitrary
+    #: variables (``env://``) refuses these; jobs never inherit them. Names only, no values.
+    protected: frozenset[str] = frozenset()
+    #: Prefixes of protected settings variables (``LOOM_KEEPASS_DB_``), so a name is refused
+    #: whether or not the environment sets it.
+    protected_prefixes: tuple[str, ...] = ()
 
     def __repr__(self) -> str:
         return (
             f"BackendContext(options={sorted(self.options)!r} (keys only), "
-            f"environ=<{len(self.environ)} variables>, data_dir={self.data_dir!r}, keyspaces={self.keyspaces!r})"
+            f"environ=<{len(self.environ)} variables>, data_dir={self.data_dir!r}, keyspaces={self.keyspaces!r}, "
+            f"protected=<{len(self.protected)} names, {len(self.protected_prefixes)} prefixes>)"
         )
+
+    def is_protected(self, name: str) -> bool:
+        """Whether ``name`` is a secrets provider's credential or setting (see :attr:`protected`)."""
+        return name in self.protected or name.startswith(self.protected_prefixes)
 
 
 __all__ = ["BackendContext", "Kind"]

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from loom_core.contracts import BackendContext, Kind
-from loom_core.contracts.secrets import is_provider_scheme
+from loom_core.contracts.secrets import AuthPolicy, is_provider_scheme
 from loom_core.errors import ErrorCode, LoomError
 
 BackendFactory = Callable[[BackendContext], Any]
@@ -23,6 +23,9 @@ class BackendSpec:
     capabilities: frozenset[str] = frozenset()
     description: str = ""
     plugin: str = field(default="", compare=False)  # the registering plugin's name
+    #: secrets backends only: the environment variables it may read and which are credentials
+    #: (an empty policy when the plugin declared none: it sees no variable); ``None`` for other kinds
+    auth_policy: AuthPolicy | None = None
 
 
 class BackendRegistry:
@@ -40,8 +43,14 @@ class BackendRegistry:
         *,
         capabilities: frozenset[str] | set[str] = frozenset(),
         description: str = "",
+        auth_policy: AuthPolicy | None = None,
     ) -> None:
-        """Register ``factory`` as backend ``name`` of ``kind``."""
+        """Register ``factory`` as backend ``name`` of ``kind``.
+
+        A secrets backend may pass ``auth_policy``: the environment variables its provider
+        reads and which of them are credentials. Without one it gets the empty policy, and its
+        provider is built with no environment variable at all.
+        """
         kind = Kind(kind)
         if not name or not name.replace("_", "").replace("-", "").isalnum():
             raise LoomError(ErrorCode.PLUGIN_INVALID, f"backend name {name!r} must be alphanumeric")
@@ -54,6 +63,21 @@ class BackendRegistry:
             )
         if not callable(factory):
             raise LoomError(ErrorCode.PLUGIN_INVALID, f"{kind}:{name}: factory is not callable")
+        if kind is not Kind.SECRETS and auth_policy is not None:
+            raise LoomError(
+                ErrorCode.PLUGIN_INVALID,
+                f"{kind}:{name}: auth_policy is for secrets backends only; other kinds read the "
+                "environment their context gives them",
+            )
+        if kind is Kind.SECRETS:
+            if auth_policy is None:
+                auth_policy = AuthPolicy()
+            elif not isinstance(auth_policy, AuthPolicy):
+                raise LoomError(
+                    ErrorCode.PLUGIN_INVALID,
+                    f"secrets backend {name!r}: auth_policy must be a loom_core.contracts.secrets.AuthPolicy, "
+                    f"not {type(auth_policy).__name__}",
+                )
         key = (kind, name)
         if key in self._specs:
             other = self._specs[key].plugin or "another plugin"
@@ -63,7 +87,7 @@ class BackendRegistry:
                 f"{self.current_plugin or 'this plugin'}",
             )
         self._specs[key] = BackendSpec(
-            kind, name, factory, frozenset(capabilities), description, self.current_plugin
+            kind, name, factory, frozenset(capabilities), description, self.current_plugin, auth_policy
         )
 
     def add_storage(self, name: str, factory: BackendFactory, **kw: Any) -> None:

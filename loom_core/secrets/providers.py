@@ -9,12 +9,13 @@ resolution failure carries a ``SECRETS_*`` code.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 from loom_core.contracts import BackendContext, Kind
-from loom_core.contracts.secrets import SecretRef, SecretValue
+from loom_core.contracts.secrets import AuthPolicy, SecretRef, SecretValue
 from loom_core.errors import ErrorCode, LoomError
+from loom_core.secrets import credentials
 from loom_core.secrets.bounded import DEFAULT_RESOLVE_SECONDS, CallTimedOut, call_bounded
 
 CLOSE_GRACE_SECONDS = 5.0  # closing providers after a call that was given up on
@@ -31,6 +32,28 @@ class SecretsHost(Protocol):
 
 def _identity(text: str) -> str:
     return text
+
+
+def policy_of(spec: object) -> AuthPolicy:
+    """The :class:`AuthPolicy` a secrets backend registered with (the empty one if none)."""
+    policy = getattr(spec, "auth_policy", None)
+    return policy if isinstance(policy, AuthPolicy) else AuthPolicy()
+
+
+def provider_context(
+    spec: object,
+    environ: Mapping[str, str],
+    policies: tuple[AuthPolicy, ...],
+    options: Mapping[str, Any] | None = None,
+) -> BackendContext:
+    """The context a secrets backend is built with: ``environ`` cut down to what its policy
+    allows (explicit allowlisting), and the names ``policies`` protect."""
+    return BackendContext(
+        environ=credentials.allowed_environ(policy_of(spec), environ),
+        options=dict(options or {}),
+        protected=credentials.protected_names(policies, environ),
+        protected_prefixes=credentials.protected_prefixes(policies),
+    )
 
 
 class ProviderPool:
@@ -63,8 +86,29 @@ class ProviderPool:
                 details={"scheme": scheme, "cause": exc.code.value},
             ) from None
 
+    def load(self, schemes: Iterable[str]) -> None:
+        """Load the plugin of every scheme that has one (failures are left for :meth:`get`).
+
+        Call before building providers when the schemes are known (a workflow's references):
+        each loaded backend's policy then protects its credentials from every provider built
+        after, ``env://`` included, whichever reference comes first.
+        """
+        for scheme in schemes:
+            with contextlib.suppress(Exception):
+                self.host.backend(Kind.SECRETS, scheme)
+
+    def policies(self) -> tuple[AuthPolicy, ...]:
+        """The baseline and the policy of every secrets backend registered so far."""
+        return credentials.registered_policies(self.host)
+
+    def protected(self) -> frozenset[str]:
+        """Variables of the run's environment that are credentials or settings of a secrets
+        provider (registered or first-party): no job inherits them."""
+        return credentials.protected_names(self.policies(), self.environ)
+
     def get(self, scheme: str) -> Any:
-        """The provider for ``scheme``, built once per run with the run's environment."""
+        """The provider for ``scheme``, built once per run with what its policy allows of the
+        run's environment."""
         if self._closed:
             raise LoomError(
                 ErrorCode.SECRETS_PROVIDER_UNAVAILABLE,
@@ -77,7 +121,8 @@ class ProviderPool:
             raise self._failed[scheme]
         self.available(scheme)
         try:
-            context = BackendContext(environ=self.environ, options=dict(self.options.get(scheme) or {}))
+            spec = self.host.backend(Kind.SECRETS, scheme)
+            context = provider_context(spec, self.environ, self.policies(), self.options.get(scheme))
             provider = self.host.create(Kind.SECRETS, scheme, context)
         except LoomError as exc:
             if not exc.code.value.startswith("SECRETS_"):

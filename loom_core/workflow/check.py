@@ -86,16 +86,18 @@ def _variable_blocks(data: Any) -> list[tuple[JsonPath, Any]]:
     return blocks
 
 
-def _credential_variables(data: Any) -> list[tuple[ErrorCode, JsonPath, str]]:
-    """Provider credentials (a 1Password token, a KeePass database setting) are not workflow
-    variables: they come only from the runtime environment, which jobs never inherit them from, and
-    a value here would be a credential written into the workflow file."""
-    from loom_core.secrets.credentials import is_credential_name
+def _credential_variables(data: Any, pool: ProviderPool | None) -> list[tuple[ErrorCode, JsonPath, str]]:
+    """Provider credentials (a 1Password token, a KeePass database setting, any variable a
+    registered secrets backend's policy names as a credential) are not workflow variables: they
+    come only from the runtime environment, which jobs never inherit them from, and a value here
+    would be a credential written into the workflow file."""
+    from loom_core.secrets.credentials import BASELINE, is_credential_name
 
+    policies = pool.policies() if pool is not None else (BASELINE,)
     found: list[tuple[ErrorCode, JsonPath, str]] = []
     for where, block in _variable_blocks(data):
         for key in _names(block):
-            if is_credential_name(key):
+            if is_credential_name(key, policies):
                 found.append((
                     ErrorCode.WORKFLOW_SCHEMA_INVALID,
                     (*where, key),
@@ -139,6 +141,19 @@ def _finite_timeouts(data: Any) -> list[tuple[ErrorCode, JsonPath, str]]:
         for path, value in where
         if isinstance(value, float) and not math.isfinite(value)
     ]
+
+
+def _schemes(data: Any) -> list[str]:
+    """The scheme of every reference of the workflow (syntax unchecked), in order, once each."""
+    schemes: dict[str, None] = {}
+    for job in _jobs(data).values():
+        secrets = job.get("secrets")
+        if not isinstance(secrets, Mapping):
+            continue
+        for spec in secrets.values():
+            if isinstance(spec, Mapping) and isinstance(spec.get("ref"), str) and "://" in spec["ref"]:
+                schemes.setdefault(spec["ref"].partition("://")[0].lower(), None)
+    return list(schemes)
 
 
 def _refs(data: Any, pool: ProviderPool | None) -> list[tuple[ErrorCode, JsonPath, str]]:
@@ -227,7 +242,11 @@ def check_document(doc: LoadedDocument, pool: ProviderPool | None) -> list[Probl
     else:
         raw.extend((ErrorCode.WORKFLOW_SCHEMA_INVALID, p.path, p.message) for p in schema_problems(doc.data))
         raw.extend(_overlaps(doc.data))
-        raw.extend(_credential_variables(doc.data))
+        if pool is not None:
+            # every referenced provider's plugin first: its policy then protects its credentials
+            # from the variables checked below and from every provider built (env:// included)
+            pool.load(_schemes(doc.data))
+        raw.extend(_credential_variables(doc.data, pool))
         raw.extend(_retyped_variables(doc))
         raw.extend(_finite_timeouts(doc.data))
         raw.extend(_refs(doc.data, pool))

@@ -14,7 +14,7 @@ import fcntl
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 
@@ -151,11 +151,19 @@ def sweep_stale_dirs(base_dir: str | None = None) -> list[Path]:
 
 
 def scrubbed_environ(
-    environ: Mapping[str, str], values: Mapping[str, SecretValue], env_refs: list[str]
+    environ: Mapping[str, str],
+    values: Mapping[str, SecretValue],
+    env_refs: list[str],
+    protected: Iterable[str] = (),
 ) -> dict[str, str]:
-    """The inherited environment minus vault credentials, ``env://`` sources and any value copy."""
+    """The inherited environment minus vault credentials, ``env://`` sources and any value copy.
+
+    ``protected``: the credential variables of every registered secrets backend
+    (``ProviderPool.protected()``); the first-party providers' are withheld in any case.
+    """
     raw = [v.reveal() for v in values.values()]
-    withheld = credential_names(environ)  # the vault credentials, and the variables they name
+    # the vault credentials, their settings and the variables they name
+    withheld = credential_names(environ) | set(protected)
     out: dict[str, str] = {}
     for key, text in environ.items():
         if key in withheld:

@@ -276,7 +276,7 @@ class Run:
                 + ", ".join(f"{s.name} ({s.ref}, {'file' if s.file else 'env'})" for s in job.secrets.values()),
                 redactor,
             )
-        base = scrubbed_environ(self.environ, values, self.env_sources)
+        base = scrubbed_environ(self.environ, values, self.env_sources, self.pool.protected())
         tails = (Tail(), Tail())
         filters = (stream_filter(redactor), stream_filter(redactor))
         record.started_at = utc_now()

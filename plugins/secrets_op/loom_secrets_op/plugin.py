@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 from loom_core.contracts import BackendContext
+from loom_core.contracts.secrets import AuthPolicy
 from loom_core.errors import ErrorCode, LoomError
 from loom_core.hookspecs import hookimpl
 from loom_core.plugins.registry import BackendRegistry
+from loom_secrets_op import cli
 from loom_secrets_op.provider import CAPABILITIES, DEFAULT_TIMEOUT, OpProvider
 
 OPTIONS = frozenset({"op_path", "timeout_seconds"})
 TIMEOUT_VAR = "LOOM_OP_TIMEOUT_SECONDS"
+
+#: Every variable the provider reads, and the one that is a credential. The kernel builds the
+#: provider with these alone, so the list must hold all it needs: the token; where ``op`` is
+#: (``LOOM_OP_PATH``, ``PATH``) and the timeout; and what ``op`` itself needs in its
+#: allow-listed environment (``HOME``, config directory, proxies, CA bundle, locale).
+AUTH_POLICY = AuthPolicy(
+    credentials=frozenset({cli.TOKEN_VAR}),
+    reads=frozenset({"PATH", "HOME", cli.OP_PATH_VAR, TIMEOUT_VAR, *cli.PASSTHROUGH}),
+)
 
 
 def factory(ctx: BackendContext) -> OpProvider:
@@ -47,4 +58,5 @@ def loom_register_backends(registry: BackendRegistry) -> None:
         factory,
         capabilities=CAPABILITIES,
         description="op://vault/item[/section]/field via the 1Password CLI and a service account token",
+        auth_policy=AUTH_POLICY,
     )

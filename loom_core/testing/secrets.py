@@ -14,9 +14,12 @@ A plugin's test class subclasses :class:`SecretsProviderSuite`, sets
     and ``_``.
 ``provider() -> SecretsProvider``
     A provider, configured as in production, that sees every entry ``put``
-    so far (built through ``PluginHost().create("secrets", NAME, ctx)`` when
-    possible, so the entry point is exercised too). Each call may return a
-    new provider; the suite closes what it gets.
+    so far, built through ``PluginHost(...).create("secrets", NAME, ctx)``
+    (the installed entry point, or a host the plugin object is registered
+    with), so the registration is exercised too: the suite reads the
+    backend's :class:`~loom_core.contracts.secrets.AuthPolicy` from it and
+    builds the provider with only the environment that policy allows, as
+    runs do. Each call may return a new provider; the suite closes what it gets.
 ``missing_ref() -> str``
     A well-formed reference of the provider's scheme naming an entry that
     does not exist.
@@ -94,12 +97,14 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
 
 import pytest
 
-from loom_core.contracts.secrets import SecretRef, SecretsProvider, SecretValue, is_scheme
+from loom_core.contracts import BackendContext, Kind
+from loom_core.contracts.secrets import AuthPolicy, SecretRef, SecretsProvider, SecretValue, is_scheme
 from loom_core.errors import ErrorCode, LoomError
 from loom_core.testing.base import ConformanceSuite, core, requires
 from loom_core.testing.leaks import (
@@ -132,6 +137,26 @@ NO_AUTH_CODES = frozenset({ErrorCode.SECRETS_AUTH_MISSING, ErrorCode.SECRETS_PRO
 BAD_AUTH_CODES = frozenset({ErrorCode.SECRETS_AUTH_INVALID, ErrorCode.SECRETS_ACCESS_DENIED})
 
 _ENTRY_NAMES = {label: "loom_kit_" + label.replace("-", "_") for label in ROUND_TRIP_VALUES}
+
+#: The value of the kit's leak probe (quotes, a backslash, an inner newline, a trailing CRLF).
+LEAK_PROBE_VALUE = b"leak \"probe\" 'quoted'\nsecond-line-\\-of-leak-probe-0d9e\r\n"
+#: The value the kit round-trips for capability ``binary``.
+BINARY_VALUE = bytes(range(256)) + b"\xff\xfe-binary-secret"
+#: The forms of :func:`~loom_core.testing.leaks.redaction_variants` a job's output must never
+#: show once redacted: the value quoted and escaped as scripts print it, and with its line
+#: breaks rewritten. (``newline-escaped`` only for text: it is how text is printed.)
+REDACTED_FORMS = (
+    "raw",
+    "double-quoted",
+    "single-quoted",
+    "shell-quoted",
+    "repr-escaped",
+    "json-escaped",
+    "json-escaped-utf8",
+    "crlf",
+    "lf",
+    "newline-escaped",
+)
 
 
 def _validated(provider: SecretsProvider, ref: SecretRef) -> bool:
@@ -181,6 +206,43 @@ def _forms(values: Iterable[bytes], prefix: str) -> dict[str, bytes]:
         for n, value in enumerate(values)
         for label, form in redaction_variants(value).items()
     }
+
+
+def _redacted_forms(value: bytes) -> dict[str, bytes]:
+    """The :data:`REDACTED_FORMS` of ``value`` (labels safe to print)."""
+    variants = redaction_variants(value)
+    try:
+        value.decode("utf-8")
+    except UnicodeDecodeError:
+        variants.pop("newline-escaped", None)
+    return {label: variants[label] for label in REDACTED_FORMS if label in variants}
+
+
+class _Builds:
+    """Records the secrets backends ``PluginHost.create`` builds and builds each one with only
+    what its registered :class:`AuthPolicy` allows of the context's environment, as runs do."""
+
+    def __init__(self) -> None:
+        self.policies: list[tuple[str, object]] = []
+
+    def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from loom_core.plugins.host import PluginHost
+        from loom_core.secrets.credentials import allowed_environ
+
+        original = PluginHost.create
+        builds = self
+
+        def create(host: PluginHost, kind: Kind | str, name: str, context: BackendContext | None = None) -> Any:
+            if Kind(kind) is not Kind.SECRETS:
+                return original(host, kind, name, context)
+            spec = host.backend(kind, name)
+            policy = getattr(spec, "auth_policy", None)
+            builds.policies.append((name, policy))
+            ctx = context if context is not None else BackendContext(environ=host.environ)
+            allowed = allowed_environ(policy if isinstance(policy, AuthPolicy) else AuthPolicy(), ctx.environ)
+            return spec.factory(replace(ctx, environ=allowed))
+
+        monkeypatch.setattr(PluginHost, "create", create)
 
 
 def _is_under(path: Path, roots: Iterable[Path]) -> bool:
@@ -288,7 +350,7 @@ class SecretsProviderSuite(ConformanceSuite):
 
         Fix: store the raw bytes and return ``SecretValue(raw_bytes)``; never decode them as text.
         """
-        value = bytes(range(256)) + b"\xff\xfe-binary-secret"
+        value = BINARY_VALUE
         ref = SecretRef.parse(secret_store.put("loom_kit_binary", value))
         provider = secret_store.provider()
         try:
@@ -477,6 +539,93 @@ class SecretsProviderSuite(ConformanceSuite):
             _close(provider)
         assert missing.raw in str(exc), "error message must contain the reference"
         secret_leak_check.assert_absent(value, what="stored value", exceptions=[exc])
+
+    @core
+    def test_redactor_masks_every_resolved_value(self, secret_store: Any) -> None:
+        """Proves the kernel's ``Redactor`` built from what the provider resolves masks every value.
+
+        Resolves the kit's values (every round-trip value, the leak probe's, and with
+        capability ``binary`` the binary one), builds :class:`loom_core.secrets.Redactor`
+        from the returned bytes as a run does, and redacts output holding each value raw,
+        double-, single- and shell-quoted, repr- and JSON-escaped, and with its line breaks
+        as CRLF, LF and ``\\n`` (whole, and streamed in 7-byte chunks). No form may
+        survive. Fix: return exactly the stored bytes (a value the provider pads, decodes or
+        re-encodes is not what jobs print); a value the redactor refuses is one a run
+        would refuse too.
+        """
+        from loom_core.secrets import Redactor
+
+        stored = {label: ROUND_TRIP_VALUES[label] for label in sorted(ROUND_TRIP_VALUES)}
+        stored["leak-probe"] = LEAK_PROBE_VALUE
+        if "binary" in type(self).capabilities:
+            stored["binary"] = BINARY_VALUE
+        refs = {
+            label: SecretRef.parse(secret_store.put("loom_kit_redact_" + label.replace("-", "_"), value))
+            for label, value in stored.items()
+        }
+        provider = secret_store.provider()
+        try:
+            resolved = {label: provider.resolve(ref) for label, ref in refs.items()}
+        finally:
+            _close(provider)
+        names = {label: "KIT_" + label.upper().replace("-", "_") for label in resolved}
+        redactor = Redactor({names[label]: value for label, value in resolved.items()})
+        forms = {
+            f"{label} {form}": pattern
+            for label, value in resolved.items()
+            for form, pattern in _redacted_forms(value.reveal()).items()
+        }
+        output = b"".join(b"job output: " + pattern + b" :end\n" for pattern in forms.values())
+        stream = redactor.stream()
+        streamed = b"".join(stream.feed(output[i : i + 7]) for i in range(0, len(output), 7)) + stream.finish()
+        for how, redacted in (("redact()", redactor.redact(output)), ("stream()", streamed)):
+            survived = find_forms(redacted, forms)
+            assert not survived, f"{how} left these forms of resolved values in the output: {survived}"
+            for label in resolved:
+                assert redactor.token_for(names[label]).encode() in redacted, f"{how}: no token for {label!r}"
+
+    # -- auth-source policy ---------------------------------------------------
+
+    @core
+    def test_registered_with_auth_policy_and_works_within_it(
+        self, secret_store: Any, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Proves the backend is registered with an :class:`AuthPolicy` and its provider resolves a
+        known-good reference when built with only the environment that policy allows.
+
+        Runs build every secrets provider so: a variable the policy does not name (its
+        credentials, the settings under its prefixes, the variables its indirections name,
+        what else it ``reads``) is not in ``ctx.environ``. Fix: register with
+        ``registry.add_secrets(NAME, factory, auth_policy=AuthPolicy(credentials=...,
+        reads=...))`` listing every variable the provider and its children read; build the
+        fixture's provider through ``PluginHost(...).create("secrets", NAME, ctx)``.
+        """
+        value = f"policy-probe-value-{_probe_tag()}".encode()
+        ref = SecretRef.parse(secret_store.put("loom_kit_policy", value))
+        builds = _Builds()
+        builds.install(monkeypatch)
+        provider = secret_store.provider()
+        try:
+            assert builds.policies, (
+                "secret_store.provider() did not build through PluginHost(...).create('secrets', NAME, ctx): "
+                "the kit cannot see the backend's registration and its AuthPolicy"
+            )
+            for name, policy in builds.policies:
+                assert isinstance(policy, AuthPolicy), (
+                    f"secrets backend {name!r} is registered without an AuthPolicy; "
+                    "pass auth_policy=AuthPolicy(...) to registry.add_secrets"
+                )
+            got = provider.resolve(ref)
+        except LoomError as exc:
+            pytest.fail(
+                f"built with only what its AuthPolicy allows, the provider failed: {exc.code.value}: {exc.message} "
+                "(declare every variable it reads in its AuthPolicy)",
+                pytrace=False,
+            )
+        finally:
+            _close(provider)
+        assert isinstance(got, SecretValue), f"resolve returned {type(got).__name__}, not SecretValue"
+        assert (got.reveal() == value) is True, "built within its AuthPolicy, the provider returned another value"
 
     # -- filesystem ---------------------------------------------------------
 

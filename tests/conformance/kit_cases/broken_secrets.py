@@ -25,8 +25,11 @@ from typing import Any
 
 import pytest
 
-from loom_core.contracts.secrets import SecretRef, SecretValue
+from loom_core.contracts import BackendContext
+from loom_core.contracts.secrets import AuthPolicy, SecretRef, SecretValue
 from loom_core.errors import ErrorCode, LoomError
+from loom_core.plugins.host import PluginHost
+from loom_core.plugins.registry import BackendRegistry
 from loom_core.testing.secrets import SecretsProviderSuite
 
 TOKEN = "kit-token-3c9e-do-not-print"
@@ -130,8 +133,27 @@ class KitStore:
         self.auth_material = [TOKEN.encode()]
         self.auth_environ = {TOKEN_VAR: TOKEN}
 
+    #: what the ``kit`` backend registers: its token is its credential, and it reads nothing else
+    auth_policy: AuthPolicy | None = AuthPolicy(credentials=frozenset({TOKEN_VAR}))
+
     def _build(self, environ: Mapping[str, str]) -> SoundProvider:
-        return self.provider_class(self.vault, environ, self.cache_dir)
+        """Through a plugin host, as a plugin's own tests build through its entry point."""
+        store = self
+
+        class Plugin:
+            @staticmethod
+            def loom_register_backends(registry: BackendRegistry) -> None:
+                registry.add_secrets(
+                    "kit",
+                    lambda ctx: store.provider_class(store.vault, ctx.environ, store.cache_dir),
+                    capabilities=frozenset({"auth"}),
+                    auth_policy=store.auth_policy,
+                )
+
+        host = PluginHost(environ={})
+        host.register_plugin(Plugin(), "kit-cases")
+        provider: SoundProvider = host.create("secrets", "kit", BackendContext(environ=dict(environ)))
+        return provider
 
     def put(self, name: str, value: bytes) -> str:
         self.vault.entries[name] = [{"value": value}]
@@ -444,3 +466,19 @@ class LogsOneLine(SoundProvider):
 class TestLogsOneLine(SecretsProviderSuite):
     capabilities = frozenset({"auth"})
     secret_store = store_for(LogsOneLine)
+
+
+class ReadsUndeclaredVariable(SoundProvider):
+    """Works only with a variable its backend's AuthPolicy does not name (its store declares none)."""
+
+
+def _undeclared_store(self: Any, tmp_path: Path) -> KitStore:
+    store = KitStore(tmp_path)
+    store.provider_class = ReadsUndeclaredVariable
+    store.auth_policy = None  # registered without a policy: the provider is built seeing nothing
+    return store
+
+
+class TestReadsUndeclaredVariable(SecretsProviderSuite):
+    capabilities = frozenset({"auth"})
+    secret_store = pytest.fixture(_undeclared_store)

@@ -75,7 +75,9 @@ def test_config_check_warns_about_settings_that_do_nothing_yet(tmp_path: Path) -
     example = run_loom(["config", "check", str(root / "config.example.toml")], None, tmp_path)
     assert "warning:" not in example.stdout
     relied_on = tmp_path / "pii.toml"
-    relied_on.write_text('[pii]\nenabled = true\nblocklist = ["Project Falcon"]\n[alerts]\ndaily_cost_limit_usd = 5.0\n')
+    relied_on.write_text(
+        '[pii]\nenabled = true\nblocklist = ["Project Falcon"]\n[alerts]\ndaily_cost_limit_usd = 5.0\n'
+    )
     text = run_loom(["config", "check", str(relied_on)], None, tmp_path)
     assert text.returncode == 0
     warnings = [line for line in text.stdout.splitlines() if line.startswith("warning: ")]

@@ -39,16 +39,23 @@ class SecretRef:
     @classmethod
     def parse(cls, raw: str) -> SecretRef:
         """Split ``raw``; raises ``SECRETS_REF_INVALID`` on a malformed URI."""
+        # Text that does not parse is not repeated: it is often the secret itself, pasted where
+        # its reference belongs, and these messages reach consoles and `loom check` output.
         if not isinstance(raw, str) or "://" not in raw:
             raise LoomError(
                 ErrorCode.SECRETS_REF_INVALID,
-                f"{raw!r} is not a secret reference: expected scheme://path",
+                "the value is not a secret reference (expected scheme://path, e.g. env://NAME; the text is "
+                "not repeated here in case it is a secret)",
             )
         # Not urllib: it reads "[" as the start of an IPv6 host and raises; each scheme's own
         # syntax check decides what its path may hold.
         scheme = raw.partition("://")[0]
         if not is_scheme(scheme):
-            raise LoomError(ErrorCode.SECRETS_REF_INVALID, f"{raw!r} has no valid scheme")
+            raise LoomError(
+                ErrorCode.SECRETS_REF_INVALID,
+                "the value has no valid scheme before :// (lower-case letters, digits and -; the text is not "
+                "repeated here in case it is a secret)",
+            )
         rest = raw[len(scheme) + 3 :]
         path, sep, fragment = rest.partition("#")
         if not path:

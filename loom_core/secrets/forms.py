@@ -187,8 +187,9 @@ def ansi_c_quoted(value: bytes, *, utf8: bool) -> bytes:
 
 
 def repr_forms(text: str, value: bytes) -> set[bytes]:
-    """Python ``repr`` without its quotes, of the bytes and of the decoded text."""
-    return {repr(value)[2:-1].encode("ascii"), _encode(repr(text)[1:-1])}
+    """Python ``repr`` without its quotes, of the bytes and of the decoded text, and ``ascii()``
+    of the text (non-ASCII characters as ``\\xe9``, ``\\u79d8``, ``\\U0001f600``)."""
+    return {repr(value)[2:-1].encode("ascii"), _encode(repr(text)[1:-1]), _encode(ascii(text)[1:-1])}
 
 
 def line_break_variants(value: bytes) -> set[bytes]:

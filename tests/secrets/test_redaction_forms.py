@@ -111,7 +111,7 @@ def test_shell_escaped(redactor: Redactor, name: str) -> None:
 @pytest.mark.parametrize("name", list(VALUES))
 def test_repr_escaped(redactor: Redactor, name: str) -> None:
     """repr() of the bytes and of the decoded str, as a traceback prints them, is redacted."""
-    for leaked in (repr(VALUES[name]), repr(text_of(VALUES[name]))):
+    for leaked in (repr(VALUES[name]), repr(text_of(VALUES[name])), ascii(text_of(VALUES[name]))):
         assert_redacted(redactor, name, leaked.encode("utf-8", "surrogateescape"), context=b"args=(%s,)")
 
 

@@ -95,6 +95,20 @@ def test_cli_text_never_echoes_inline_values(tmp_path: Path) -> None:
     assert b"job-scoped" in out
 
 
+def test_a_value_pasted_into_ref_is_not_echoed(tmp_path: Path) -> None:
+    """`ref: "hunter2hunter2"` (no scheme) or a password that happens to contain :// is refused
+    as SECRETS_REF_INVALID without repeating the text."""
+    (tmp_path / "w.yml").write_text(
+        "jobs:\n  a:\n    secrets:\n      A: {ref: 'hunter2hunter2-pasted'}\n      B: {ref: 'p@ss://w0rd-pasted'}\n"
+        "    script: ['true']\n"
+    )
+    proc = run_loom(["check", "w.yml"], cwd=tmp_path)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1
+    assert out.count(b"SECRETS_REF_INVALID") == 2
+    assert b"hunter2" not in out and b"w0rd" not in out and b"p@ss" not in out
+
+
 def test_valid_workflow_prints_ok_and_exits_zero(
     tmp_path: Path, write_workflow: Callable[..., Path]
 ) -> None:

@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 
 from loom_core.contracts import BackendContext
-from loom_core.contracts.secrets import SecretRef, SecretValue
+from loom_core.contracts.secrets import AuthPolicy, SecretRef, SecretValue
 from loom_core.errors import ErrorCode, LoomError
 from loom_core.hookspecs import hookimpl
 from loom_core.plugins.registry import BackendRegistry
@@ -89,5 +89,9 @@ def create(ctx: BackendContext) -> DirSecretsProvider:
 @hookimpl
 def loom_register_backends(registry: BackendRegistry) -> None:
     registry.add_secrets(
-        SCHEME, create, capabilities=DirSecretsProvider.capabilities, description="dir://NAME: one file per secret"
+        SCHEME,
+        create,
+        capabilities=DirSecretsProvider.capabilities,
+        description="dir://NAME: one file per secret",
+        auth_policy=AuthPolicy(),  # reads no environment variable: its only setting is the `root` option
     )

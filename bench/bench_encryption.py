@@ -118,10 +118,13 @@ def open_engine_pair(root: Path) -> dict[bool, Any]:
     from loom_core.crypto.engine_glue import open_engine
     from loom_core.plugins.host import PluginHost
 
+    # each batch commits its own index changes inside its own timed window: a group commit would
+    # land on a background thread while the other engine is being timed
+    config = LoomConfig.model_validate({"index": {"commit_delay_ms": 0}})
     pair = {}
     for encrypted in (False, True):
         env = environ(encrypted)
-        pair[encrypted] = open_engine(LoomConfig(), PluginHost(environ=env), root / str(encrypted), env)
+        pair[encrypted] = open_engine(config, PluginHost(environ=env), root / str(encrypted), env)
     return pair
 
 

@@ -183,7 +183,7 @@ class MemoryEngine:
         ``llm`` overrides the configured embedder (an already built backend)."""
         env: Mapping[str, str] = host.environ if environ is None else environ
         data_dir = Path(data_dir)
-        data_dir.mkdir(parents=True, exist_ok=True)
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # a new one is private to this user
         backends_record.check_storage(data_dir, config.storage.backend)
         storage = host.create(
             "storage",

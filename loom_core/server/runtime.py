@@ -66,7 +66,7 @@ def open_engine(
 
     directory = Path(data_dir if data_dir is not None else config.server.data_dir)
     try:
-        directory.mkdir(parents=True, exist_ok=True)
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)  # memories: only this user reads them
     except OSError as exc:
         raise LoomError(
             ErrorCode.CONFIG_INVALID,

@@ -320,3 +320,17 @@ def test_listing_after_writes_extends_the_cached_order(engine: MemoryEngine) -> 
     more = [*engine.add_chunks("s", [ChunkInput(f"b{i}") for i in range(3)]), engine.add_chunk("s", ChunkInput("c"))]
     listed = [c.id for c in engine.list_chunks("s", limit=100).items]
     assert listed == sorted(c.id for c in first + more)
+
+
+def test_a_new_data_directory_is_private(open_engine: Callable[..., MemoryEngine], tmp_path: Path) -> None:
+    """Memories are personal data: a data directory the engine creates is 0700, whatever the umask
+    (an existing one keeps the mode its owner chose)."""
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        open_engine(tmp_path / "fresh")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "fresh").stat().st_mode) == 0o700

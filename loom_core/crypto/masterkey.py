@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -128,6 +129,16 @@ def load_master_key(
             ErrorCode.ENCRYPTION_KEY_MISSING,
             f"encryption at rest is expected ({EXPECT_ENABLED_ENV} / encryption.expect_enabled) "
             f"but no master key is set; set {env_name} (32 bytes, base64)",
+        )
+    if env_name != DEFAULT_MASTER_KEY_ENV:
+        # Naming another variable says the data is meant to be encrypted: starting in plaintext because
+        # it is missing (or because a key was pasted where its name belongs) would be silent.
+        shown = f" ({env_name})" if re.fullmatch(r"[A-Z][A-Z0-9_]{0,63}", env_name) else ""
+        raise LoomError(
+            ErrorCode.ENCRYPTION_KEY_MISSING,
+            f"encryption.master_key_env names a variable{shown} that is not set: set it to the master key "
+            "(the setting holds the variable's name, never the key), or remove the setting to run without "
+            "encryption at rest",
         )
     return None
 

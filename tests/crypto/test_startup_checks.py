@@ -206,7 +206,20 @@ def test_master_key_env_name_is_configurable(tmp_path: Path) -> None:
     config = LoomConfig.model_validate({"encryption": {"master_key_env": "MY_AT_REST_KEY"}})
     storage = open_storage(tmp_path)
     try:
-        assert isinstance(codec_for(storage, {ENV: new_key_b64()}, config), PlaintextRowCodec)
+        # naming another variable means the data is meant to be encrypted: missing, it is refused (the
+        # default variable is not read), never a silent start in plaintext
+        with pytest.raises(LoomError) as unset:
+            codec_for(storage, {ENV: new_key_b64()}, config)
+        assert unset.value.code == ErrorCode.ENCRYPTION_KEY_MISSING and "MY_AT_REST_KEY" in unset.value.message
+        pasted = "c3" + "9f" * 31  # a hex key pasted where the variable's name belongs passes as a name
+        pasted_config = LoomConfig.model_validate({"encryption": {"master_key_env": pasted}})
+        other = open_storage(tmp_path / "other")
+        try:
+            with pytest.raises(LoomError) as echoed:
+                codec_for(other, {}, pasted_config)
+        finally:
+            other.close()
+        assert echoed.value.code == ErrorCode.ENCRYPTION_KEY_MISSING and pasted not in echoed.value.message
         codec = codec_for(storage, {"MY_AT_REST_KEY": new_key_b64()}, config)
         assert isinstance(codec, EncryptingRowCodec)
         with pytest.raises(LoomError) as info:

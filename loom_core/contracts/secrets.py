@@ -59,7 +59,11 @@ class SecretRef:
         rest = raw[len(scheme) + 3 :]
         path, sep, fragment = rest.partition("#")
         if not path:
-            raise LoomError(ErrorCode.SECRETS_REF_INVALID, f"{raw!r} names nothing after {scheme}://")
+            raise LoomError(
+                ErrorCode.SECRETS_REF_INVALID,
+                f"the reference names nothing after {scheme.lower()}:// (the rest is not repeated here in case it "
+                "is a secret)",
+            )
         return cls(raw=raw, scheme=scheme.lower(), path=path, fragment=fragment if sep else None)
 
     def __str__(self) -> str:

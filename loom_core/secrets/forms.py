@@ -157,16 +157,20 @@ def shell_forms(text: str, value: bytes) -> set[bytes]:
         bash52,  # the value in the middle of a word
         re.sub(rb"^([#~])", rb"\\\1", bash52),  # ... or starting one
         ansi_c_quoted(value, utf8=True),
+        ansi_c_quoted(value, utf8=True, raw_unicode=True),
         ansi_c_quoted(value, utf8=False),
     }
     return forms
 
 
-def ansi_c_quoted(value: bytes, *, utf8: bool) -> bytes:
+def ansi_c_quoted(value: bytes, *, utf8: bool, raw_unicode: bool = False) -> bytes:
     """The body of bash's ``$'...'`` quoting of ``value``, which bash picks for any string with
     a control character (and, in the C locale, any non-ASCII byte): ``\\n``-style escapes,
     ``\\E`` for ESC, ``\\'`` and ``\\\\``, and three octal digits for every other byte it
-    cannot print. ``utf8``: as in a UTF-8 locale, where printable non-ASCII characters stay."""
+    cannot print. ``utf8``: as in a UTF-8 locale, where printable non-ASCII characters stay.
+    Python and the C library disagree on which of those are printable (format and private-use
+    characters such as U+200B, U+FEFF, U+E000): ``raw_unicode`` gives the spelling in which every
+    valid non-ASCII character stays, the other one octal-escapes those Python cannot print."""
     out = bytearray()
     text = value.decode("utf-8", "surrogateescape") if utf8 else value.decode("latin-1")
     for char in text:
@@ -179,7 +183,7 @@ def ansi_c_quoted(value: bytes, *, utf8: bool) -> bytes:
                 out.append(byte)
             else:
                 out += b"\\%03o" % byte
-        elif char.isprintable() or unicodedata.category(char) == "Zs":
+        elif raw_unicode or char.isprintable() or unicodedata.category(char) == "Zs":
             out += char.encode("utf-8")
         else:
             out += b"".join(b"\\%03o" % b for b in char.encode("utf-8"))
@@ -202,10 +206,13 @@ def line_break_variants(value: bytes) -> set[bytes]:
     # Converters that rewrite only bare LF (unix2dos, terminals, naive replace) leave CR alone.
     variants.update(value.replace(b"\n", sep) for sep in separators)
     variants.add(value.replace(b"\r\n", b"\n"))
-    # an unquoted ``echo $v`` turns every run of blanks into one space, indentation included
-    variants.add(_BLANKS.sub(b" ", value.strip()))
-    variants.add(b" ".join(value.split()))
     return variants
+
+
+def collapsed_blanks(value: bytes) -> set[bytes]:
+    """The value as an unquoted ``echo $v`` prints it: every run of blanks (tabs, repeated spaces,
+    line breaks, indentation) turned into one space, leading and trailing ones dropped."""
+    return {_BLANKS.sub(b" ", value.strip()), b" ".join(value.split())}
 
 
 def derived_forms(value: bytes, *, min_length: int = MIN_FORM_LENGTH) -> set[bytes]:
@@ -228,6 +235,7 @@ def derived_forms(value: bytes, *, min_length: int = MIN_FORM_LENGTH) -> set[byt
         forms |= shell_forms(text, base)
         forms |= repr_forms(text, base)
         forms |= line_break_variants(base)
+        forms |= collapsed_blanks(base)
     forms.discard(value)
     return set(usable_forms(forms, min_length=min_length))
 

@@ -68,12 +68,15 @@ class ProviderPool:
         self.options = dict(options if options is not None else getattr(host, "secrets_options", None) or {})
         self._providers: dict[str, Any] = {}
         self._failed: dict[str, LoomError] = {}
+        self._unloadable: dict[str, LoomError] = {}  # schemes whose plugin failed to load in load()
         self._closed = False
 
     def available(self, scheme: str) -> None:
         """Raise ``SECRETS_PROVIDER_UNAVAILABLE`` unless a provider for ``scheme`` loads."""
         if scheme in self._providers:
             return
+        if scheme in self._unloadable:  # the first attempt's reason: a retry reports a different one
+            raise self._unloadable[scheme]
         try:
             self.host.backend(Kind.SECRETS, scheme)
         except LoomError as exc:
@@ -94,8 +97,12 @@ class ProviderPool:
         after, ``env://`` included, whichever reference comes first.
         """
         for scheme in schemes:
-            with contextlib.suppress(Exception):
-                self.host.backend(Kind.SECRETS, scheme)
+            try:
+                self.available(scheme)
+            except LoomError as exc:  # a plugin failing to register is not loaded twice
+                self._unloadable[scheme] = exc
+            except Exception:  # noqa: S112 - reported when the scheme is used
+                continue
 
     def policies(self) -> tuple[AuthPolicy, ...]:
         """The baseline and the policy of every secrets backend registered so far."""
@@ -136,7 +143,9 @@ class ProviderPool:
         except Exception as exc:
             err = LoomError(
                 ErrorCode.SECRETS_PROVIDER_FAILED,
-                f"secrets provider {scheme!r} failed to start: {type(exc).__name__}",
+                f"secrets provider {scheme!r} failed to start: {type(exc).__name__}"
+                + (" (a provider sees only the environment variables its AuthPolicy declares: a variable it "
+                   "reads but did not declare is missing)" if isinstance(exc, KeyError) else ""),
                 details={"scheme": scheme},
             )
             self._failed[scheme] = err

@@ -177,6 +177,8 @@ BASH_VALUES = {
     "SEPARATOR": "line\u2028separator-secret".encode(),
     "HASH_COMMA": b"#Tr0ub4dor,abc~def",
     "MID_HASH": b"Tr0ub4dor#3 horse~x,y",
+    # printable for the C library, not for Python: bash prints them raw in a UTF-8 locale
+    "FORMAT_CHARS": "it's\there\u200bsecret-\ufeff\ue000-value".encode(),
 }
 BASH_PRINTERS = {
     "printf %q": 'printf "%q\\n" "$v"',
@@ -215,6 +217,15 @@ def test_what_bash_prints_of_a_value_is_redacted(printer: str, locale: str) -> N
         quoted = re.findall(rb"\$'((?:[^'\\]|\\.)*)'", out)
         for body in quoted:
             assert b"secret" not in body and b"2024" not in body, f"{name}: part of the value survived"
+
+
+@pytest.mark.parametrize("value", [b"tab\tsecret-value-two", b"two  spaces-secret-three", b"  padded\t\tx-secret "])
+def test_an_unquoted_echo_of_a_value_with_blank_runs_is_redacted(value: bytes) -> None:
+    """``echo $V`` also collapses tabs and repeated spaces of a one-line value."""
+    redactor = Redactor({"PW": value})
+    printed = _bash("echo $v", value, "C.UTF-8")
+    assert printed != value + b"\n"  # the collapsed form really differs from the value
+    assert redactor.redact(b"log: " + printed) == b"log: [REDACTED:SECRET_PW]\n"
 
 
 def test_an_unquoted_echo_of_an_indented_multi_line_value_is_redacted() -> None:

@@ -258,3 +258,21 @@ def test_indirection_targets_reach_the_provider_and_are_protected() -> None:
     finally:
         pool.close()
     assert set(plugin.contexts["vault"].environ) == {"LOOM_VLT_MAIN_ADDR", "LOOM_VLT_MAIN_TOKEN_ENV", "MY_VAULT_PW"}
+
+
+def test_a_provider_reading_an_undeclared_variable_is_told_why(tmp_path: Path) -> None:
+    """A factory that reads ``ctx.environ["X"]`` without declaring X fails closed, and the error says
+    that providers see only what their AuthPolicy declares (not just "KeyError")."""
+
+    class Strict:
+        @hookimpl
+        def loom_register_backends(self, registry: BackendRegistry) -> None:
+            registry.add_secrets("strict", lambda ctx: ctx.environ["STRICT_TOKEN"])
+
+    host = PluginHost(environ={})
+    host.register_plugin(Strict(), "strict-test")
+    pool = ProviderPool(host, {"STRICT_TOKEN": "set-but-undeclared-7e1f"})
+    with pytest.raises(LoomError) as info:
+        pool.get("strict")
+    assert info.value.code is ErrorCode.SECRETS_PROVIDER_FAILED
+    assert "AuthPolicy" in info.value.message and "set-but-undeclared" not in info.value.message

@@ -100,13 +100,14 @@ def test_a_value_pasted_into_ref_is_not_echoed(tmp_path: Path) -> None:
     as SECRETS_REF_INVALID without repeating the text."""
     (tmp_path / "w.yml").write_text(
         "jobs:\n  a:\n    secrets:\n      A: {ref: 'hunter2hunter2-pasted'}\n      B: {ref: 'p@ss://w0rd-pasted'}\n"
+        "      C: {ref: 'env://#Pasted-S3cret-123'}\n"
         "    script: ['true']\n"
     )
     proc = run_loom(["check", "w.yml"], cwd=tmp_path)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 1
-    assert out.count(b"SECRETS_REF_INVALID") == 2
-    assert b"hunter2" not in out and b"w0rd" not in out and b"p@ss" not in out
+    assert out.count(b"SECRETS_REF_INVALID") == 3
+    assert b"hunter2" not in out and b"w0rd" not in out and b"p@ss" not in out and b"S3cret" not in out
 
 
 def test_valid_workflow_prints_ok_and_exits_zero(
@@ -405,3 +406,25 @@ def test_a_provider_whose_validate_crashes_gets_a_problem_line_not_a_traceback(t
     assert "'buggy' secrets provider" in crashed.message and "TypeError" in crashed.message
     assert "buggy-value-88c1" not in crashed.message
     assert by_path[("jobs", "a", "secrets", "T", "ref")].code == ErrorCode.SECRETS_REF_INVALID
+
+
+def test_a_plugin_that_fails_to_register_is_reported_with_its_own_error(tmp_path: Path) -> None:
+    """An installed secrets plugin whose registration raises (here: AuthPolicy misused) is reported by
+    `loom check` with that error, not as "registered no backend" from a second load attempt."""
+    dist = tmp_path / "site" / "check_badreg-0.1.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: check-badreg\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[loom.secrets]\nbadreg = check_badreg\n")
+    (tmp_path / "site" / "check_badreg.py").write_text(
+        "from loom_core.contracts.secrets import AuthPolicy\n"
+        "from loom_core.hookspecs import hookimpl\n"
+        "@hookimpl\n"
+        "def loom_register_backends(registry):\n"
+        "    registry.add_secrets('badreg', lambda ctx: None, auth_policy=AuthPolicy(credentials='BADREG_TOKEN'))\n"
+    )
+    (tmp_path / "w.yml").write_text("jobs:\n  a:\n    secrets: {X: {ref: 'badreg://thing'}}\n    script: ['true']\n")
+    proc = run_loom(["check", "w.yml"], cwd=tmp_path, env={"PYTHONPATH": str(tmp_path / "site")})
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1
+    assert b"SECRETS_PROVIDER_UNAVAILABLE" in out and b"AuthPolicy.credentials" in out
+    assert b"registered no secrets backend" not in out

@@ -103,6 +103,20 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
             pass  # already gone
 
 
+def _kill_leftovers(group: int) -> None:
+    """SIGKILL what ``op`` left running in its process group after it exited (a helper it started
+    in the background would keep the token in its environment).
+
+    ``op`` itself is reaped by now, so the group's id is its former pid. Linux hands out pids
+    cyclically (``pid_max``, 4 million by default), and a pid that is still some process group's id
+    is not handed out at all, so the id cannot name another group this soon after ``op`` ended.
+    """
+    try:
+        os.killpg(group, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass  # nothing left: the usual case
+
+
 class Children:
     """The ``op`` processes in flight, so that closing the provider can kill them.
 
@@ -174,6 +188,7 @@ def read(command: OpCommand, ref: OpRef, environ: Mapping[str, str], token: str,
             raise
         finally:
             children.finished(proc)
+    _kill_leftovers(proc.pid)
     if proc.returncode != 0 and children.closed:
         raise LoomError(
             ErrorCode.SECRETS_PROVIDER_FAILED,

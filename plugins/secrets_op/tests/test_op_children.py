@@ -120,6 +120,27 @@ def test_op_timeout_kills_the_wrappers_child(
     assert wait_until(lambda: not any(holds_token(pid, token) for pid in pids)), "op outlived its timeout"
 
 
+def test_a_helper_op_leaves_behind_is_killed_when_op_exits(
+    fake_op: FakeOp, make_provider: Make, token: str, started: list[int], tmp_path: Path
+) -> None:
+    """An ``op`` that answers and exits but leaves a background process in its group (a caching
+    helper, say) must not leave the token running: the group goes when op has answered."""
+    ref = fake_op.put("prod", "db", "password", b"pg-password-value")
+    leftover_pid = tmp_path / "leftover.pid"
+    wrapper = tmp_path / "bg" / "op"
+    wrapper.parent.mkdir()
+    wrapper.write_text(
+        f'#!/bin/sh\nsleep 300 </dev/null >/dev/null 2>&1 &\necho $! > "{leftover_pid}"\n"{fake_op.path}" "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    p = make_provider(options={"op_path": str(wrapper)})
+    assert p.resolve(SecretRef.parse(ref)).reveal() == b"pg-password-value"
+    pid = int(leftover_pid.read_text())
+    started.append(pid)
+    assert wait_until(lambda: not holds_token(pid, token)), "a process op left behind still holds the token"
+    p.close()
+
+
 def test_close_without_calls_and_a_normal_resolve(fake_op: FakeOp, make_provider: Make) -> None:
     """close() on an idle provider is harmless, before and after a resolve that finished."""
     ref = fake_op.put("prod", "db", "password", b"pg-password-value")

@@ -26,6 +26,8 @@ class BackendSpec:
     #: secrets backends only: the environment variables it may read and which are credentials
     #: (an empty policy when the plugin declared none: it sees no variable); ``None`` for other kinds
     auth_policy: AuthPolicy | None = None
+    #: whether the plugin passed ``auth_policy`` itself (the conformance kit requires it)
+    auth_policy_declared: bool = field(default=False, compare=False)
 
 
 class BackendRegistry:
@@ -69,6 +71,7 @@ class BackendRegistry:
                 f"{kind}:{name}: auth_policy is for secrets backends only; other kinds read the "
                 "environment their context gives them",
             )
+        declared = auth_policy is not None
         if kind is Kind.SECRETS:
             if auth_policy is None:
                 auth_policy = AuthPolicy()
@@ -87,7 +90,7 @@ class BackendRegistry:
                 f"{self.current_plugin or 'this plugin'}",
             )
         self._specs[key] = BackendSpec(
-            kind, name, factory, frozenset(capabilities), description, self.current_plugin, auth_policy
+            kind, name, factory, frozenset(capabilities), description, self.current_plugin, auth_policy, declared
         )
 
     def add_storage(self, name: str, factory: BackendFactory, **kw: Any) -> None:

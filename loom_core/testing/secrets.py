@@ -237,7 +237,7 @@ class _Builds:
                 return original(host, kind, name, context)
             spec = host.backend(kind, name)
             policy = getattr(spec, "auth_policy", None)
-            builds.policies.append((name, policy))
+            builds.policies.append((name, policy if getattr(spec, "auth_policy_declared", False) else None))
             ctx = context if context is not None else BackendContext(environ=host.environ)
             allowed = allowed_environ(policy if isinstance(policy, AuthPolicy) else AuthPolicy(), ctx.environ)
             return spec.factory(replace(ctx, environ=allowed))

@@ -8,6 +8,8 @@ silent "off".
 
 from __future__ import annotations
 
+import re
+
 from loom_core.errors import ErrorCode, LoomError
 
 TRUTHY = frozenset({"1", "true", "t", "yes", "y", "on"})
@@ -25,3 +27,15 @@ def parse_flag(name: str, value: str) -> bool:
     if raw not in TRUTHY | FALSY:
         raise LoomError(ErrorCode.CONFIG_INVALID, f"{name} must be 1/0, true/false, yes/no or on/off")
     return raw in TRUTHY
+
+
+_CONVENTIONAL_NAME = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
+
+
+def looks_like_variable_name(name: str) -> bool:
+    """Whether ``name``, given where a variable's name belongs, may be repeated in a message.
+
+    A key pasted there instead can pass as a valid name; names are shown only when spelled as
+    variables usually are (upper case, digits, ``_``) and not long and without ``_`` as keys are.
+    """
+    return bool(_CONVENTIONAL_NAME.fullmatch(name)) and ("_" in name or len(name) < 20)

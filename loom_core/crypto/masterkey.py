@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from loom_core.errors import ErrorCode, LoomError
-from loom_core.flags import parse_flag
+from loom_core.flags import looks_like_variable_name, parse_flag
 from loom_core.secrets.bounded import DEFAULT_RESOLVE_SECONDS
 
 if TYPE_CHECKING:
@@ -133,7 +132,7 @@ def load_master_key(
     if env_name != DEFAULT_MASTER_KEY_ENV:
         # Naming another variable says the data is meant to be encrypted: starting in plaintext because
         # it is missing (or because a key was pasted where its name belongs) would be silent.
-        shown = f" ({env_name})" if re.fullmatch(r"[A-Z][A-Z0-9_]{0,63}", env_name) else ""
+        shown = f" ({env_name})" if looks_like_variable_name(env_name) else ""
         raise LoomError(
             ErrorCode.ENCRYPTION_KEY_MISSING,
             f"encryption.master_key_env names a variable{shown} that is not set: set it to the master key "

@@ -119,7 +119,7 @@ def restore_files(src: Path, data_dir: Path, storage_backend: str) -> dict[str, 
         raise _failed(data_dir, "refusing to restore over a data directory that is not empty")
     existed = data_dir.exists()
     try:
-        data_dir.mkdir(parents=True, exist_ok=True)
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # as a data directory the engine creates
         shutil.copytree(src / STORAGE_DIR, data_dir / STORAGE_DIR)
     except OSError as exc:
         undo_restore(data_dir, existed)

@@ -385,7 +385,12 @@ class MemoryEngine:
             self._publish()
 
     def _publish(self) -> None:
-        """Commit the queued index changes and retire their intents (lock held)."""
+        """Commit the queued index changes and retire their intents (lock held).
+
+        After an index failure the queue itself may be gone (an index can roll back what it
+        held), so the intents are then not retired on the strength of this commit: every pending
+        intent is replayed from storage instead (:meth:`recover`), the queued ones included.
+        """
         if not self._unpublished:
             return
         try:
@@ -394,13 +399,14 @@ class MemoryEngine:
             self._repair_pending = True
             raise
         self._fault("after_index_commit")
-        self._retire_unpublished()
-        if self._repair_pending:
-            try:
-                self.recover()
-                self._repair_pending = False
-            except Exception:  # this write succeeded; the next one (or a restart) retries the rest
-                _log.exception("replaying index intents after an earlier index failure failed")
+        if not self._repair_pending:
+            self._retire_unpublished()
+            return
+        try:
+            self.recover()
+            self._repair_pending = False
+        except Exception:  # the intents stay; the next write, search or a restart retries
+            _log.exception("replaying index intents after an earlier index failure failed")
 
     def _retire_unpublished(self) -> None:
         """Delete the intents of queued changes that a rebuild has just committed."""
@@ -1277,9 +1283,11 @@ class MemoryEngine:
                 for record in list(self._routing.values()):
                     yield self._index_doc(record)
 
+            # what the group commit holds goes first: a rebuild replaces the index's content, and
+            # one that fails rolls back the queue with it
+            self._publish()
             self.index.rebuild(docs())
             self.index.commit()
-            self._retire_unpublished()
             return len(self._routing)
 
     def check_consistency(self) -> dict[str, Any]:
@@ -1363,7 +1371,10 @@ class MemoryEngine:
         with self._lock:
             self._ensure_open()
             self._flush_access()
-            self._publish()
+            try:
+                self._publish()
+            except Exception:  # the backup holds no index: intents in it are replayed on restore
+                _log.exception("committing the index before a checkpoint failed; the checkpoint goes on")
             write_checkpoint(self, Path(dest))
 
     # -- internal access for transfer ---------------------------------------------

@@ -12,18 +12,27 @@ from __future__ import annotations
 
 import logging
 import threading
+import weakref
 from collections.abc import Callable
 
 _log = logging.getLogger("loom.memory")
 
 
+#: how often an idle thread checks that its engine still exists
+_IDLE_CHECK_SECONDS = 1.0
+
+
 class CommitScheduler:
     """Runs ``publish`` on a daemon thread at most ``delay_seconds`` after the first request
-    that follows the previous commit. ``publish`` takes the engine's lock itself."""
+    that follows the previous commit. ``publish`` (a bound method) takes the engine's lock itself.
+
+    The thread holds its engine only weakly: an engine dropped without ``close`` is still
+    collected (its storage lock released), and the thread then ends.
+    """
 
     def __init__(self, delay_seconds: float, publish: Callable[[], None]) -> None:
         self._delay = delay_seconds
-        self._publish = publish
+        self._publish = weakref.WeakMethod(publish)
         self._wanted = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -49,12 +58,19 @@ class CommitScheduler:
 
     def _run(self) -> None:
         while True:
-            self._wanted.wait()
+            if not self._wanted.wait(_IDLE_CHECK_SECONDS):
+                if self._publish() is None:  # the engine is gone
+                    return
+                continue
             # the writes arriving meanwhile join this commit
             if self._stopping.wait(self._delay):
                 return
             self._wanted.clear()
+            publish = self._publish()
+            if publish is None:
+                return
             try:
-                self._publish()
+                publish()
             except Exception:  # the changes stay queued; the next write, search or close retries
                 _log.exception("index commit failed; it is retried on the next write or search")
+            del publish

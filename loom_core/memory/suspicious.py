@@ -4,7 +4,9 @@ An agent's memory is read back into prompts later, so a chunk carrying HTML or a
 "ignore all previous instructions" is a way to steer a future model call (stored prompt
 injection). The memory server records such input as an audit event but stores it unchanged and
 never refuses it: the detectors are heuristics, and a memory about HTML or about prompt injection
-is legitimate content. Findings are rule names only, never the matched text.
+is legitimate content. Findings are rule names only, never the matched text. Every pattern
+runs in time linear in the text (no quantifier may match a line break where another one can):
+content of a million characters is accepted, and the scan holds the GIL.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ _INSTRUCTIONS = re.compile(
     r"|\b(?:new|updated|real)\s+(?:system\s+)?instructions?\s*:"
     r"|\byou\s+are\s+now\s+(?:in\s+)?(?:developer\s+mode|an?\s+unrestricted|jailbroken|dan\b)"
     r"|\b(?:reveal|print|show|repeat)\s+(?:your|the)\s+(?:system\s+prompt|hidden\s+instructions)"
-    r"|<\|im_(?:start|end)\|>|\[/?INST\]|<<\s*/?SYS\s*>>|^\s*#{2,}\s*(?:system|instruction)s?\s*:?\s*$",
+    r"|<\|im_(?:start|end)\|>|\[/?INST\]|<<\s*/?SYS\s*>>|^[ \t]*#{2,}[ \t]*(?:system|instruction)s?[ \t]*:?[ \t]*$",
     re.IGNORECASE | re.MULTILINE,
 )
 # zero-width and bidirectional controls, and Unicode tag characters: text a reader does not see

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hmac
 import logging
-import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from fastapi import Depends, Request
 from loom_core.audit import AuditEvent, emit
 from loom_core.contracts.secrets import SecretValue
 from loom_core.errors import ErrorCode, LoomError
+from loom_core.flags import looks_like_variable_name
 from loom_core.secrets.bounded import DEFAULT_RESOLVE_SECONDS
 from loom_core.secrets.providers import SecretsHost, resolve_key_setting
 from loom_core.server.logging import clip_path
@@ -34,8 +34,6 @@ PASSTHROUGH_ACTOR = "local-passthrough"
 KEY_ACTOR = "api-key"
 #: Keys shorter than this still work but draw a start-up warning (the seed asks for 64+ hex chars).
 RECOMMENDED_KEY_LENGTH = 32
-# how variable names are usually spelled; anything else in server.auth_token_env may be a pasted key
-_CONVENTIONAL_NAME = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
 
 #: The scheme as the OpenAPI document declares it (see :func:`declare_bearer_security`).
 BEARER_SCHEME_NAME = "bearer"
@@ -82,7 +80,7 @@ def resolve_api_key(
     raw = environ.get(auth_token_env)
     if raw is None:
         if env_configured:
-            named = f" ({auth_token_env})" if _CONVENTIONAL_NAME.fullmatch(auth_token_env) else ""
+            named = f" ({auth_token_env})" if looks_like_variable_name(auth_token_env) else ""
             raise LoomError(
                 ErrorCode.CONFIG_INVALID,
                 f"server.auth_token_env is set in the configuration, but the variable it names{named} is not "

@@ -102,3 +102,81 @@ def test_a_checkpoint_commits_what_waits(open_engine: Opener, tmp_path: Path) ->
     engine.checkpoint(tmp_path / "backup")
     assert engine.index.count() == 1
     assert _pending_intents(engine) == 0
+
+
+def test_rebuild_with_writes_waiting_indexes_each_chunk_once(open_engine: Opener) -> None:
+    """A rebuild while the group commit holds new chunks left one of them twice in the index (its
+    fused score then counted twice); what waits is committed first now."""
+    engine = open_engine(config=_config(10_000))
+    ids = [engine.add_chunk("s", ChunkInput(f"apple note {i}")).id for i in range(3)]
+    assert engine.rebuild_index() == 3
+    assert engine.index.count() == 3
+    hits = [r.chunk.id for r in engine.search(SearchRequest("apple", stream="s", k=10, mode="bm25"))]
+    assert sorted(hits) == sorted(ids)
+    assert engine.check_consistency()["consistent"]
+
+
+def test_a_failed_commit_that_lost_the_queue_loses_no_write(open_engine: Opener) -> None:
+    """An index may roll back what it held when a commit fails. The next successful commit must not
+    retire the intents of documents that are gone: the pending intents are replayed instead."""
+    from loom_core.errors import ErrorCode, LoomError
+
+    engine = open_engine(config=_config(10_000))
+    ids = [engine.add_chunk("s", ChunkInput(f"otter note {i}")).id for i in range(3)]
+    real = engine.index.commit
+    failed = [False]
+
+    def commit_that_rolls_back_once() -> None:
+        if not failed[0]:
+            failed[0] = True
+            engine.index.delete(ids)  # what a rollback does to the queued documents
+            raise LoomError(ErrorCode.INDEX_IO, "simulated commit failure")
+        real()
+
+    engine.index.commit = commit_that_rolls_back_once  # type: ignore[method-assign]
+    with pytest.raises(LoomError):
+        engine.commit_index()
+    ids.append(engine.add_chunk("s", ChunkInput("otter note 3")).id)  # commits at once while repairing
+    hits = {r.chunk.id for r in engine.search(SearchRequest("otter note", stream="s", k=10, mode="bm25"))}
+    assert hits == set(ids)
+    assert engine.check_consistency()["consistent"]
+
+
+def test_a_checkpoint_is_taken_while_the_index_cannot_commit(open_engine: Opener, tmp_path: Path) -> None:
+    """A backup holds no index (it is rebuilt on restore, the intents replayed): an index that
+    fails to commit must not refuse the backup, which is most needed then."""
+    from loom_core.errors import ErrorCode, LoomError
+
+    engine = open_engine(config=_config(10_000))
+    engine.add_chunk("s", ChunkInput("heron note"))
+
+    def broken() -> None:
+        raise LoomError(ErrorCode.INDEX_IO, "simulated commit failure")
+
+    engine.index.commit = broken  # type: ignore[method-assign]
+    engine.checkpoint(tmp_path / "backup")
+    assert (tmp_path / "backup").is_dir()
+
+
+def test_an_engine_dropped_without_close_releases_its_directory(tmp_path: Path) -> None:
+    """The commit thread holds its engine weakly: an engine dropped without close is collected
+    (its storage lock released), as before the group commit, and the thread ends."""
+    import gc
+    import threading
+
+    from loom_core.plugins.host import PluginHost
+
+    data_dir = tmp_path / "data"
+    engine = MemoryEngine.open(_config(10_000), PluginHost(environ={}), data_dir)
+    engine.add_chunk("s", ChunkInput("dropped note"))
+    del engine
+    gc.collect()
+    again = MemoryEngine.open(_config(10_000), PluginHost(environ={}), data_dir)
+    try:
+        assert len(again.search(SearchRequest("dropped", stream="s", mode="bm25"))) == 1
+    finally:
+        again.close()
+    deadline = time.monotonic() + 30
+    while any(t.name == "loomem-index-commit" for t in threading.enumerate()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(t.name == "loomem-index-commit" for t in threading.enumerate())

@@ -39,3 +39,12 @@ def test_suspicious_input_is_named_by_rule(text: str, expected: list[str]) -> No
 )
 def test_ordinary_memories_are_not_flagged(text: str) -> None:
     assert findings(text) == []
+
+
+def test_the_scan_stays_linear_on_adversarial_input() -> None:
+    """`^\\s*#{2,}...$` with MULTILINE let `\\s*` run across line breaks: "##" and 40,000 newlines took
+    7 s (quadratic; a 1 MB chunk would hold the server for an hour). Each pattern is linear now, so
+    inputs far larger than that finish at once (a regression would make this test run for minutes)."""
+    for text in ("##" + "\n" * 400_000, "<a " * 200_000, "ignore " * 200_000 + "previous"):
+        assert isinstance(findings(text), list)
+    assert findings("##" + "\n" * 1000 + "## system:") == ["instruction_injection"]

@@ -104,6 +104,7 @@ def test_cli_backup_restore_and_export_import(open_engine: Callable[..., MemoryE
 
     restored = _loom("backup", "restore", tmp_path / "bk", "--data-dir", tmp_path / "restored")
     assert restored.returncode == 0, restored.stderr
+    assert (tmp_path / "restored").stat().st_mode & 0o777 == 0o700  # private, as a new data directory
     refused = _loom("backup", "restore", tmp_path / "bk", "--data-dir", tmp_path / "restored")
     assert refused.returncode == 1 and "error[BACKUP_FAILED]" in refused.stderr
     assert str(tmp_path / "restored") in refused.stderr

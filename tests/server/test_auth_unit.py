@@ -144,6 +144,10 @@ def test_a_variable_named_in_the_configuration_must_be_set() -> None:
         create_app(config=config, environ={})
     assert info.value.code is ErrorCode.CONFIG_INVALID
     assert pasted not in info.value.message and pasted not in str(info.value.details)
+    upper = pasted.upper()  # upper-case hex, 64 characters: spelled like a variable, still not shown
+    with pytest.raises(LoomError) as hidden:
+        resolve_api_key(upper, "", {}, env_configured=True)
+    assert upper not in hidden.value.message
     with pytest.raises(LoomError) as named:
         resolve_api_key("TEAM_LOOMEM_KEY", "", {}, env_configured=True)
     assert "TEAM_LOOMEM_KEY" in named.value.message  # a conventional name is shown, to fix a typo

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import base64
 import os
+import subprocess
+import time
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 from loom_core.config import LoomConfig
 from loom_core.contracts import BackendContext
@@ -38,3 +42,17 @@ def raw_files_containing(root: Path, needle: bytes) -> list[str]:
         if path.is_file() and needle in path.read_bytes():
             found.append(str(path.relative_to(root)))
     return found
+
+
+def wait_ready(proc: subprocess.Popen[bytes], base: str) -> None:
+    """Wait until the ``loom serve`` child answers /health; fail with its output if it exits."""
+    deadline = time.monotonic() + 90
+    while True:
+        assert proc.poll() is None, (proc.stdout.read() if proc.stdout else b"")[-3000:].decode()
+        try:
+            if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, "server did not start"
+        time.sleep(0.1)

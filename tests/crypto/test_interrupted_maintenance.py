@@ -28,7 +28,7 @@ from loom_core.hookspecs import hookimpl
 from loom_core.memory.models import ChunkInput
 from loom_core.plugins.host import PluginHost
 
-from .helpers import ENV, codec_for, new_key_b64, open_storage, raw_files_containing
+from .helpers import ENV, codec_for, new_key_b64, open_storage, raw_files_containing, wait_ready
 
 CONFIG = LoomConfig.model_validate({"storage": {"options": {"compression": "none"}}})
 NO_COMPRESSION = {"compression": "none"}
@@ -245,19 +245,6 @@ def _env(extra: dict[str, str]) -> dict[str, str]:
     return env | {"LOOMEM_AUTH_TOKEN": TOKEN, "PYTHONUNBUFFERED": "1"} | extra
 
 
-def _wait_ready(proc: subprocess.Popen[bytes], base: str) -> None:
-    deadline = time.monotonic() + 90
-    while True:
-        assert proc.poll() is None, (proc.stdout.read() if proc.stdout else b"")[-3000:].decode()
-        try:
-            if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.1)
-
-
 def _stop(proc: subprocess.Popen[bytes]) -> str:
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
@@ -282,7 +269,7 @@ def test_a_server_stopped_during_the_final_compaction_leaves_it_for_the_next_sta
         env=_env({ENV: key}), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
     try:
-        _wait_ready(proc, base)
+        wait_ready(proc, base)
         assert httpx.post(f"{base}/v1/admin/backfill/encrypt-at-rest", headers=auth).status_code == 202
         deadline = time.monotonic() + 120
         while not flag.exists():
@@ -303,7 +290,7 @@ def test_a_server_stopped_during_the_final_compaction_leaves_it_for_the_next_sta
         env=_env({ENV: key}), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
     try:
-        _wait_ready(proc, base)
+        wait_ready(proc, base)
         status = httpx.get(f"{base}/v1/admin/backfill/encrypt-at-rest/status", headers=auth).json()
         assert (status["state"], status["running"], status["percent"]) == ("done", False, 100.0), status
     finally:

@@ -7,12 +7,11 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 
-from .helpers import ENV, new_key_b64, raw_files_containing
+from .helpers import ENV, new_key_b64, raw_files_containing, wait_ready
 
 TOKEN = "crypto-serve-" + "9c1f" * 12
 
@@ -43,16 +42,7 @@ def test_serve_encrypts_and_refuses_wrong_missing_or_malformed_key(tmp_path: Pat
     proc = _serve(data, port, {ENV: key})
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 90
-        while True:
-            assert proc.poll() is None, (proc.stdout.read() if proc.stdout else b"")[-3000:].decode()
-            try:
-                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "server did not start"
-            time.sleep(0.1)
+        wait_ready(proc, base)
         auth = {"Authorization": f"Bearer {TOKEN}"}
         created = httpx.post(f"{base}/v1/streams/s/chunks", json={"content": marker}, headers=auth)
         assert created.status_code == 201, created.text

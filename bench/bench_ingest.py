@@ -152,12 +152,7 @@ def main() -> None:
         )
         rows["engine"].append(run_engine(corpus, args.batch))
     print(f"{args.chunks} chunks, batches of {args.batch}, median of {args.runs} runs")
-    print("| path | wall s | chunks/s (wall) | CPU s | chunks/s (CPU) |")
-    print("| --- | ---: | ---: | ---: | ---: |")
-    for name, samples in rows.items():
-        wall = statistics.median(s[0] for s in samples)
-        cpu = statistics.median(s[1] for s in samples)
-        print(f"| {name} | {wall:.2f} | {args.chunks / wall:,.0f} | {cpu:.2f} | {args.chunks / cpu:,.0f} |")
+    print_table(rows, args.chunks, "chunks")
     if args.single:
         default_delay = LoomConfig().index.commit_delay_ms
         single: dict[str, list[tuple[float, float]]] = {"commit per write (delay 0)": [], "group commit": []}
@@ -165,12 +160,17 @@ def main() -> None:
             single["commit per write (delay 0)"].append(run_single(corpus[: args.single], 0))
             single["group commit"].append(run_single(corpus[: args.single], default_delay))
         print(f"\n{args.single} one-chunk writes, median of {args.runs} runs (group commit: {default_delay} ms)")
-        print("| path | wall s | writes/s (wall) | CPU s |")
-        print("| --- | ---: | ---: | ---: |")
-        for name, samples in single.items():
-            wall = statistics.median(s[0] for s in samples)
-            cpu = statistics.median(s[1] for s in samples)
-            print(f"| {name} | {wall:.2f} | {args.single / wall:,.0f} | {cpu:.2f} |")
+        print_table(single, args.single, "writes")
+
+
+def print_table(rows: dict[str, list[tuple[float, float]]], count: int, unit: str) -> None:
+    """One Markdown row per variant: median wall and CPU seconds and the rates they give."""
+    print(f"| path | wall s | {unit}/s (wall) | CPU s | {unit}/s (CPU) |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    for name, samples in rows.items():
+        wall = statistics.median(s[0] for s in samples)
+        cpu = statistics.median(s[1] for s in samples)
+        print(f"| {name} | {wall:.2f} | {count / wall:,.0f} | {cpu:.2f} | {count / cpu:,.0f} |")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -56,3 +57,16 @@ def wait_ready(proc: subprocess.Popen[bytes], base: str) -> None:
             pass
         assert time.monotonic() < deadline, "server did not start"
         time.sleep(0.1)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago, for a ``loom serve`` child."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def serve_env(token: str, extra: dict[str, str]) -> dict[str, str]:
+    """This process's environment without Loom's own variables, plus the API key and ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LOOMEM_", "LOOM_"))}
+    return env | {"LOOMEM_AUTH_TOKEN": token, "PYTHONUNBUFFERED": "1"} | extra

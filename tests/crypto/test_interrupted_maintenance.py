@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -28,7 +27,7 @@ from loom_core.hookspecs import hookimpl
 from loom_core.memory.models import ChunkInput
 from loom_core.plugins.host import PluginHost
 
-from .helpers import ENV, codec_for, new_key_b64, open_storage, raw_files_containing, wait_ready
+from .helpers import ENV, codec_for, free_port, new_key_b64, open_storage, raw_files_containing, serve_env, wait_ready
 
 CONFIG = LoomConfig.model_validate({"storage": {"options": {"compression": "none"}}})
 NO_COMPRESSION = {"compression": "none"}
@@ -234,17 +233,6 @@ def test_a_rotation_killed_before_its_keys_compaction_leaves_no_old_wrapping_beh
         storage.close()
 
 
-def _port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _env(extra: dict[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LOOMEM_", "LOOM_"))}
-    return env | {"LOOMEM_AUTH_TOKEN": TOKEN, "PYTHONUNBUFFERED": "1"} | extra
-
-
 def _stop(proc: subprocess.Popen[bytes]) -> str:
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
@@ -261,12 +249,12 @@ def test_a_server_stopped_during_the_final_compaction_leaves_it_for_the_next_sta
     ``compacting`` (below 100 %) now, and the next start compacts and reports ``done``."""
     data, key, flag = tmp_path / "data", new_key_b64(), tmp_path / "in-compaction"
     markers = _legacy_data_dir(data)
-    port = _port()
+    port = free_port()
     base, auth = f"http://127.0.0.1:{port}", {"Authorization": f"Bearer {TOKEN}"}
     argv = ["serve", "--data-dir", str(data), "--port", str(port)]
     proc = subprocess.Popen(
         [sys.executable, "-c", SERVE_STUCK_IN_COMPACTION, str(flag), *argv],
-        env=_env({ENV: key}), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        env=serve_env(TOKEN, {ENV: key}), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
     try:
         wait_ready(proc, base)
@@ -283,11 +271,11 @@ def test_a_server_stopped_during_the_final_compaction_leaves_it_for_the_next_sta
         _stop(proc)
     assert _backfill_state(data)["state"] == "compacting"
     assert _left(data, markers) == len(markers), "precondition: the compaction did not run"
-    port = _port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     proc = subprocess.Popen(
         [sys.executable, "-m", "loom_core.cli.main", "serve", "--data-dir", str(data), "--port", str(port)],
-        env=_env({ENV: key}), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        env=serve_env(TOKEN, {ENV: key}), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
     try:
         wait_ready(proc, base)
@@ -319,8 +307,8 @@ def test_a_damaged_data_key_record_refuses_start_naming_its_stream(tmp_path: Pat
     finally:
         storage.close()
     refused = subprocess.run(
-        [sys.executable, "-m", "loom_core.cli.main", "serve", "--data-dir", str(data), "--port", str(_port())],
-        env=_env({ENV: key}), capture_output=True, text=True, timeout=120,
+        [sys.executable, "-m", "loom_core.cli.main", "serve", "--data-dir", str(data), "--port", str(free_port())],
+        env=serve_env(TOKEN, {ENV: key}), capture_output=True, text=True, timeout=120,
     )
     assert refused.returncode == 1, "the server started over a damaged data key"
     assert "error[CIPHER_DECRYPT_FAILED]" in refused.stderr, refused.stderr[-2000:]

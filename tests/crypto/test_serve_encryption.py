@@ -4,32 +4,20 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import httpx
 
-from .helpers import ENV, new_key_b64, raw_files_containing, wait_ready
+from .helpers import ENV, free_port, new_key_b64, raw_files_containing, serve_env, wait_ready
 
 TOKEN = "crypto-serve-" + "9c1f" * 12
 
 
-def _port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _env(extra: dict[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LOOMEM_", "LOOM_"))}
-    return env | {"LOOMEM_AUTH_TOKEN": TOKEN, "PYTHONUNBUFFERED": "1"} | extra
-
-
 def _serve(data: Path, port: int, extra: dict[str, str]) -> subprocess.Popen[bytes]:
     argv = [sys.executable, "-m", "loom_core.cli.main", "serve", "--data-dir", str(data), "--port", str(port)]
-    return subprocess.Popen(argv, env=_env(extra), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    return subprocess.Popen(argv, env=serve_env(TOKEN, extra), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
 def test_serve_encrypts_and_refuses_wrong_missing_or_malformed_key(tmp_path: Path) -> None:
@@ -37,7 +25,7 @@ def test_serve_encrypts_and_refuses_wrong_missing_or_malformed_key(tmp_path: Pat
     reports the fingerprint; after it stops, `loom serve` exits with ENCRYPTION_KEY_MISMATCH
     (naming the fingerprint) for another key, ENCRYPTION_KEY_MISSING without a key and
     ENCRYPTION_KEY_INVALID for a malformed one, never printing a key."""
-    key, data, port = new_key_b64(), tmp_path / "data", _port()
+    key, data, port = new_key_b64(), tmp_path / "data", free_port()
     marker = f"SERVE-MARKER-{os.urandom(8).hex()}"
     proc = _serve(data, port, {ENV: key})
     try:
@@ -61,8 +49,8 @@ def test_serve_encrypts_and_refuses_wrong_missing_or_malformed_key(tmp_path: Pat
         ({ENV: "bm90LWEta2V5"}, "ENCRYPTION_KEY_INVALID"),
     ):
         refused = subprocess.run(
-            [sys.executable, "-m", "loom_core.cli.main", "serve", "--data-dir", str(data), "--port", str(_port())],
-            env=_env(extra), capture_output=True, text=True, timeout=120,
+            [sys.executable, "-m", "loom_core.cli.main", "serve", "--data-dir", str(data), "--port", str(free_port())],
+            env=serve_env(TOKEN, extra), capture_output=True, text=True, timeout=120,
         )
         assert refused.returncode == 1, f"{code}: server started anyway"
         assert f"error[{code}]" in refused.stderr, refused.stderr[-2000:]

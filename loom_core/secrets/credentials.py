@@ -110,14 +110,3 @@ def is_credential_name(name: str, policies: Policies = (BASELINE,)) -> bool:
     """Whether ``name`` is a provider credential or setting, whatever the environment holds."""
     chosen = tuple(policies)
     return any(name in policy.credentials for policy in chosen) or name.startswith(protected_prefixes(chosen))
-
-
-def indirect_credentials(environ: Mapping[str, str], policies: Policies = (BASELINE,)) -> set[str]:
-    """The variables an indirection setting names as holding a credential (see :func:`indirection_targets`)."""
-    return indirection_targets(policies, environ)
-
-
-def credential_names(environ: Mapping[str, str], policies: Policies = (BASELINE,)) -> set[str]:
-    """Every variable of ``environ`` that is a provider credential or setting, indirect ones included."""
-    chosen = tuple(policies)
-    return {name for name in environ if is_credential_name(name, chosen)} | indirection_targets(chosen, environ)

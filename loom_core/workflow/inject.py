@@ -20,7 +20,7 @@ from types import TracebackType
 
 from loom_core.contracts.secrets import SecretValue
 from loom_core.errors import ErrorCode, LoomError
-from loom_core.secrets.credentials import credential_names
+from loom_core.secrets.credentials import BASELINE, protected_names
 from loom_core.workflow.graph import Job
 
 #: ``<prefix><job>-<random>``: a run's private secrets directory
@@ -163,7 +163,7 @@ def scrubbed_environ(
     """
     raw = [v.reveal() for v in values.values()]
     # the vault credentials, their settings and the variables they name
-    withheld = credential_names(environ) | set(protected)
+    withheld = protected_names((BASELINE,), environ) | set(protected)
     out: dict[str, str] = {}
     for key, text in environ.items():
         if key in withheld:

@@ -97,19 +97,17 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
     belong to another process (the check ``Popen.send_signal`` makes too).
     """
     if proc.returncode is None:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass  # already gone
+        _kill_process_group(proc.pid)
 
 
-def _kill_leftovers(group: int) -> None:
-    """SIGKILL what ``op`` left running in its process group after it exited (a helper it started
-    in the background would keep the token in its environment).
+def _kill_process_group(group: int) -> None:
+    """SIGKILL process group ``group`` (``op``'s pid): ``op`` and whatever it started or left behind.
 
-    ``op`` itself is reaped by now, so the group's id is its former pid. Linux hands out pids
-    cyclically (``pid_max``, 4 million by default), and a pid that is still some process group's id
-    is not handed out at all, so the id cannot name another group this soon after ``op`` ended.
+    Called while ``op`` is not yet reaped (its pid, the group's id, cannot belong to another
+    process then), or just after it answered, to end what it left running (a helper it started in
+    the background would keep the token in its environment). By then ``op`` is reaped, but Linux
+    hands out pids cyclically (``pid_max``, 4 million by default) and never one that is still a
+    process group's id, so the id cannot name another group this soon after ``op`` ended.
     """
     try:
         os.killpg(group, signal.SIGKILL)
@@ -188,7 +186,7 @@ def read(command: OpCommand, ref: OpRef, environ: Mapping[str, str], token: str,
             raise
         finally:
             children.finished(proc)
-    _kill_leftovers(proc.pid)
+    _kill_process_group(proc.pid)
     if proc.returncode != 0 and children.closed:
         raise LoomError(
             ErrorCode.SECRETS_PROVIDER_FAILED,

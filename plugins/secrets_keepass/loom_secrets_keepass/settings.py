@@ -7,12 +7,12 @@ name *other* variables that hold the master password and the keyfile path.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from loom_core.errors import ErrorCode, LoomError
+from loom_core.flags import looks_like_variable_name
 from loom_secrets_keepass.reference import KeepassRef
 
 PREFIX = "LOOM_KEEPASS_DB_"
@@ -27,14 +27,13 @@ class Unlock:
     keyfile: Path | None = None
 
 
-_CONVENTIONAL_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*\Z")
 
 
 def _shown(name: str) -> str:
     """``name`` for an error message, unless it is not spelled like a variable name (upper-case
     letters, digits, ``_``): then it may be the password or keyfile path itself, typed where its
     variable's name belongs (a password such as ``master_pw_horse`` is a valid name too)."""
-    if _CONVENTIONAL_NAME.match(name):
+    if looks_like_variable_name(name):
         return name
     return "a value that is not a variable name (not shown: it may be the secret itself)"
 

@@ -29,7 +29,9 @@ MIN_FORM_LENGTH = 8
 #: A wrapped base64 fragment may keep up to this many characters minus one visible
 #: on one side of a line break (see :func:`wrapped_base64_forms`).
 WRAP_EDGE = 6
-_WRAP_WIDTH_MAX = 76  # the widest common base64 line (``base64``, MIME); PEM uses 64
+#: Line widths of the tools that wrap base64: ``openssl base64`` and PEM (64); ``base64``, MIME (76).
+WRAP_WIDTHS = (64, 76)
+_WRAP_WIDTH_MAX = max(WRAP_WIDTHS)
 
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
 _LINE_BREAK = re.compile(rb"\r\n|\r|\n")
@@ -66,6 +68,7 @@ def base64_forms(value: bytes) -> set[bytes]:
     forms = fragments | {whole, whole.rstrip(b"=")}
     for fragment in fragments:
         forms |= wrapped_base64_forms(fragment)
+    forms |= standalone_wrapped_base64_forms(whole, stable=(8 * size) // 6)
     forms.update({form.translate(_URLSAFE) for form in list(forms)})
     return forms
 
@@ -91,6 +94,27 @@ def wrapped_base64_forms(fragment: bytes) -> set[bytes]:
             forms.add(fragment[:cut])
         else:
             forms.add(fragment[:cut] + b"\n" + fragment[cut:])
+    return forms
+
+
+def standalone_wrapped_base64_forms(whole: bytes, *, stable: int) -> set[bytes]:
+    """The encoding of a value that starts the input, wrapped into several lines.
+
+    ``base64 "$FILE"``, ``openssl base64 -in "$FILE"`` and ``echo "$V" | base64``
+    start the value at column 0, so where their line breaks fall is known
+    whatever its length: the complete encoding ``whole`` (the value alone) and
+    its first ``stable`` characters (the value followed by more bytes, such as
+    ``echo``'s newline), broken every 64 or 76 characters with LF or CRLF.
+    Values that start elsewhere in a longer wrapped blob are covered by
+    :func:`wrapped_base64_forms` up to 57 bytes only.
+    """
+    forms: set[bytes] = set()
+    for text in (whole, whole.rstrip(b"="), whole[:stable]):
+        for width in WRAP_WIDTHS:
+            if len(text) <= width:
+                continue
+            lines = [text[i : i + width] for i in range(0, len(text), width)]
+            forms.update(separator.join(lines) for separator in (b"\n", b"\r\n"))
     return forms
 
 

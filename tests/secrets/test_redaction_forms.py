@@ -8,6 +8,7 @@ import json
 import random
 import re
 import shlex
+from pathlib import Path
 from urllib.parse import quote, quote_plus
 
 import pytest
@@ -264,3 +265,43 @@ def test_url_encodings_of_other_languages_are_redacted(value: bytes, printed: by
 def test_json_encodings_of_other_languages_are_redacted(value: str, printed: bytes) -> None:
     redactor = Redactor({"PW": value.encode()})
     assert redactor.redact(b'{"p":"' + printed + b'"}') == b'{"p":"[REDACTED:SECRET_PW]"}'
+
+
+LONG_VALUES = {
+    "PEM_KEY": b"-----BEGIN PRIVATE KEY-----\n"
+    + b"\n".join(base64.b64encode(random.Random(7).randbytes(48)) for _ in range(26))
+    + b"\n-----END PRIVATE KEY-----\n",
+    "JWT": b"eyJhbGciOiJSUzI1NiJ9." + base64.urlsafe_b64encode(random.Random(8).randbytes(150)).rstrip(b"="),
+    "SIXTY_BYTES": b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWX",
+}
+WRAPPING_TOOLS = {
+    "base64 FILE": 'base64 "$f"',
+    "cat FILE | base64": 'cat "$f" | base64',
+    "echo $V | base64": 'echo "$(cat "$f")" | base64',
+    "openssl base64": 'openssl base64 -in "$f"',
+    "openssl enc -a": 'openssl enc -base64 < "$f"',
+    "MIME CRLF": 'base64 "$f" | sed "s/\\$/\\r/"',
+}
+
+
+@pytest.mark.parametrize("tool", list(WRAPPING_TOOLS))
+def test_a_long_value_wrapped_by_a_real_base64_tool_is_redacted(tool: str, tmp_path: Path) -> None:
+    """Values longer than one base64 line (a PEM key, a JWT), encoded from the start of the input by
+    ``base64`` (76 columns) or ``openssl`` (64), keep no line of their encoding visible."""
+    import subprocess
+
+    redactor = Redactor(LONG_VALUES)
+    for name, value in LONG_VALUES.items():
+        secret_file = tmp_path / name
+        secret_file.write_bytes(value)
+        printed = subprocess.run(
+            ["bash", "-c", WRAPPING_TOOLS[tool]], env={"f": str(secret_file), "PATH": "/usr/bin:/bin"},
+            capture_output=True, check=True,
+        ).stdout
+        assert printed.count(b"\n") > 1, f"{tool}: the tool did not wrap the encoding"
+        out = redactor.redact(b"log: " + printed)
+        assert f"[REDACTED:SECRET_{name}]".encode() in out, f"{name}: {tool} output was not redacted"
+        fragment = stable_fragment(value.strip() if "echo" in tool else value, 0)
+        visible = out.replace(b"\r", b"").replace(b"\n", b"")
+        kept = [i for i in range(0, len(fragment) - 8) if fragment[i : i + 8] in visible]
+        assert not kept, f"{name}: {tool} left {len(kept)} pieces of the encoding visible"

@@ -169,7 +169,9 @@ class SecretLeakCheck:
         found: dict[str, str | bytes] = {}
         for n, exc in enumerate(exceptions):
             for depth, link in enumerate(_exception_chain(exc)):
-                tag = f"exception[{n}]" + (f" chain[{depth}]" if depth else "")
+                code = getattr(getattr(link, "code", None), "value", None)
+                kind = type(link).__name__ + (f" {code}" if code else "")
+                tag = f"exception[{n}] ({kind})" + (f" chain[{depth}]" if depth else "")
                 found[f"{tag} str"] = str(link)
                 found[f"{tag} repr"] = repr(link)
                 found[f"{tag} args"] = repr(link.args)

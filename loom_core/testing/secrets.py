@@ -498,9 +498,10 @@ class SecretsProviderSuite(ConformanceSuite):
         of the ``SecretValue`` and the provider, every error the provider
         raised in the same session (a missing entry, and with hook
         ``missing_field_ref`` a missing field of the very entry holding the
-        value), all log records (DEBUG, root logger) and stdout/stderr. Fix:
-        never log or format resolved values or entry contents; put
-        references, names and reasons in errors.
+        value), all log records (DEBUG, root logger) and stdout/stderr; the
+        ``auth_material`` is searched on the same surfaces. Fix: never log or
+        format resolved values, entry contents or credentials; put references,
+        names and reasons in errors.
         """
         value = b"leak \"probe\" 'quoted'\nsecond-line-\\-of-leak-probe-0d9e\r\n"
         ref = SecretRef.parse(secret_store.put("loom_kit_leak", value))
@@ -521,6 +522,8 @@ class SecretsProviderSuite(ConformanceSuite):
         finally:
             _close(provider)
         secret_leak_check.assert_absent(value, what="resolved secret", exceptions=errors, objects=objects)
+        for n, material in enumerate(getattr(secret_store, "auth_material", [])):
+            secret_leak_check.assert_absent(material, what=f"auth_material[{n}]", exceptions=errors, objects=objects)
 
     @core
     def test_errors_name_reference_not_value(self, secret_store: Any, secret_leak_check: Any) -> None:
@@ -626,6 +629,65 @@ class SecretsProviderSuite(ConformanceSuite):
             _close(provider)
         assert isinstance(got, SecretValue), f"resolve returned {type(got).__name__}, not SecretValue"
         assert (got.reveal() == value) is True, "built within its AuthPolicy, the provider returned another value"
+
+    @core
+    def test_auth_capability_matches_policy(self, secret_store: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Proves a backend whose :class:`AuthPolicy` names credentials declares capability ``auth``.
+
+        The auth tests (missing and wrong credentials, credentials only from the
+        context, never in reprs) run only with that capability, so a provider that
+        needs a token and leaves it out would skip them all. Fix: add ``"auth"`` to
+        the provider's and the test class's ``capabilities`` and give the fixture
+        the auth hooks; or, if the provider needs no credentials, drop them from the
+        policy (a variable it only reads goes in ``reads``).
+        """
+        builds = _Builds()
+        builds.install(monkeypatch)
+        _close(secret_store.provider())
+        for name, policy in builds.policies:
+            if not isinstance(policy, AuthPolicy) or "auth" in type(self).capabilities:
+                continue
+            declared = sorted(policy.credentials) + [f"{p}*" for p in policy.setting_prefixes]
+            assert not declared, (
+                f"secrets backend {name!r} declares credentials {declared} in its AuthPolicy but not "
+                "capability 'auth', so the kit's auth tests are skipped: add 'auth' to capabilities"
+            )
+
+    @requires("auth")
+    @core
+    def test_credentials_declared_as_credentials(self, secret_store: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Proves every variable of ``auth_environ`` that holds ``auth_material`` is a credential of the policy.
+
+        A credential listed only in ``reads`` is visible to the provider but also to
+        every job, and ``env://`` could hand it to any workflow. A variable counts as a
+        credential when the policy names it in ``credentials``, it starts with one of
+        ``setting_prefixes``, or an indirection setting names it. Fix: move it to
+        ``credentials=`` (or under a settings prefix).
+        """
+        from loom_core.secrets.credentials import protected_names
+
+        auth_environ = dict(getattr(secret_store, "auth_environ", None) or {})
+        material = [bytes(m) for m in getattr(secret_store, "auth_material", [])]
+        assert auth_environ and material, (
+            "secret_store.auth_environ and secret_store.auth_material are required with capability 'auth'"
+        )
+        builds = _Builds()
+        builds.install(monkeypatch)
+        _close(secret_store.provider())
+        for name, policy in builds.policies:
+            if not isinstance(policy, AuthPolicy) or policy.reads_any:
+                continue
+            protected = protected_names((policy,), auth_environ)
+            holding = sorted(
+                key for key, text in auth_environ.items()
+                if any(m and m in text.encode("utf-8", "surrogateescape") for m in material)
+            )
+            exposed = [key for key in holding if key not in protected]
+            assert not exposed, (
+                f"secrets backend {name!r}: {exposed} hold credentials (auth_material) but its AuthPolicy "
+                "does not declare them as credentials, so jobs would inherit them: list them in "
+                "AuthPolicy(credentials=...)"
+            )
 
     # -- filesystem ---------------------------------------------------------
 

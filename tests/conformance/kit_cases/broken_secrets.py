@@ -146,7 +146,7 @@ class KitStore:
                 registry.add_secrets(
                     "kit",
                     lambda ctx: store.provider_class(store.vault, ctx.environ, store.cache_dir),
-                    capabilities=frozenset({"auth"}),
+                    capabilities=store.provider_class.capabilities,
                     auth_policy=store.auth_policy,
                 )
 
@@ -482,3 +482,45 @@ def _undeclared_store(self: Any, tmp_path: Path) -> KitStore:
 class TestReadsUndeclaredVariable(SecretsProviderSuite):
     capabilities = frozenset({"auth"})
     secret_store = pytest.fixture(_undeclared_store)
+
+
+# -- credentials: declared as credentials, and tested -------------------------------
+
+
+class TokenOnlyRead(SoundProvider):
+    """Sound itself; its store registers the token as a plain ``reads`` variable (jobs would see it)."""
+
+
+def _token_read_store(self: Any, tmp_path: Path) -> KitStore:
+    store = KitStore(tmp_path)
+    store.provider_class = TokenOnlyRead
+    store.auth_policy = AuthPolicy(reads=frozenset({TOKEN_VAR}))
+    return store
+
+
+class TestTokenOnlyRead(SecretsProviderSuite):
+    capabilities = frozenset({"auth"})
+    secret_store = pytest.fixture(_token_read_store)
+
+
+class TokenInNotFound(SoundProvider):
+    """Quotes its token when an entry is missing ("debugging help")."""
+
+    def _not_found(self, ref: SecretRef) -> LoomError:
+        return LoomError(ErrorCode.SECRETS_NOT_FOUND, f"{ref.raw}: no such entry (token {self._token()})")
+
+
+class TestTokenInNotFound(SecretsProviderSuite):
+    capabilities = frozenset({"auth"})
+    secret_store = store_for(TokenInNotFound)
+
+
+class HidesAuth(SoundProvider):
+    """Needs a token (its policy says so) but does not declare capability ``auth``."""
+
+    capabilities: frozenset[str] = frozenset()
+
+
+class TestHidesAuth(SecretsProviderSuite):
+    capabilities = frozenset()
+    secret_store = store_for(HidesAuth)

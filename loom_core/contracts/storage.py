@@ -52,6 +52,11 @@ class Storage(Protocol):
     * A second process opening the same directory gets ``STORAGE_LOCKED``
       naming the directory (capability ``multiprocess_lock``).
     * Nothing is written outside the directory the backend was given.
+    * One open storage is used from several threads at once (the server's
+      request threads, the index commit thread): any thread, not only the
+      one that opened it, may read, iterate and write concurrently.
+    * ``durable`` is the backend's promise; the conformance kit can check
+      only that acknowledged batches survive the process being killed.
     """
 
     capabilities: frozenset[str]

@@ -16,7 +16,8 @@ through the plugin host with ``backend_name`` and default options.
 
 Capabilities: ``checkpoint``, ``compact`` (deleted values are physically
 gone from every file afterwards), ``durable`` (``write(durable=True)``
-survives the process being killed), ``multiprocess_lock``.
+survives the process being killed; surviving power loss, which the contract
+also promises, cannot be tested here), ``multiprocess_lock``.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import suppress
@@ -300,6 +302,39 @@ class StorageSuite(ConformanceSuite):
         assert [k for k, _ in store.iterate("gamma", order="desc")] == want[::-1], (
             "descending iteration is not the ascending order reversed"
         )
+
+    @core
+    def test_used_from_threads_other_than_the_opener(self, store: Storage) -> None:
+        """Proves four threads that did not open the storage can write, read and iterate at once,
+        each seeing its own writes and the whole result being exact.
+
+        The memory server opens the storage once and serves requests from a thread pool. Fix:
+        do not bind connections or handles to the opening thread (e.g. SQLite's
+        ``check_same_thread``); guard shared state with a lock.
+        """
+        problems: list[str] = []
+
+        def work(worker: int) -> None:
+            try:
+                for i in range(50):
+                    batch = WriteBatch()
+                    batch.put("alpha", b"t%d-%03d" % (worker, i), b"v%d-%d" % (worker, i))
+                    batch.put("beta", b"t%d-%03d" % (worker, i), b"w%d" % worker)
+                    store.write(batch)
+                    if store.get("alpha", b"t%d-%03d" % (worker, i)) != b"v%d-%d" % (worker, i):
+                        problems.append(f"thread {worker} did not read back its write {i}")
+                        return
+                    list(store.iterate("beta", prefix=b"t%d-" % worker))
+            except Exception as exc:  # reported, not raised: the thread must not die silently
+                problems.append(f"thread {worker} raised {type(exc).__name__}: {exc}")
+
+        threads = [threading.Thread(target=work, args=(n,), daemon=True) for n in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        assert not problems, f"storage used from other threads: {problems[0]}"
+        assert len(list(store.iterate("alpha"))) == 200, "concurrent writes from four threads were lost"
 
     @core
     def test_prefix_and_range_bounds(self, store: Storage) -> None:

@@ -60,7 +60,21 @@ def not_installed_message(kind: Kind, name: str) -> str:
     known = ", ".join(sorted({i.name for i in installed(kind)})) or "none"
     distribution = FIRST_PARTY.get((kind, name))
     fix = f"pip install {distribution}" if distribution else "install the distribution that provides it"
+    misplaced = misplaced_groups(name)
+    if misplaced:
+        fix = (f"an entry point named {name!r} is installed in group(s) {misplaced}, which Loom does not read: "
+               f"declare it in {kind.namespace!r}")
     return f"no installed plugin provides {kind.value} backend {name!r} (installed: {known}); {fix}"
+
+
+def misplaced_groups(name: str) -> list[str]:
+    """Entry-point groups that look like Loom's (``loom...``) but are not, holding an entry ``name``:
+    a plugin declared under a misspelt group (``loom.secret``) is installed yet never found."""
+    ours = {kind.namespace for kind in Kind}
+    return sorted({
+        ep.group for ep in md.entry_points(name=name)
+        if ep.group.lower().startswith("loom") and ep.group not in ours
+    })
 
 
 def parse_disabled(values: Iterable[str]) -> frozenset[str]:

@@ -8,6 +8,7 @@ name, and the loaded object is registered with pluggy, whose
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -19,6 +20,9 @@ from loom_core.contracts import BackendContext, Kind
 from loom_core.errors import ErrorCode, LoomError
 from loom_core.plugins.discovery import PluginInfo, disabled_from, installed, is_disabled, not_installed_message
 from loom_core.plugins.registry import BackendRegistry, BackendSpec
+
+#: The hook every backend plugin implements to register its backends.
+HOOK_NAME = "loom_register_backends"
 
 
 class PluginHost:
@@ -77,7 +81,7 @@ class PluginHost:
         self.registry.current_plugin = name
         try:
             self.pm.register(plugin, name=name)
-            impl = getattr(plugin, "loom_register_backends", None)
+            impl = getattr(plugin, HOOK_NAME, None)
             if impl is not None:
                 impl(registry=self.registry)
         finally:
@@ -105,17 +109,29 @@ class PluginHost:
                 + ", ".join(f"{c.distribution} {c.version}" for c in candidates)
                 + "; uninstall or disable all but one",
             )
-        self._load(candidates[0])
+        plugin = self._load(candidates[0])
         spec = self.registry.get(kind, name)
         if spec is None:
             err = LoomError(
                 ErrorCode.PLUGIN_INVALID,
                 f"entry point {kind.namespace}:{name} ({candidates[0].distribution} "
-                f"{candidates[0].version}) loaded but registered no {kind.value} backend named {name!r}",
+                f"{candidates[0].version}) loaded but registered no {kind.value} backend named {name!r}; "
+                + self._registration_hint(plugin, candidates[0].qualified),
             )
             self._failures[candidates[0].qualified] = err
             raise err
         return spec
+
+    def _registration_hint(self, plugin: object, qualified: str) -> str:
+        """What the plugin did register, or why its hook never ran (a misspelt hook name)."""
+        registered = [f"{s.kind.value} {s.name!r}" for s in self.registry.specs() if s.plugin == qualified]
+        if registered:
+            return "it registered " + ", ".join(registered) + ": make the entry point's name the backend's name"
+        if callable(getattr(plugin, HOOK_NAME, None)):
+            return f"its {HOOK_NAME} hook ran but called no registry.add_* for that name"
+        near = difflib.get_close_matches(HOOK_NAME, [a for a in dir(plugin) if a.startswith("loom_")], n=1)
+        misspelt = f" (it has {near[0]!r})" if near else ""
+        return f"it defines no {HOOK_NAME} hook{misspelt}: implement {HOOK_NAME}(registry) with @hookimpl"
 
     def create(self, kind: Kind | str, name: str, context: BackendContext | None = None) -> Any:
         """Build backend ``kind:name`` with ``context`` (environment defaults to the host's)."""
@@ -123,7 +139,8 @@ class PluginHost:
         ctx = context if context is not None else BackendContext(environ=self.environ)
         return spec.factory(ctx)
 
-    def _load(self, info: PluginInfo) -> None:
+    def _load(self, info: PluginInfo) -> object:
+        """Import the entry point and register its plugin object; returns that object."""
         from stevedore import NamedExtensionManager  # imported only when loading
 
         errors: list[BaseException] = []
@@ -162,3 +179,4 @@ class PluginHost:
             )
             self._failures[info.qualified] = err
             raise err from exc
+        return plugin

@@ -138,7 +138,26 @@ def test_plugin_registering_the_wrong_name_is_invalid(site: Path, tmp_path: Path
         {"loom.secrets": {"liar": "liarplug"}},
         {"liarplug": good_plugin("other", "liar")},
     )
-    assert host_error("backend('secrets', 'liar')", site, tmp_path)[0] == "PLUGIN_INVALID"
+    code, message = host_error("backend('secrets', 'liar')", site, tmp_path)
+    assert code == "PLUGIN_INVALID"
+    assert "it registered secrets 'other'" in message  # says what it did register
+
+
+def test_a_misspelt_registration_hook_is_named(site: Path, tmp_path: Path) -> None:
+    """A plugin whose hook is ``loom_register_backend`` registers nothing; the error names the typo."""
+    source = good_plugin("typo", "typo").replace("def loom_register_backends", "def loom_register_backend")
+    make_dist(site, "loom-typo", "1.0", {"loom.secrets": {"typo": "typoplug"}}, {"typoplug": source})
+    code, message = host_error("backend('secrets', 'typo')", site, tmp_path)
+    assert code == "PLUGIN_INVALID"
+    assert "defines no loom_register_backends hook (it has 'loom_register_backend')" in message
+
+
+def test_an_entry_point_in_a_misspelt_group_is_pointed_out(site: Path, tmp_path: Path) -> None:
+    """Declared under ``loom.secret`` the plugin is installed but never found: the error says where it is."""
+    make_dist(site, "loom-grp", "1.0", {"loom.secret": {"grp": "grpplug"}}, {"grpplug": good_plugin("grp", "grp")})
+    code, message = host_error("backend('secrets', 'grp')", site, tmp_path)
+    assert code == "PLUGIN_NOT_FOUND"
+    assert "installed in group(s) ['loom.secret'], which Loom does not read: declare it in 'loom.secrets'" in message
 
 
 def test_disabled_by_env_and_by_config(site: Path, tmp_path: Path) -> None:

@@ -374,6 +374,23 @@ class LoomError(Exception):
         return body
 
 
+def raised_at(exc: BaseException) -> str:
+    """`` in FILE:LINE (FUNCTION)`` of the frame that raised ``exc``, or ``""``.
+
+    Where a foreign exception came from, without its message: the message may
+    quote what the failing code held (a value), its place never does, and a
+    plugin author needs it to find the bug.
+    """
+    import traceback
+    from pathlib import Path
+
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return ""
+    last = frames[-1]
+    return f" in {Path(last.filename).name}:{last.lineno} ({last.name})"
+
+
 def render_catalogue_markdown() -> str:
     """Render ``docs/errors.md``; a test keeps the file equal to this output."""
     lines = [

@@ -133,16 +133,11 @@ def _unexpected(command: str, exc: Exception) -> Any:
     The message and a traceback may quote whatever the failing code held (a
     backend's error can carry a value), so they are shown only with LOOM_DEBUG.
     """
-    import traceback
-    from pathlib import Path
+    from loom_core.errors import ErrorCode, LoomError, raised_at
 
-    from loom_core.errors import ErrorCode, LoomError
-
-    frames = traceback.extract_tb(exc.__traceback__)
-    where = f" in {Path(frames[-1].filename).name}:{frames[-1].lineno} ({frames[-1].name})" if frames else ""
     return LoomError(
         ErrorCode.INTERNAL_ERROR,
-        f"loom {command} failed unexpectedly: {type(exc).__name__}{where}; run again with {DEBUG_ENV}=1 "
+        f"loom {command} failed unexpectedly: {type(exc).__name__}{raised_at(exc)}; run again with {DEBUG_ENV}=1 "
         "to see the traceback, and report it",
         details={"exception": type(exc).__name__},
     )

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from loom_core.contracts import BackendContext, Kind
 from loom_core.contracts.secrets import AuthPolicy, SecretRef, SecretValue
-from loom_core.errors import ErrorCode, LoomError
+from loom_core.errors import ErrorCode, LoomError, raised_at
 from loom_core.secrets import credentials
 from loom_core.secrets.bounded import DEFAULT_RESOLVE_SECONDS, CallTimedOut, call_bounded
 
@@ -143,7 +143,7 @@ class ProviderPool:
         except Exception as exc:
             err = LoomError(
                 ErrorCode.SECRETS_PROVIDER_FAILED,
-                f"secrets provider {scheme!r} failed to start: {type(exc).__name__}"
+                f"secrets provider {scheme!r} failed to start: {type(exc).__name__}{raised_at(exc)}"
                 + (" (a provider sees only the environment variables its AuthPolicy declares: a variable it "
                    "reads but did not declare is missing)" if isinstance(exc, KeyError) else ""),
                 details={"scheme": scheme},
@@ -226,7 +226,8 @@ def resolve_reference(
         ) from None
     except Exception as exc:  # a foreign exception's text is not trusted to be value-free
         raise LoomError(
-            ErrorCode.SECRETS_PROVIDER_FAILED, f"{setting} = {ref.raw!r}: the provider raised {type(exc).__name__}"
+            ErrorCode.SECRETS_PROVIDER_FAILED,
+            f"{setting} = {ref.raw!r}: the provider raised {type(exc).__name__}{raised_at(exc)}",
         ) from None
     finally:
         pool.close(grace=CLOSE_GRACE_SECONDS if abandoned else None)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from loom_core.errors import ErrorCode, LoomError
+from loom_core.errors import ErrorCode, LoomError, raised_at
 from loom_core.secrets.providers import ProviderPool
 from loom_core.workflow.graph import Workflow, build_workflow, topological_order, variable_text
 from loom_core.workflow.loader import JsonPath, LoadedDocument, format_path, load_file
@@ -186,7 +186,7 @@ def _refs(data: Any, pool: ProviderPool | None) -> list[tuple[ErrorCode, JsonPat
                     ErrorCode.SECRETS_PROVIDER_FAILED,
                     path,
                     f"the {scheme!r} secrets provider failed to validate {spec['ref']!r} "
-                    f"({type(exc).__name__}): fix or report that provider",
+                    f"({type(exc).__name__}{raised_at(exc)}): fix or report that provider",
                 ))
     return found
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from loom_core.contracts.secrets import SecretValue
-from loom_core.errors import ErrorCode, LoomError
+from loom_core.errors import ErrorCode, LoomError, raised_at
 from loom_core.secrets.forms import value_problem
 from loom_core.secrets.providers import ProviderPool
 from loom_core.workflow.graph import Job, SecretSpec
@@ -86,7 +86,7 @@ def resolve_job(
             ) from None
         except Exception as exc:
             raise _fail(
-                job, spec, ErrorCode.SECRETS_PROVIDER_FAILED, f"provider raised {type(exc).__name__}"
+                job, spec, ErrorCode.SECRETS_PROVIDER_FAILED, f"provider raised {type(exc).__name__}{raised_at(exc)}"
             ) from None
         values[spec.name] = value
     return values

@@ -276,3 +276,36 @@ def test_a_provider_reading_an_undeclared_variable_is_told_why(tmp_path: Path) -
         pool.get("strict")
     assert info.value.code is ErrorCode.SECRETS_PROVIDER_FAILED
     assert "AuthPolicy" in info.value.message and "set-but-undeclared" not in info.value.message
+
+
+def test_a_provider_raising_a_foreign_exception_is_located_not_quoted(tmp_path: Path) -> None:
+    """``resolve`` raising RuntimeError: the error names the type and the place it was raised (the
+    plugin author's lead), never the exception's text, which may hold a value."""
+    class Crashing:
+        scheme = "crash"
+        capabilities: frozenset[str] = frozenset()
+
+        def validate(self, ref: SecretRef) -> None:
+            return None
+
+        def resolve(self, ref: SecretRef) -> object:
+            raise RuntimeError("vault said: value-in-text-5d2a")
+
+        def close(self) -> None:
+            return None
+
+    class Plugin:
+        @hookimpl
+        def loom_register_backends(self, registry: BackendRegistry) -> None:
+            registry.add_secrets("crash", lambda ctx: Crashing(), auth_policy=AuthPolicy())
+
+    host = PluginHost(environ={})
+    host.register_plugin(Plugin(), "crash-test")
+    from loom_core.secrets.providers import resolve_reference
+
+    with pytest.raises(LoomError) as info:
+        resolve_reference("crash://x", host, {}, setting="server.auth_token_ref", timeout=5)
+    message = info.value.message
+    assert info.value.code is ErrorCode.SECRETS_PROVIDER_FAILED
+    assert "RuntimeError in test_auth_policy.py:" in message and "(resolve)" in message
+    assert "value-in-text-5d2a" not in message

@@ -404,6 +404,7 @@ def test_a_provider_whose_validate_crashes_gets_a_problem_line_not_a_traceback(t
     crashed = by_path[("jobs", "a", "secrets", "S", "ref")]
     assert crashed.code == ErrorCode.SECRETS_PROVIDER_FAILED
     assert "'buggy' secrets provider" in crashed.message and "TypeError" in crashed.message
+    assert "in test_check.py:" in crashed.message and "(crash)" in crashed.message  # where, for its author
     assert "buggy-value-88c1" not in crashed.message
     assert by_path[("jobs", "a", "secrets", "T", "ref")].code == ErrorCode.SECRETS_REF_INVALID
 

@@ -25,6 +25,8 @@ from urllib.parse import quote, quote_plus
 
 #: Shortest derived form that is ever used for matching (bytes).
 MIN_FORM_LENGTH = 8
+#: Shortest line of a multi-line value that is masked on its own (bytes, indentation stripped).
+LINE_FORM_MIN = 16
 
 #: A wrapped base64 fragment may keep up to this many characters minus one visible
 #: on one side of a line break (see :func:`wrapped_base64_forms`).
@@ -233,6 +235,18 @@ def line_break_variants(value: bytes) -> set[bytes]:
     return variants
 
 
+def line_forms(value: bytes) -> set[bytes]:
+    """Each line of a multi-line value, without its indentation, when it is :data:`LINE_FORM_MIN`
+    bytes or longer: ``sed 's/^/    /'``, ``grep -n``, ``awk`` and YAML templating print a key file
+    line by line with something before each line, so the value never appears in one piece.
+
+    Shorter lines (``{``, ``}``, ``"type": "x",``) are structure shared with ordinary output."""
+    lines = _LINE_BREAK.split(value)
+    if len(lines) < 2:
+        return set()
+    return {line.strip() for line in lines if len(line.strip()) >= LINE_FORM_MIN}
+
+
 def collapsed_blanks(value: bytes) -> set[bytes]:
     """The value as an unquoted ``echo $v`` prints it: every run of blanks (tabs, repeated spaces,
     line breaks, indentation) turned into one space, leading and trailing ones dropped."""
@@ -260,6 +274,7 @@ def derived_forms(value: bytes, *, min_length: int = MIN_FORM_LENGTH) -> set[byt
         forms |= repr_forms(text, base)
         forms |= line_break_variants(base)
         forms |= collapsed_blanks(base)
+        forms |= line_forms(base)
     forms.discard(value)
     return set(usable_forms(forms, min_length=min_length))
 

@@ -305,3 +305,32 @@ def test_a_long_value_wrapped_by_a_real_base64_tool_is_redacted(tool: str, tmp_p
         visible = out.replace(b"\r", b"").replace(b"\n", b"")
         kept = [i for i in range(0, len(fragment) - 8) if fragment[i : i + 8] in visible]
         assert not kept, f"{name}: {tool} left {len(kept)} pieces of the encoding visible"
+
+
+LINE_PRINTERS = {
+    "sed indent": "sed 's/^/    /' \"$f\"",
+    "grep -n": 'grep -n . "$f"',
+    "awk prefix": "awk '{print \"line: \" $0}' \"$f\"",
+    "while read": 'while IFS= read -r l; do echo "key> $l"; done < "$f"',
+}
+
+
+@pytest.mark.parametrize("printer", list(LINE_PRINTERS))
+def test_a_multi_line_value_printed_line_by_line_with_a_prefix_is_redacted(printer: str, tmp_path: Path) -> None:
+    """A key file indented into YAML or numbered by grep never appears in one piece: each line of
+    16 bytes or more is masked on its own, shorter structural lines stay."""
+    import subprocess
+
+    value = LONG_VALUES["PEM_KEY"]
+    secret_file = tmp_path / "key.pem"
+    secret_file.write_bytes(value)
+    printed = subprocess.run(
+        ["bash", "-c", LINE_PRINTERS[printer]], env={"f": str(secret_file), "PATH": "/usr/bin:/bin"},
+        capture_output=True, check=True,
+    ).stdout
+    out = Redactor({"PEM_KEY": value}).redact(printed)
+    for line in value.splitlines():
+        assert line not in out, f"{printer}: a line of the key survived"
+    assert out.count(b"[REDACTED:SECRET_PEM_KEY]") == len(value.splitlines())
+    short = Redactor({"JSON": b'{\n  "k": "v",\n  "token": "tok-0123456789abcdef"\n}\n'})
+    assert short.redact(b'{\n  "k": "v",\n}\n') == b'{\n  "k": "v",\n}\n'  # short lines are left alone

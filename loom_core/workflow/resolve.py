@@ -78,7 +78,9 @@ def resolve_job(
             scrub = scrub_with(values)
             code = exc.code if exc.code.value.startswith("SECRETS_") else ErrorCode.SECRETS_PROVIDER_FAILED
             prefix = f"job {job.name!r}: secret {spec.name} ({spec.ref}): "
-            message = exc.message if exc.message.startswith(prefix) else prefix + exc.message
+            # providers start their messages with the reference, which the prefix already names
+            own = exc.message.removeprefix(f"{spec.ref}: ").removeprefix(f"{spec.ref!r}: ")
+            message = exc.message if exc.message.startswith(prefix) else prefix + own
             raise LoomError(
                 code,
                 scrub(message),

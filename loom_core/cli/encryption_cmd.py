@@ -46,11 +46,14 @@ class ProgressBar:
         self._drawn = False
 
     def update(self, done: int, total: int | None, unit: str, *, force: bool = False) -> None:
-        now = time.monotonic()
-        if not self.enabled or (not force and now - self._last < 0.1):
+        if not self.enabled:
             return
-        self._last = now
         fraction = min(1.0, done / total) if total else (1.0 if force else 0.0)
+        if self.terminal:  # redraws are throttled; log lines are already one per tenth
+            now = time.monotonic()
+            if not force and now - self._last < 0.1:
+                return
+            self._last = now
         filled = round(fraction * self.width)
         bar = "#" * filled + "-" * (self.width - filled)
         of = f"/{total}" if total is not None else ""

@@ -160,3 +160,17 @@ def test_the_progress_bar_redraws_only_on_a_terminal() -> None:
         else:
             assert "\r" not in text and len(text.splitlines()) == 11
             assert text.splitlines()[-1].endswith("100.0%  1000/1000 rows")
+
+
+def test_a_fast_job_off_a_terminal_still_logs_every_tenth() -> None:
+    """Updates faster than the redraw throttle (a quick backfill) printed 3 of the 11 lines to a log."""
+    from loom_core.cli.encryption_cmd import ProgressBar
+
+    stream = _Stream(False)
+    bar = ProgressBar("encrypting rows", stream=stream)
+    for done in range(0, 1001, 5):
+        bar.update(done, 1000, "rows")  # not forced: as the backfill reports progress
+    bar.close()
+    assert [line.split("]")[1].split("%")[0].strip() for line in stream.getvalue().splitlines()] == [
+        f"{tenth * 10:.1f}" for tenth in range(11)
+    ]

@@ -284,20 +284,22 @@ WRAPPING_TOOLS = {
 }
 
 
+def _print_file(program: str, value: bytes, path: Path) -> bytes:
+    """What a real bash ``program`` prints of a secret file ``$f`` holding ``value``."""
+    import subprocess
+
+    path.write_bytes(value)
+    env = {"f": str(path), "PATH": "/usr/bin:/bin"}
+    return subprocess.run(["bash", "-c", program], env=env, capture_output=True, check=True).stdout
+
+
 @pytest.mark.parametrize("tool", list(WRAPPING_TOOLS))
 def test_a_long_value_wrapped_by_a_real_base64_tool_is_redacted(tool: str, tmp_path: Path) -> None:
     """Values longer than one base64 line (a PEM key, a JWT), encoded from the start of the input by
     ``base64`` (76 columns) or ``openssl`` (64), keep no line of their encoding visible."""
-    import subprocess
-
     redactor = Redactor(LONG_VALUES)
     for name, value in LONG_VALUES.items():
-        secret_file = tmp_path / name
-        secret_file.write_bytes(value)
-        printed = subprocess.run(
-            ["bash", "-c", WRAPPING_TOOLS[tool]], env={"f": str(secret_file), "PATH": "/usr/bin:/bin"},
-            capture_output=True, check=True,
-        ).stdout
+        printed = _print_file(WRAPPING_TOOLS[tool], value, tmp_path / name)
         assert printed.count(b"\n") > 1, f"{tool}: the tool did not wrap the encoding"
         out = redactor.redact(b"log: " + printed)
         assert f"[REDACTED:SECRET_{name}]".encode() in out, f"{name}: {tool} output was not redacted"
@@ -319,15 +321,8 @@ LINE_PRINTERS = {
 def test_a_multi_line_value_printed_line_by_line_with_a_prefix_is_redacted(printer: str, tmp_path: Path) -> None:
     """A key file indented into YAML or numbered by grep never appears in one piece: each line of
     16 bytes or more is masked on its own, shorter structural lines stay."""
-    import subprocess
-
     value = LONG_VALUES["PEM_KEY"]
-    secret_file = tmp_path / "key.pem"
-    secret_file.write_bytes(value)
-    printed = subprocess.run(
-        ["bash", "-c", LINE_PRINTERS[printer]], env={"f": str(secret_file), "PATH": "/usr/bin:/bin"},
-        capture_output=True, check=True,
-    ).stdout
+    printed = _print_file(LINE_PRINTERS[printer], value, tmp_path / "key.pem")
     out = Redactor({"PEM_KEY": value}).redact(printed)
     for line in value.splitlines():
         assert line not in out, f"{printer}: a line of the key survived"

@@ -12,16 +12,23 @@ own, and the whole group is killed when ``op``'s timeout expires, when the
 calling thread is interrupted, and when the provider is closed (which is how
 a run that gave up on a call, or got a signal, stops it). The group takes
 along whatever the executable started, in case it is a wrapper.
+
+``op``'s own exit is its answer, not the end of its output: a helper it left
+behind may hold its stdout open indefinitely. So both pipes are read while ``op``
+runs, and once it exits its group is killed and what is already in the pipes
+is taken without waiting for EOF.
 """
 
 from __future__ import annotations
 
 import os
+import selectors
 import shutil
 import signal
 import subprocess
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,6 +57,9 @@ PASSTHROUGH = (
     "NO_PROXY",
     "no_proxy",
 )
+
+POLL_INTERVAL = 0.05  # seconds between exit checks where the OS has no pidfd
+CHUNK = 65536
 
 
 @dataclass(frozen=True)
@@ -104,15 +114,84 @@ def _kill_process_group(group: int) -> None:
     """SIGKILL process group ``group`` (``op``'s pid): ``op`` and whatever it started or left behind.
 
     Called while ``op`` is not yet reaped (its pid, the group's id, cannot belong to another
-    process then), or just after it answered, to end what it left running (a helper it started in
-    the background would keep the token in its environment). By then ``op`` is reaped, but Linux
-    hands out pids cyclically (``pid_max``, 4 million by default) and never one that is still a
-    process group's id, so the id cannot name another group this soon after ``op`` ended.
+    process then), also the moment it exits, to end what it left running (a helper it started in
+    the background would keep the token in its environment, and op's pipes open). Where there is
+    no pidfd to see that exit, ``op`` is reaped by then, but Linux hands out pids cyclically
+    (``pid_max``, 4 million by default) and never one that is still a process group's id, so the
+    id cannot name another group this soon after ``op`` ended.
     """
     try:
         os.killpg(group, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass  # nothing left: the usual case
+
+
+def _exit_handle(pid: int) -> int | None:
+    """A pidfd for ``pid`` (Linux 5.3+), else None (then exits are polled for).
+
+    It becomes readable when ``op`` exits, before it is reaped, so its group is killed while its
+    pid cannot name another process, and the wait wakes at once instead of at the next poll.
+    """
+    pidfd_open: Callable[[int], int] | None = getattr(os, "pidfd_open", None)
+    if pidfd_open is None:
+        return None
+    try:
+        return pidfd_open(pid)
+    except OSError:
+        return None
+
+
+def _read_into(fd: int, buf: bytearray) -> int | None:
+    """Append a chunk of what ``fd`` (non-blocking) holds to ``buf``: its size, 0 at EOF, None if empty."""
+    try:
+        chunk = os.read(fd, CHUNK)
+    except BlockingIOError:
+        return None
+    buf += chunk
+    return len(chunk)
+
+
+def _collect(proc: subprocess.Popen[bytes], timeout: float) -> tuple[bytes, bytes]:
+    """``op``'s stdout and stderr once ``op`` itself has exited, within ``timeout`` seconds.
+
+    Both pipes are read as data arrives, so a full pipe never blocks ``op``. When ``op`` exits,
+    its group is killed (a helper it left must not keep the token, nor the pipes open) and the
+    pipes are drained without waiting: everything ``op`` wrote is in them by then. Raises
+    ``subprocess.TimeoutExpired`` with ``op`` still running; the caller kills it.
+    """
+    assert proc.stdout is not None and proc.stderr is not None  # both are PIPE
+    deadline = time.monotonic() + timeout
+    out, err = proc.stdout.fileno(), proc.stderr.fileno()
+    bufs = {out: bytearray(), err: bytearray()}
+    pidfd = _exit_handle(proc.pid)
+    try:
+        with selectors.DefaultSelector() as selector:
+            for fd in bufs:
+                os.set_blocking(fd, False)
+                selector.register(fd, selectors.EVENT_READ)
+            if pidfd is not None:
+                selector.register(pidfd, selectors.EVENT_READ)
+            exited = False
+            while not exited:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise subprocess.TimeoutExpired(proc.args, timeout)
+                wait = remaining if pidfd is not None else min(remaining, POLL_INTERVAL)
+                for key, _ in selector.select(wait):
+                    if key.fd == pidfd:
+                        exited = True
+                    elif _read_into(key.fd, bufs[key.fd]) == 0:
+                        selector.unregister(key.fd)
+                if pidfd is None:
+                    exited = proc.poll() is not None
+        _kill_process_group(proc.pid)
+        for fd, buf in bufs.items():  # until empty (a killed helper's end may linger) or EOF
+            while _read_into(fd, buf):
+                pass
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
+    return bytes(bufs[out]), bytes(bufs[err])
 
 
 class Children:
@@ -174,7 +253,7 @@ def read(command: OpCommand, ref: OpRef, environ: Mapping[str, str], token: str,
         ) from None
     with proc:  # on the way out: pipes closed, the (killed or finished) child reaped
         try:
-            stdout, stderr = proc.communicate(timeout=command.timeout)
+            stdout, stderr = _collect(proc, command.timeout)
         except subprocess.TimeoutExpired:
             _kill_group(proc)
             raise LoomError(
@@ -186,7 +265,6 @@ def read(command: OpCommand, ref: OpRef, environ: Mapping[str, str], token: str,
             raise
         finally:
             children.finished(proc)
-    _kill_process_group(proc.pid)
     if proc.returncode != 0 and children.closed:
         raise LoomError(
             ErrorCode.SECRETS_PROVIDER_FAILED,

@@ -5,7 +5,8 @@ value (plus a newline unless ``--no-newline``) on stdout and exits 0, or
 prints ``[ERROR] YYYY/MM/DD HH:MM:SS <message>`` on stderr and exits 1 with
 the wording ``op`` uses for: not signed in (no token), a malformed or
 unknown token, a vault or item or field that does not exist, a vault the
-token may not read (403), two items with one title, and malformed references. Every call appends its
+token may not read (403), two items with one title, and malformed references. It can also
+leave a helper behind that keeps its stdout open, as the real CLI may. Every call appends its
 argv, environment and pid to a JSON-lines log so tests can check what the child
 was given and whether it is still running. State lives in files whose paths are written into the script,
 because the provider deliberately gives the child almost no environment.
@@ -43,6 +44,13 @@ with open(STATE) as fh:
     state = json.load(fh)
 if state.get("delay"):
     time.sleep(state["delay"])
+if state.get("helper_pid_file"):
+    helper = os.fork()
+    if helper == 0:  # a helper left behind: it keeps op's stdout and stderr open, and the token
+        time.sleep(300)
+        os._exit(0)
+    with open(state["helper_pid_file"], "w") as fh:
+        fh.write(str(helper))
 
 args = sys.argv[1:]
 if not args or args[0] != "read":
@@ -151,6 +159,14 @@ class FakeOp:
 
     def set_delay(self, seconds: float) -> None:
         self.state["delay"] = seconds
+        self._save()
+
+    def leave_helper(self, pid_file: Path) -> None:
+        """Make every call fork a long-sleeping child holding op's stdout and stderr, then answer.
+
+        The real CLI can leave such a helper behind; its pid is written to ``pid_file``.
+        """
+        self.state["helper_pid_file"] = str(pid_file)
         self._save()
 
     def crash_printing(self, stdout: bytes) -> None:

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from loom_secrets_op import cli
 from loom_secrets_op.provider import OpProvider
 from loom_secrets_op.testing import FakeOp
 
@@ -139,6 +140,66 @@ def test_a_helper_op_leaves_behind_is_killed_when_op_exits(
     started.append(pid)
     assert wait_until(lambda: not holds_token(pid, token)), "a process op left behind still holds the token"
     p.close()
+
+
+HELPER_TIMEOUT = 60  # op's timeout in the helper tests: far beyond an answer, so only a wait for EOF hits it
+
+
+@pytest.fixture(params=["pidfd", "polling"])
+def exit_watch(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Both ways op's exit is noticed: a pidfd where the OS has one, else polling."""
+    if request.param == "polling":
+        monkeypatch.setattr(cli, "_exit_handle", lambda pid: None)
+    return str(request.param)
+
+
+def test_op_exit_is_the_answer_though_its_helper_holds_stdout(
+    fake_op: FakeOp, make_provider: Make, token: str, started: list[int], tmp_path: Path, exit_watch: str
+) -> None:
+    """op forks a helper that keeps its stdout open, prints the value and exits 0: the value comes
+    back without waiting for the helper (which would be a timeout), and the helper is killed."""
+    ref = fake_op.put("prod", "db", "password", b"pg-password-value")
+    helper_pid = tmp_path / "helper.pid"
+    fake_op.leave_helper(helper_pid)
+    p = make_provider(options={"op_path": str(fake_op.path), "timeout_seconds": HELPER_TIMEOUT})
+    try:
+        assert p.resolve(SecretRef.parse(ref)).reveal() == b"pg-password-value"
+    finally:
+        if helper_pid.exists():
+            started.append(int(helper_pid.read_text()))
+    (pid,) = started
+    assert wait_until(lambda: not holds_token(pid, token)), "the helper op left behind still holds the token"
+    p.close()
+
+
+def test_op_failing_while_its_helper_holds_stdout_is_its_own_error(
+    fake_op: FakeOp, make_provider: Make, failure: Failure, token: str, started: list[int], tmp_path: Path,
+    exit_watch: str,
+) -> None:
+    """op forks such a helper and exits 1: its stderr picks the code (not a timeout), stdout and
+    stderr text stay out of the error, and the helper is killed."""
+    fake_op.put("prod", "db", "password", b"pg-password-value")
+    helper_pid = tmp_path / "helper.pid"
+    fake_op.leave_helper(helper_pid)
+    p = make_provider(options={"op_path": str(fake_op.path), "timeout_seconds": HELPER_TIMEOUT})
+    try:
+        err = failure(p, "op://prod/nope/password")
+    finally:
+        if helper_pid.exists():
+            started.append(int(helper_pid.read_text()))
+    assert err.code == ErrorCode.SECRETS_NOT_FOUND, err.message
+    assert "did not finish" not in err.message and "[ERROR]" not in err.message
+    (pid,) = started
+    assert wait_until(lambda: not holds_token(pid, token)), "the helper op left behind still holds the token"
+    p.close()
+
+
+def test_output_larger_than_a_pipe_buffer(fake_op: FakeOp, make_provider: Make, exit_watch: str) -> None:
+    """A value bigger than the pipe buffer comes back whole: the pipes are read while op writes."""
+    value = bytes(range(256)) * 4096  # 1 MiB
+    ref = fake_op.put("prod", "blob", "file", value)
+    p = make_provider(options={"op_path": str(fake_op.path), "timeout_seconds": HELPER_TIMEOUT})
+    assert p.resolve(SecretRef.parse(ref)).reveal() == value
 
 
 def test_close_without_calls_and_a_normal_resolve(fake_op: FakeOp, make_provider: Make) -> None:

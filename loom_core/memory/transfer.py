@@ -23,10 +23,16 @@ import numpy as np
 from loom_core.contracts.storage import WriteBatch
 from loom_core.errors import ErrorCode, LoomError
 from loom_core.memory import rows
-from loom_core.memory.ids import is_id
-from loom_core.memory.import_checks import check_chunks, check_graph
+from loom_core.memory.import_checks import (
+    ImportedChunk,
+    Numbered,
+    check_records,
+    read_chunk,
+    read_entity,
+    read_relation,
+)
 from loom_core.memory.models import Entity, Relation
-from loom_core.memory.rows import Routing, check_stream
+from loom_core.memory.rows import check_stream
 
 if TYPE_CHECKING:
     from loom_core.memory.engine import MemoryEngine
@@ -40,13 +46,22 @@ def _embedder(engine: MemoryEngine) -> str:
     return str(engine.config.llm.backend) + ":" + str(getattr(engine.llm, "name", ""))
 
 
+def _past(engine: MemoryEngine, link: str | None, left_out: set[str], field: str) -> str | None:
+    """The first chunk along ``field`` from ``link`` that is not left out (None at the chain's end)."""
+    while link is not None and link in left_out:
+        link = getattr(engine._routing[link], field)
+    return link
+
+
 def export_stream(engine: MemoryEngine, stream: str, fp: IO[str], *, embeddings: bool) -> dict[str, int]:
     """Write ``stream`` to ``fp``; counts per record type. NOT_FOUND for an empty stream."""
     from loom_core.memory.engine import now_ms
 
     check_stream(stream)
     moment = now_ms()  # expired chunks waiting for the sweeper are gone for every reader: not exported
-    records = [r for r in engine._routing_of_stream(stream) if not r.expired(moment)]
+    every = engine._routing_of_stream(stream)
+    left_out = {r.id for r in every if r.expired(moment)}
+    records = [r for r in every if r.id not in left_out]
     entities = engine._graph.list_entities(stream, type=None, name=None)
     relations = engine._graph.list_relations(stream, entity=None, predicate=None, at=None)
     if not records and not entities and not relations:
@@ -64,6 +79,11 @@ def export_stream(engine: MemoryEngine, stream: str, fp: IO[str], *, embeddings:
     for record in records:
         chunk = engine._chunk(record)
         line: dict[str, Any] = {"record": "chunk", **chunk.to_dict()}
+        if left_out:
+            # the chain as the sweeper will leave it: links past the left-out versions, so that
+            # the file holds whole chains (import refuses a link to a chunk it does not hold)
+            line["supersedes"] = _past(engine, record.supersedes, left_out, "supersedes")
+            line["superseded_by"] = _past(engine, record.superseded_by, left_out, "superseded_by")
         if embeddings:
             raw = engine.storage.get("embeddings", rows.id_key(record.id))
             if raw is not None:
@@ -90,7 +110,12 @@ def _lines(fp: IO[str]) -> Iterator[tuple[int, dict[str, Any]]]:
 
 
 def import_stream(engine: MemoryEngine, fp: IO[str], *, stream: str | None) -> dict[str, int]:
-    """Read an export into ``stream`` (default: the exported name)."""
+    """Read an export into ``stream`` (default: the exported name).
+
+    All or nothing: every line is read and checked (:mod:`loom_core.memory.import_checks`)
+    before the first write, so a bad record is ``VALIDATION_FAILED`` naming its line and
+    a record that exists already is ``CONFLICT``, and either way nothing is written.
+    """
     lines = _lines(fp)
     first = next(lines, None)
     if first is None or first[1].get("record") != "header" or first[1].get("format") != FORMAT:
@@ -102,75 +127,61 @@ def import_stream(engine: MemoryEngine, fp: IO[str], *, stream: str | None) -> d
         raise LoomError(ErrorCode.VALIDATION_FAILED, f"export format version {header.get('version')!r} is unknown")
     target = check_stream(stream or str(header.get("stream")))
     reuse_vectors = header.get("embedder") == _embedder(engine) and header.get("dimension") == engine.dim
-    chunks: list[dict[str, Any]] = []
-    entities: list[Entity] = []
-    relations: list[Relation] = []
-    try:
-        for number, line in lines:
-            kind = line.pop("record")
-            if kind == "chunk":
-                chunks.append(line)
-            elif kind == "entity":
-                entities.append(Entity(**{**line, "stream": target}))
-            elif kind == "relation":
-                relations.append(Relation(**{**line, "stream": target}))
-            else:
-                raise LoomError(ErrorCode.VALIDATION_FAILED, f"import line {number}: unknown record type {kind!r}")
-    except TypeError as exc:
-        raise LoomError(ErrorCode.VALIDATION_FAILED, f"import record has wrong fields: {exc}") from None
-    for record_id in [c.get("id") for c in chunks] + [e.id for e in entities] + [r.id for r in relations]:
-        if not isinstance(record_id, str) or not is_id(record_id):
-            raise LoomError(ErrorCode.VALIDATION_FAILED, f"import record id {record_id!r} is not a ULID")
-    for c in chunks:
-        for field in ("supersedes", "superseded_by"):
-            if c.get(field) is not None and not is_id(str(c[field])):
-                raise LoomError(ErrorCode.VALIDATION_FAILED, f"chunk {c['id']}: {field} is not a ULID")
-        missing = [f for f in ("content", "level", "created_at", "updated_at") if f not in c]
-        if missing or not isinstance(c.get("content"), str):
-            raise LoomError(ErrorCode.VALIDATION_FAILED, f"chunk {c['id']}: missing or bad field(s) {missing}")
-    check_chunks(chunks, engine.dim, reuse_vectors)
-    check_graph(entities, relations)
-    clashes = [c["id"] for c in chunks if c.get("id") in engine._routing]
-    clashes += [e.id for e in entities if engine._graph.exists(rows.entity_key(e.id))]
-    clashes += [r.id for r in relations if engine._graph.exists(rows.relation_key(r.id))]
+    chunks: list[ImportedChunk] = []
+    entities: list[Numbered[Entity]] = []
+    relations: list[Numbered[Relation]] = []
+    for number, value in lines:
+        kind = value.pop("record")
+        if kind == "chunk":
+            chunks.append(read_chunk(number, value, stream=target, dim=engine.dim, reuse_vectors=reuse_vectors))
+        elif kind == "entity":
+            entities.append(read_entity(number, value, stream=target))
+        elif kind == "relation":
+            relations.append(read_relation(number, value, stream=target))
+        else:
+            raise LoomError(ErrorCode.VALIDATION_FAILED, f"import line {number}: unknown record type {kind!r}")
+    check_records(chunks, entities, relations)
+    for r in relations:
+        for i, chunk_id in enumerate(r.record.source_chunks):
+            held = engine._routing.get(chunk_id)
+            if held is not None and held.stream != target:
+                raise LoomError(
+                    ErrorCode.VALIDATION_FAILED,
+                    f"import line {r.line} (relation {r.record.id}): source_chunks[{i}] names a chunk of "
+                    f"stream {held.stream!r}, not {target!r}: provenance stays inside the stream",
+                    details={"field": f"source_chunks[{i}]", "line": r.line},
+                )
+    clashes = [(c.line, "chunk", c.routing.id) for c in chunks if c.routing.id in engine._routing]
+    clashes += [(e.line, "entity", e.record.id) for e in entities if engine._graph.exists(rows.entity_key(e.record.id))]
+    clashes += [
+        (r.line, "relation", r.record.id) for r in relations if engine._graph.exists(rows.relation_key(r.record.id))
+    ]
     if clashes:
+        line, kind, record_id = min(clashes)
         raise LoomError(
             ErrorCode.CONFLICT,
-            f"{len(clashes)} record(s) of the import already exist (first: {clashes[0]!r}); "
+            f"{len(clashes)} record(s) of the import already exist (first: line {line}, {kind} {record_id}); "
             "import into an empty data directory or delete the stream first",
+            details={"id": record_id, "line": line},
         )
     for start in range(0, len(chunks), BATCH):
         part = chunks[start : start + BATCH]
-        records = [
-            Routing(
-                id=c["id"],
-                stream=target,
-                level=int(c["level"]),
-                created_at=int(c["created_at"]),
-                updated_at=int(c["updated_at"]),
-                supersedes=c.get("supersedes"),
-                superseded_by=c.get("superseded_by"),
-                expires_at=c.get("expires_at"),
-            )
-            for c in part
-        ]
-        bodies = [{"content": c["content"], "metadata": c.get("metadata") or {}} for c in part]
-        if reuse_vectors and all("embedding_b64" in c for c in part):
-            vectors = np.stack([np.frombuffer(base64.b64decode(c["embedding_b64"]), dtype="<f4") for c in part]).astype(
-                np.float32
-            )
+        bodies = [{"content": c.content, "metadata": c.metadata} for c in part]
+        stored = [c.vector for c in part]
+        if all(v is not None for v in stored):
+            vectors = np.stack([np.frombuffer(v or b"", dtype="<f4") for v in stored]).astype(np.float32)
         else:
-            vectors = np.asarray(engine.llm.embed([b["content"] for b in bodies]), dtype=np.float32)
-        engine._write_new(target, records, bodies, vectors, 0, link_old=False)
+            vectors = np.asarray(engine.llm.embed([c.content for c in part]), dtype=np.float32)
+        engine._write_new(target, [c.routing for c in part], bodies, vectors, 0, link_old=False)
         for c in part:
-            if c.get("access_count"):
-                engine._access[c["id"]] = (int(c["access_count"]), int(c.get("last_accessed_at") or 0))
-                engine._access_dirty.add(c["id"])
+            if c.access_count:
+                engine._access[c.routing.id] = (c.access_count, c.last_accessed_at or 0)
+                engine._access_dirty.add(c.routing.id)
     batch = WriteBatch()
-    for entity in entities:
-        engine._graph.put_entity(entity, batch)
-    for relation in relations:
-        engine._graph.put_relation(relation, batch)
+    for e in entities:
+        engine._graph.put_entity(e.record, batch)
+    for r in relations:
+        engine._graph.put_relation(r.record, batch)
     if len(batch):
         engine.storage.write(batch, durable=True)
     engine._flush_access()

@@ -234,16 +234,16 @@ def _as_text(lines: list[dict[str, Any]]) -> io.StringIO:
 @pytest.mark.parametrize(
     ("record", "field", "value", "reason"),
     [
-        ("chunk", "level", 99, "from 0 to 16"),
-        ("chunk", "level", "one", "from 0 to 16"),
+        ("chunk", "level", 99, "less than or equal to 16"),
+        ("chunk", "level", "one", "valid integer"),
         ("chunk", "created_at", 10**16, "year 9999"),
         ("chunk", "supersedes", "01J00000000000000000000000", "not in the import"),
         ("chunk", "metadata", {"x": float("inf")}, "NaN or infinity"),
         ("chunk", "embedding_b64", "AAAA", "float32 values"),
-        ("entity", "name", "", "non-empty string"),
+        ("entity", "name", "", "must not be blank"),
         ("entity", "name", "n" * 513, "at most 512 characters"),
         ("entity", "aliases", ["a" * 513], "at most 512 characters"),
-        ("relation", "predicate", "p" * 513, "at most 512 characters"),
+        ("relation", "predicate", "p" * 201, "at most 200 characters"),
         ("relation", "subject", "01J00000000000000000000000", "names an entity that is not in the import"),
     ],
 )
@@ -252,7 +252,7 @@ def test_an_import_with_one_bad_record_writes_nothing(
 ) -> None:
     """A bad record after more than one write batch (1,000 chunks) used to leave the batches before
     it written, with an uncoded error, and the retry then clashed with them. Every record is now
-    checked first: VALIDATION_FAILED naming the record and field, nothing written, and the
+    checked first: VALIDATION_FAILED naming the line, record and field, nothing written, and the
     corrected file then imports."""
     source = open_engine(tmp_path / "a")
     _populate(source)
@@ -265,7 +265,8 @@ def test_an_import_with_one_bad_record_writes_nothing(
     with pytest.raises(LoomError) as err:
         target.import_stream(_as_text(broken))
     assert err.value.code is ErrorCode.VALIDATION_FAILED
-    assert err.value.details in ({"field": field}, {"field": f"{field}[0]"}) and reason in err.value.message
+    assert err.value.details["field"] in (field, f"{field}[0]") and reason in err.value.message
+    assert err.value.details["line"] == position + 1 and f"import line {position + 1} " in err.value.message
     assert target.list_streams() == [] and target.list_entities("notes") == []
     assert target.import_stream(_as_text(lines))["chunks"] == 1103
 

@@ -32,7 +32,7 @@ from loom_core.workflow.graph import Job, Workflow
 from loom_core.workflow.guard import check_debug_trace, trace_sources
 from loom_core.workflow.inject import SecretFiles, job_environment, scrubbed_environ, sweep_stale_dirs
 from loom_core.workflow.process import SignalWatch, run_streaming
-from loom_core.workflow.receipt import JobRecord, Receipt, Tail, utc_now, write_receipt
+from loom_core.workflow.receipt import JobRecord, Receipt, ReceiptPathRefused, Tail, utc_now, write_receipt
 from loom_core.workflow.redact import make_redactor, scrubber, stream_filter
 from loom_core.workflow.resolve import resolve_job
 
@@ -158,7 +158,7 @@ class Run:
         result = RunResult(receipt, path, 0)
         # Written first (status running): an unwritable path is refused while nothing has run, and a
         # run killed outright still leaves a record of what it was.
-        failure = _write_receipt(receipt, path, "before the first job; nothing ran")
+        failure = _write_receipt(receipt, path, "before the first job; nothing ran", interim=True)
         if failure is not None:
             receipt.status, result.error, result.exit_code = "error", failure, 1
             return result
@@ -405,11 +405,16 @@ def _signal_name(number: int) -> str:
         return "unknown signal"
 
 
-def _write_receipt(receipt: Receipt, path: Path, when: str) -> LoomError | None:
+def _write_receipt(receipt: Receipt, path: Path, when: str, *, interim: bool = False) -> LoomError | None:
     """Write ``receipt``; the coded error saying why it could not be written (``when`` says at
-    which point of the run), or ``None``."""
+    which point of the run), or ``None``. ``interim``: see :func:`write_receipt`."""
     try:
-        write_receipt(receipt, path)
+        write_receipt(receipt, path, interim=interim)
+    except ReceiptPathRefused as exc:
+        return LoomError(
+            ErrorCode.WORKFLOW_RECEIPT_UNWRITABLE,
+            f"cannot write the receipt {_display_path(path)} ({exc}) {when}; pass --receipt a file path",
+        )
     except OSError as exc:
         return LoomError(
             ErrorCode.WORKFLOW_RECEIPT_UNWRITABLE,

@@ -102,3 +102,38 @@ def test_cli_reports_code(tmp_path: Path, write_workflow: Callable[..., Path]) -
     assert proc.returncode == 1
     assert b"error[SECRETS_UNSAFE_DEBUG_TRACE]" in proc.stderr
     assert not (tmp_path / "ran.marker").exists()
+
+
+@pytest.mark.parametrize("options", ["xtrace", "braceexpand:xtrace", "hashall:xtrace:interactive-comments"])
+@pytest.mark.parametrize("where", ["environment", "workflow", "job"])
+def test_shellopts_with_xtrace_counts_as_debug_trace(
+    tmp_path: Path, write_workflow: Callable[..., Path], where: str, options: str
+) -> None:
+    """bash turns on every option SHELLOPTS lists when it starts, so ``SHELLOPTS=xtrace`` traced a
+    job's commands, direct values included, without tripping the guard. It counts like
+    CI_DEBUG_TRACE wherever it is set: the run fails before the job starts, nothing printed."""
+    environ = {"API_TOKEN": VALUE}
+    text = DIRECT
+    if where == "environment":
+        environ["SHELLOPTS"] = options
+    elif where == "workflow":
+        text = f"variables: {{SHELLOPTS: '{options}'}}\n" + DIRECT
+    else:
+        text = DIRECT.replace("    secrets:", f"    variables: {{SHELLOPTS: '{options}'}}\n    secrets:")
+    path = write_workflow(text)
+    result: Any
+    result, out, err = run_inprocess(path, environ)
+    assert result.error is not None and result.error.code == ErrorCode.SECRETS_UNSAFE_DEBUG_TRACE
+    assert "SHELLOPTS" in result.error.message
+    assert not (tmp_path / "ran.marker").exists()
+    assert (VALUE.encode() in out + err) is False, "direct value printed"
+
+
+def test_shellopts_without_xtrace_is_not_tracing(tmp_path: Path, write_workflow: Callable[..., Path]) -> None:
+    """Other shell options (here ``braceexpand:hashall``) trace nothing: the job runs untraced."""
+    path = write_workflow("variables: {SHELLOPTS: 'braceexpand:hashall'}\n" + DIRECT)
+    result: Any
+    result, _, err = run_inprocess(path, {"API_TOKEN": VALUE})
+    assert result.error is None and result.exit_code == 0, err
+    assert (tmp_path / "ran.marker").exists()
+    assert b"+ touch" not in err

@@ -1,9 +1,11 @@
 """``loom check``: every problem of a workflow at once, each with code, path and line.
 
-Stages: YAML, duplicate keys, schema, then semantic rules that the schema
-cannot express (name overlaps, reference syntax and providers, the DAG).
-Semantic rules run even when the schema fails, defensively, so one pass
-lists everything.
+Stages: YAML, duplicate keys and keys YAML does not read as text, schema,
+then semantic rules that the schema cannot express (name overlaps, reference
+syntax and providers, tracing next to direct secrets, the DAG). Semantic
+rules run even when the schema fails, defensively, so one pass lists
+everything. The earlier copies of a duplicate key, which YAML drops, are
+checked too, each in a parse of the file that keeps it.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from typing import Any
 from loom_core.errors import ErrorCode, LoomError, raised_at
 from loom_core.secrets.providers import ProviderPool
 from loom_core.workflow.graph import Workflow, build_workflow, topological_order, variable_text
-from loom_core.workflow.loader import JsonPath, LoadedDocument, format_path, load_file
+from loom_core.workflow.guard import SHELL_OPTIONS_VARIABLE, TRACE_VARIABLE, turns_on_tracing
+from loom_core.workflow.loader import Duplicate, JsonPath, LoadedDocument, RetypedKey, format_path, load_file
 from loom_core.workflow.refs import check_syntax
 from loom_core.workflow.schema import schema_problems
 
@@ -232,15 +235,74 @@ def _dag(data: Any) -> list[tuple[ErrorCode, JsonPath, str]]:
     return found
 
 
-def check_document(doc: LoadedDocument, pool: ProviderPool | None) -> list[Problem]:
-    """Every problem in ``doc``; empty means valid. ``pool=None`` skips provider checks."""
-    raw: list[tuple[ErrorCode, JsonPath, str]] = []
-    for path, _line in doc.duplicates:
-        raw.append((ErrorCode.WORKFLOW_SCHEMA_INVALID, path, "duplicate key; the earlier value would be lost"))
+def _duplicate(dup: Duplicate) -> tuple[ErrorCode, JsonPath, str]:
+    *earlier, last = dup.lines
+    if len(set(dup.lines)) == 1:
+        where = f"written {len(dup.lines)} times on line {last}"
+    else:
+        where = "lines " + ", ".join(str(n) for n in earlier) + f" and {last}"
+    return (
+        ErrorCode.WORKFLOW_SCHEMA_INVALID,
+        dup.path,
+        f"duplicate key {dup.path[-1]!r} ({where}): YAML keeps only the last and silently drops the "
+        "earlier; merge them or rename one",
+    )
+
+
+def _retyped_key(key: RetypedKey) -> tuple[ErrorCode, JsonPath, str]:
+    """``ON:`` is the boolean true to YAML 1.1 and ``1:`` an integer; names are text, so say which
+    key, as written, and how to quote it."""
+    written = str(key.path[-1])
+    if not written:
+        message = f"an empty key (line {key.line}) is read by YAML 1.1 as {key.kind}; write a name"
+    else:
+        message = f"key {written} (line {key.line}) is read by YAML 1.1 as {key.kind}; quote it: \"{written}\""
+    return ErrorCode.WORKFLOW_SCHEMA_INVALID, key.path, message
+
+
+def _debug_trace(data: Any) -> list[tuple[ErrorCode, JsonPath, str]]:
+    """The workflow's own variables turn on shell tracing (``CI_DEBUG_TRACE``, ``SHELLOPTS`` with
+    xtrace) while a secret is injected directly: `loom run` of the whole workflow refuses it with
+    SECRETS_UNSAFE_DEBUG_TRACE, so the file can be faulted before anything runs."""
+    direct = [
+        f"jobs.{name}.secrets.{secret}"
+        for name, job in _jobs(data).items()
+        if isinstance(job.get("secrets"), Mapping)
+        for secret, spec in job["secrets"].items()
+        if isinstance(spec, Mapping) and spec.get("file", True) is False
+    ]
+    if not direct:
+        return []
+    found: list[tuple[ErrorCode, JsonPath, str]] = []
+    for where, block in _variable_blocks(data):
+        if not isinstance(block, Mapping):
+            continue
+        for key in (TRACE_VARIABLE, SHELL_OPTIONS_VARIABLE):
+            value = block.get(key)
+            if isinstance(value, str | int | float | bool) and turns_on_tracing(key, variable_text(value)):
+                fix = f"remove {key}" if key == TRACE_VARIABLE else "take xtrace out of it"
+                found.append((
+                    ErrorCode.SECRETS_UNSAFE_DEBUG_TRACE,
+                    (*where, key),
+                    f"{key} here turns on shell tracing, which prints the secrets injected directly "
+                    f"(file: false): {', '.join(direct)}; `loom run` refuses this, so switch them to "
+                    f"file: true or {fix}",
+                ))
+    return found
+
+
+def _problems(doc: LoadedDocument, pool: ProviderPool | None) -> list[Problem]:
+    """Every problem of ``doc`` as parsed (the last copy of a duplicate key only)."""
+    raw: list[tuple[ErrorCode, JsonPath, str]] = [_duplicate(dup) for dup in doc.duplicates]
+    schema = schema_problems(doc.data, doc.scalars) if isinstance(doc.data, Mapping) else []
+    # a key the schema refuses anyway (`on:` at the top, a variable `10`) is named by that problem,
+    # and quoting would not help it
+    refused = {p.path for p in schema}
+    raw.extend(_retyped_key(key) for key in doc.retyped_keys if key.path not in refused)
     if not isinstance(doc.data, Mapping):
         raw.append((ErrorCode.WORKFLOW_SCHEMA_INVALID, (), "a workflow is a mapping with a `jobs` key"))
     else:
-        raw.extend((ErrorCode.WORKFLOW_SCHEMA_INVALID, p.path, p.message) for p in schema_problems(doc.data))
+        raw.extend((ErrorCode.WORKFLOW_SCHEMA_INVALID, p.path, p.message) for p in schema)
         raw.extend(_overlaps(doc.data))
         if pool is not None:
             # every referenced provider's plugin first: its policy then protects its credentials
@@ -248,13 +310,27 @@ def check_document(doc: LoadedDocument, pool: ProviderPool | None) -> list[Probl
             pool.load(_schemes(doc.data))
         raw.extend(_credential_variables(doc.data, pool))
         raw.extend(_retyped_variables(doc))
+        raw.extend(_debug_trace(doc.data))
         raw.extend(_finite_timeouts(doc.data))
         raw.extend(_refs(doc.data, pool))
         raw.extend(_dag(doc.data))
-    dup_lines = dict(doc.duplicates)
-    problems = [
-        Problem(code, path, dup_lines.get(path) or doc.line_of(path), message) for code, path, message in raw
-    ]
+    return [Problem(code, path, doc.line_of(path), message) for code, path, message in raw]
+
+
+def check_document(doc: LoadedDocument, pool: ProviderPool | None) -> list[Problem]:
+    """Every problem in ``doc``; empty means valid. ``pool=None`` skips provider checks.
+
+    The problems inside an earlier copy of a duplicate key come from a parse that keeps that copy,
+    so a dropped copy cannot hide them (each says which copy it is in).
+    """
+    problems = _problems(doc, pool)
+    seen = set(problems)
+    for where, line, variant in doc.earlier_copies():
+        note = f" (in the copy of {where[-1]!r} at line {line}, which YAML drops for a later one)"
+        for problem in _problems(variant, pool):
+            if problem.path[: len(where)] == where and problem not in seen:
+                seen.add(problem)
+                problems.append(Problem(problem.code, problem.path, problem.line, problem.message + note))
     return sorted(problems, key=lambda p: (p.line, format_path(p.path)))
 
 
@@ -269,9 +345,14 @@ def problems_error(file: str, problems: list[Problem]) -> LoomError:
 
 
 def load_workflow(path: Path | str, pool: ProviderPool | None) -> Workflow:
-    """Load, check and build a workflow; any problem raises (see :func:`problems_error`)."""
+    """Load, check and build a workflow; any problem raises (see :func:`problems_error`).
+
+    Tracing next to a direct secret is left to the run's own guard
+    (:func:`loom_core.workflow.guard.check_debug_trace`): it knows the jobs selected and the
+    environment, and ``loom run --job`` of a job that meets no direct secret is fine.
+    """
     doc = load_file(path)
-    problems = check_document(doc, pool)
+    problems = [p for p in check_document(doc, pool) if p.code != ErrorCode.SECRETS_UNSAFE_DEBUG_TRACE]
     if problems:
         raise problems_error(str(path), problems)
     return build_workflow(doc.data, fallback_name=Path(path).stem)

@@ -49,7 +49,7 @@ def _in_secrets(path: JsonPath) -> bool:
     return len(path) >= 4 and path[0] == "jobs" and path[2] == "secrets"
 
 
-def _describe(err: ValidationError) -> Iterator[SchemaProblem]:
+def _describe(err: ValidationError, scalars: Mapping[JsonPath, str]) -> Iterator[SchemaProblem]:
     path: JsonPath = tuple(err.absolute_path)
     kind = err.validator
     if kind == "additionalProperties" and isinstance(err.instance, Mapping):
@@ -87,7 +87,7 @@ def _describe(err: ValidationError) -> Iterator[SchemaProblem]:
                 "reference to a provider, never a value",
             )
         else:
-            yield SchemaProblem(path, f"must be of type {expected}")
+            yield SchemaProblem(path, _type_message(path, expected, err.instance, scalars.get(path)))
         return
     if kind == "required":
         present = err.instance if isinstance(err.instance, Mapping) else {}
@@ -125,23 +125,84 @@ def _describe(err: ValidationError) -> Iterator[SchemaProblem]:
     yield SchemaProblem(path, f"fails the schema's {kind!r} rule")
 
 
+#: JSON Schema type names as a workflow author knows them
+_WANTED = {
+    "array": "a list",
+    "object": "a mapping",
+    "string": "text",
+    "number": "a number",
+    "boolean": "true or false",
+    "integer": "a whole number",
+}
+
+
+def _found(instance: Any) -> str:
+    """What YAML made of a value, in words (never the value itself)."""
+    if isinstance(instance, bool):
+        return "a boolean"
+    if isinstance(instance, int):
+        return "an integer"
+    if isinstance(instance, float):
+        return "a number"
+    if instance is None:
+        return "null (no value)"
+    if isinstance(instance, str):
+        return "text"
+    if isinstance(instance, list):
+        return "a list"
+    if isinstance(instance, Mapping):
+        return "a mapping"
+    return f"a {type(instance).__name__}"
+
+
+def _type_message(path: JsonPath, expected: Any, instance: Any, source: str | None) -> str:
+    """``must be text, not ...``: where text is wanted and YAML read an unquoted scalar as something
+    else (``1.10``, ``yes``, ``~``), say what it became and how to quote it. The written text is
+    repeated only outside ``secrets``, where a pasted value could stand."""
+    kinds = expected if isinstance(expected, list) else [expected]
+    wanted = [_WANTED.get(str(k), str(k)) for k in kinds]
+    want = wanted[0] if len(wanted) == 1 else ", ".join(wanted[:-1]) + " or " + wanted[-1]
+    found = _found(instance)
+    if "string" in kinds and source is not None and not isinstance(instance, list | Mapping):
+        if _in_secrets(path):
+            return f"must be {want}, but YAML 1.1 reads this unquoted value as {found}; quote it"
+        if source == "":
+            return f"must be {want}, but nothing is written here (YAML reads it as null)"
+        return f"must be {want}, but YAML 1.1 reads the unquoted {source} as {found}; quote it: \"{source}\""
+    return f"must be {want}, not {found}"
+
+
 def _non_string_keys(node: Any, path: JsonPath) -> Iterator[SchemaProblem]:
     if isinstance(node, Mapping):
         for key, value in node.items():
             if not isinstance(key, str):
-                yield SchemaProblem(path, f"keys must be strings; found a {type(key).__name__} key")
-            else:
-                yield from _non_string_keys(value, (*path, key))
+                yield SchemaProblem((*path, str(key)), f"keys must be text; found {_found(key)} key {key!r}")
+            yield from _non_string_keys(value, (*path, str(key)))
     elif isinstance(node, list):
         for i, item in enumerate(node):
             yield from _non_string_keys(item, (*path, i))
 
 
-def schema_problems(data: Any) -> list[SchemaProblem]:
-    """Every schema violation in ``data`` (empty when valid), in document order."""
+def _string_keyed(node: Any) -> Any:
+    """``node`` with every mapping key as text, so the schema judges the rest of the document too."""
+    if isinstance(node, Mapping):
+        return {str(key): _string_keyed(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_string_keyed(item) for item in node]
+    return node
+
+
+def schema_problems(data: Any, scalars: Mapping[JsonPath, str] | None = None) -> list[SchemaProblem]:
+    """Every schema violation in ``data`` (empty when valid), in document order.
+
+    ``scalars``: the written text of values YAML did not read as text (from the loader), so a
+    value that must be text can be named as written. Keys that are not text are reported and the
+    document is still validated as a whole (with those keys as text), so that nothing waits for a
+    second run of ``loom check``. (Documents from :mod:`loader` keep keys as written already.)
+    """
     problems = list(_non_string_keys(data, ()))
     if problems:
-        return problems
+        data = _string_keyed(data)
     for err in sorted(_validator().iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path]):
-        problems.extend(_describe(err))
+        problems.extend(_describe(err, scalars or {}))
     return problems

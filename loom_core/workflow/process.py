@@ -181,18 +181,60 @@ def _exit_fd(pid: int) -> int | None:
         return None
 
 
+def _exited(proc: subprocess.Popen[bytes]) -> bool:
+    """Whether the job's main process has exited, leaving it unreaped: a zombie keeps its id,
+    which is also the group's, so signalling the group cannot reach a stranger that reused it."""
+    if proc.returncode is not None:
+        return True
+    try:
+        return os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except (AttributeError, ChildProcessError):  # no waitid: reaping is the only way to ask
+        return proc.poll() is not None
+
+
+def _group_leftovers(pgid: int, leader: int) -> bool:
+    """Whether a live process other than ``leader`` is still in process group ``pgid``.
+
+    Read from Linux ``/proc`` (zombies count as gone); where that cannot be read, or does not
+    show the (unreaped) leader, the answer is yes, so the caller's grace and kill still apply.
+    """
+    try:
+        names = os.listdir("/proc")
+        with open(f"/proc/{leader}/stat", "rb"):
+            pass
+    except OSError:
+        return True
+    for name in names:
+        if not name.isdigit() or int(name) == leader:
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as fh:
+                text = fh.read()
+        except OSError:  # it exited meanwhile
+            continue
+        fields = text[text.rfind(b")") + 2 :].split()  # state, ppid, pgrp, ...
+        if len(fields) > 2 and fields[2] == str(pgid).encode() and fields[0] not in (b"Z", b"X"):
+            return True
+    return False
+
+
 def _kill_group(proc: subprocess.Popen[bytes], on_kill: Callable[[], None] | None) -> None:
+    """SIGTERM the job's group, give it ``KILL_GRACE_SECONDS`` to go (the main process and
+    whatever it started), then SIGKILL whatever is left, even when the main process went first."""
     if on_kill is not None:
         with contextlib.suppress(Exception):
             on_kill()
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, sig)
-        try:
-            proc.wait(timeout=KILL_GRACE_SECONDS)
-            return
-        except subprocess.TimeoutExpired:
-            continue
+    if proc.returncode is not None:  # reaped: the group's id is no longer ours to signal
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    end = time.monotonic() + KILL_GRACE_SECONDS
+    while time.monotonic() < end and not (_exited(proc) and not _group_leftovers(proc.pid, proc.pid)):
+        time.sleep(EXIT_POLL_SECONDS)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=KILL_GRACE_SECONDS)
 
 
 def run_streaming(
@@ -212,11 +254,13 @@ def run_streaming(
     """Run ``argv`` in its own process group, streaming redacted output until it ends.
     ``pass_fds`` stay open in the job (the secrets directory's lock).
 
-    The job ends when its main process has exited and its pipes are closed. A
-    main process that exits while a background child keeps the pipes open (quiet
-    or not) leaves that group ``ORPHAN_GRACE_SECONDS`` to finish, then it is
-    killed. A main process that closed its pipes (``exec > log``) is still
-    waited for, under the same timeout and signals.
+    The job ends when its main process has exited and its pipes are closed.
+    Whatever the main process leaves running in its group, holding the pipes or
+    not (``cmd >/dev/null 2>&1 &``), gets ``ORPHAN_GRACE_SECONDS`` from the main
+    process's exit to finish, then the group is killed. A main process that
+    closed its pipes (``exec > log``) is still waited for, under the same
+    timeout and signals. The main process is reaped last, so the group's id
+    stays its own while the group is signalled.
     """
     if watch is not None and watch.received is not None:
         return Outcome("interrupted", -watch.received, watch.received)
@@ -259,16 +303,18 @@ def run_streaming(
             now = time.monotonic()
             if exited_at is None and exit_fd is None and now >= next_poll:
                 next_poll = now + EXIT_POLL_SECONDS
-                if proc.poll() is not None:
+                if _exited(proc):
                     exited_at = now
-            if exited_at is not None and not open_streams:
+            if exited_at is not None and not open_streams and not _group_leftovers(proc.pid, proc.pid):
                 break
             wait = POLL_SECONDS
             if exited_at is not None:
                 wait = exited_at + ORPHAN_GRACE_SECONDS - now
                 if wait <= 0:
-                    how = "orphaned"  # the group's leftovers still hold the pipes
+                    how = "orphaned"  # the group's leftovers, on the pipes or not, outlived the grace
                     break
+                if not open_streams:  # nothing left to read: look at the group again soon
+                    wait = min(wait, EXIT_POLL_SECONDS)
             elif exit_fd is None:
                 wait = min(wait, next_poll - now)
             if deadline is not None:
@@ -307,7 +353,8 @@ def run_streaming(
                 # See coalesce_threshold. Costs at most COALESCE_SECONDS of latency.
                 sleep(COALESCE_SECONDS)
         if how == "orphaned":
-            # The job ended; what it left running in its group goes with it.
+            # The job ended; what it left running in its group goes with it. The main process
+            # is not reaped yet, so the group's id cannot have been reused.
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signal.SIGKILL)
         elif how != "exited":

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -665,3 +667,69 @@ def test_a_job_killed_by_a_signal_says_so(tmp_path: Path, write_workflow: Callab
     result, _, _ = run_inprocess(path, {})
     job = result.receipt.jobs[0]
     assert (job.status, job.exit_code, job.reason) == ("failed", -9, "killed by signal 9 (SIGKILL)")
+
+
+def _wait_gone(pid: int, seconds: float = 15.0) -> bool:
+    """Whether ``pid`` is gone (or a zombie) within ``seconds``: a bound, not a timing claim."""
+    end = time.monotonic() + seconds
+    while not _gone(pid):
+        if time.monotonic() > end:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def test_a_background_process_that_redirected_its_output_is_killed_after_the_job(
+    tmp_path: Path, write_workflow: Callable[..., Path]
+) -> None:
+    """A leftover that holds none of the job's pipes (``cmd >/dev/null 2>&1 &``) used to outlive
+    `loom run`, its environment holding a ``file: false`` value. It gets the grace, then the
+    job's process group is killed; the job's status is its main process's."""
+    path = write_workflow(
+        """\
+        jobs:
+          a:
+            secrets: {API_TOKEN: {ref: "env://API_TOKEN", file: false}}
+            script:
+              - 'bash -c "sleep 25" >/dev/null 2>&1 </dev/null & echo $! > child.pid'
+              - 'echo main-done'
+          b: {needs: [a], script: ['touch b.marker']}
+        """
+    )
+    result: Any
+    result, out, _ = run_inprocess(path, {"API_TOKEN": TOKEN_VALUE})
+    child = int((tmp_path / "child.pid").read_text())
+    try:
+        assert result.exit_code == 0 and out == b"main-done\n"
+        assert [j.status for j in result.receipt.jobs] == ["success", "success"]
+        assert _wait_gone(child), "the job's background process outlived the run"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child, signal.SIGKILL)
+
+
+def test_a_timed_out_job_leaves_no_process_that_ignores_sigterm(
+    tmp_path: Path, write_workflow: Callable[..., Path]
+) -> None:
+    """On timeout the group gets SIGTERM, and SIGKILL for whatever is still there afterwards: a
+    background process ignoring SIGTERM no longer survives because the main shell died first."""
+    path = write_workflow(
+        """\
+        jobs:
+          slow:
+            timeout: 1
+            secrets: {API_TOKEN: {ref: "env://API_TOKEN", file: false}}
+            script:
+              - '(trap "" TERM; exec sleep 30) >/dev/null 2>&1 </dev/null & echo $! > child.pid'
+              - 'sleep 60'
+        """
+    )
+    result: Any
+    result, _, _ = run_inprocess(path, {"API_TOKEN": TOKEN_VALUE})
+    child = int((tmp_path / "child.pid").read_text())
+    try:
+        assert result.receipt.jobs[0].status == "timed_out"
+        assert _wait_gone(child), "a SIGTERM-proof background process outlived the timed-out job"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child, signal.SIGKILL)

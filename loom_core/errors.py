@@ -265,8 +265,9 @@ _CATALOGUE_ROWS: dict[ErrorCode, tuple[str, str]] = {
         "The message names the reference and the provider's error category.",
     ),
     ErrorCode.SECRETS_UNSAFE_DEBUG_TRACE: (
-        "`CI_DEBUG_TRACE` is on while a secret is injected with `file: false`.",
-        "Switch the secret to `file: true` or unset `CI_DEBUG_TRACE`.",
+        "Shell tracing is on (`CI_DEBUG_TRACE`, or `SHELLOPTS` listing `xtrace`) while a secret is "
+        "injected with `file: false`.",
+        "Switch the secret to `file: true`, or unset `CI_DEBUG_TRACE` / take `xtrace` out of `SHELLOPTS`.",
     ),
     ErrorCode.WORKFLOW_NOT_FOUND: (
         "The workflow file or the requested job does not exist.",

@@ -38,7 +38,9 @@ class Problem:
         return {"code": self.code.value, "path": format_path(self.path), "line": self.line, "message": self.message}
 
     def render(self, file: str) -> str:
-        return f"{file}:{self.line}: {self.code.value} at {format_path(self.path)}: {self.message}"
+        where = f"{file}:{self.line}: "
+        # a YAML error's message already starts with the place, for callers that show it alone
+        return f"{where}{self.code.value} at {format_path(self.path)}: {self.message.removeprefix(where)}"
 
 
 def _jobs(data: Any) -> dict[str, Mapping[str, Any]]:

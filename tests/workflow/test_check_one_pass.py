@@ -227,3 +227,12 @@ def test_a_duplicate_on_one_line_is_said_so(tmp_path: Path) -> None:
         ("$.jobs.a.script", 1, "WORKFLOW_SCHEMA_INVALID"),
     }
     assert any("(written 2 times on line 1)" in p.message for p in problems)
+
+
+def test_check_names_the_place_of_a_yaml_error_once(tmp_path: Path) -> None:
+    """`loom check` printed ``w.yml:3: WORKFLOW_YAML_INVALID at $: w.yml:3: not valid YAML ...``."""
+    (tmp_path / "w.yml").write_text('jobs:\n  a:\n    script: ["x\n', encoding="utf-8")
+    done = run_loom(["check", "w.yml"], cwd=tmp_path)
+    line = done.stdout.decode().splitlines()[0]
+    assert line.startswith("w.yml:3: WORKFLOW_YAML_INVALID at $: not valid YAML")
+    assert line.count("w.yml:3") == 1

@@ -75,10 +75,12 @@ def source_path(src: Path) -> str:
     return os.pathsep.join([str(src), *plugins])
 
 
-def start_server(data_dir: Path, port: int, log_level: str, src: Path | None = None) -> subprocess.Popen[bytes]:
+def start_server(data_dir: Path, port: int, log_level: str, src: Path | None = None, *, extra_config: str = "",
+                 environ: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """``loom serve`` on ``port``, started from ``environ`` (default: this process's) plus the token."""
     config = data_dir.parent / f"bench-{port}.toml"
-    config.write_text(f'[server]\nlog_level = "{log_level}"\n', encoding="utf-8")
-    env = {**os.environ, "LOOMEM_AUTH_TOKEN": TOKEN, "PYTHONUNBUFFERED": "1"}
+    config.write_text(f'[server]\nlog_level = "{log_level}"\n' + extra_config, encoding="utf-8")
+    env = {**(os.environ if environ is None else environ), "LOOMEM_AUTH_TOKEN": TOKEN, "PYTHONUNBUFFERED": "1"}
     if src is not None:
         env["PYTHONPATH"] = source_path(src.resolve())
     proc = subprocess.Popen(

@@ -83,8 +83,27 @@ def _emit(sinks: list[Sink], tails: tuple[Tail, Tail], index: int, out: bytes) -
     return None
 
 
+def terminating_signals() -> list[int]:
+    """The signals whose default action would end ``loom run`` and that can be caught: each
+    must stop the run cleanly (job group killed, secret files removed, receipt written) instead
+    of leaving the job and its secrets behind. SIGPIPE is left to EPIPE; fault signals (SIGSEGV,
+    SIGBUS, SIGFPE, SIGILL, SIGSYS, SIGTRAP, SIGABRT) to the interpreter."""
+    names = (
+        "SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGALRM", "SIGVTALRM",
+        "SIGPROF", "SIGIO", "SIGPWR", "SIGXCPU", "SIGXFSZ", "SIGSTKFLT",
+    )  # fmt: skip
+    found = {int(getattr(signal, name)) for name in names if hasattr(signal, name)}
+    low, high = getattr(signal, "SIGRTMIN", None), getattr(signal, "SIGRTMAX", None)
+    if low is not None and high is not None:  # real-time signals also terminate by default
+        found.update(range(int(low), int(high) + 1))
+    return sorted(found & {int(s) for s in signal.valid_signals()})
+
+
 class SignalWatch:
-    """Turns SIGINT/SIGTERM into a flag plus a wake-up byte the selector sees."""
+    """Turns every terminating signal (:func:`terminating_signals`) into a flag plus a wake-up
+    byte the selector sees. SIGINT and SIGTERM are always watched; the others only when they
+    were not ignored when ``loom run`` started (``nohup`` keeps SIGHUP ignored, and SIGXFSZ,
+    which Python ignores, stays an ``EFBIG`` error)."""
 
     def __init__(self) -> None:
         self.received: int | None = None
@@ -99,8 +118,16 @@ class SignalWatch:
             self.received = signum
 
     def install(self) -> None:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self._old[sig] = signal.signal(sig, self._handler)
+        always = (signal.SIGINT, signal.SIGTERM)
+        for sig in terminating_signals():
+            old = signal.getsignal(sig)
+            if old is signal.SIG_IGN and sig not in always:
+                continue
+            try:
+                self._old[sig] = signal.signal(sig, self._handler)
+            except (OSError, ValueError):  # reserved on this platform
+                if sig in always:
+                    raise
         self._old_wakeup = signal.set_wakeup_fd(self.write_fd, warn_on_full_buffer=False)
 
     def drain(self) -> None:

@@ -36,7 +36,7 @@ from loom_core.workflow.receipt import JobRecord, Receipt, ReceiptPathRefused, T
 from loom_core.workflow.redact import make_redactor, scrubber, stream_filter
 from loom_core.workflow.resolve import resolve_job
 
-EXIT_INTERRUPTED = {2: 130, 15: 143}  # SIGINT, SIGTERM -> shell convention
+EXIT_SIGNAL_BASE = 128  # a run stopped by signal N exits 128 + N, as shells report it
 
 
 @dataclass
@@ -392,7 +392,7 @@ class Run:
 
     def _exit_code(self, receipt: Receipt, result: RunResult) -> int:
         if receipt.status == "interrupted":
-            return EXIT_INTERRUPTED.get(self._interrupted() or 2, 130)
+            return EXIT_SIGNAL_BASE + (self._interrupted() or 2)  # no signal seen: as for SIGINT
         return 0 if receipt.status == "success" else 1
 
 

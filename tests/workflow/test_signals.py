@@ -1,4 +1,5 @@
-"""Interrupting `loom run` (SIGINT/SIGTERM): the job is killed, secret files removed, then exit."""
+"""Interrupting `loom run` (SIGINT, SIGTERM, SIGHUP and every other terminating signal): the job is killed,
+secret files removed, the receipt written, then exit 128 + signal."""
 
 from __future__ import annotations
 
@@ -44,7 +45,21 @@ def _gone(pid: int) -> bool:
 
 
 @pytest.mark.parametrize("closes_output", [False, True], ids=["streaming", "exec-to-log"])
-@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.parametrize(
+    ("sig", "code"),
+    [
+        (signal.SIGINT, 130),
+        (signal.SIGTERM, 143),
+        # A closed terminal or SSH session sends SIGHUP; these used to kill loom alone, leaving the
+        # job (in its own session) running, its secrets directory on disk and the receipt at running.
+        (signal.SIGHUP, 129),
+        (signal.SIGQUIT, 131),
+        (signal.SIGUSR1, 138),
+        (signal.SIGUSR2, 140),
+        (signal.SIGALRM, 142),
+    ],
+    ids=lambda v: v.name if isinstance(v, signal.Signals) else str(v),
+)
 def test_signal_kills_job_removes_files_and_records(
     tmp_path: Path, write_workflow: Callable[..., Path], sig: signal.Signals, code: int, closes_output: bool
 ) -> None:
@@ -59,6 +74,7 @@ def test_signal_kills_job_removes_files_and_records(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
+    job_pid = None
     try:
         secret = Path(_wait_for(tmp_path / "secret.path"))
         job_pid = int(_wait_for(tmp_path / "job.pid"))
@@ -67,18 +83,50 @@ def test_signal_kills_job_removes_files_and_records(
         assert secret.exists()
         proc.send_signal(sig)
         out, err = proc.communicate(timeout=30)
+        deadline = time.monotonic() + 15
+        while not _gone(job_pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        job_left = not _gone(job_pid)
     finally:
         if proc.poll() is None:
             proc.kill()
+        if job_pid is not None and not _gone(job_pid):  # a failing run must not leave its job behind
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(job_pid, signal.SIGKILL)
     assert proc.returncode == code, err
+    assert not job_left, "the job outlived loom run"
     assert not secret.exists() and not secret.parent.exists()
-    time.sleep(0.1)
-    assert _gone(job_pid)
     receipt = json.loads((tmp_path / "r.json").read_text())
     assert receipt["status"] == "interrupted"
     assert [j["status"] for j in receipt["jobs"]] == ["interrupted", "skipped"]
     assert not (tmp_path / "after.marker").exists()
     assert (VALUE.encode() in out + err) is False, "value on console"
+
+
+def test_sighup_ignored_at_start_stays_ignored(tmp_path: Path, write_workflow: Callable[..., Path]) -> None:
+    """`nohup loom run ...`: SIGHUP was ignored when loom started, so it does not stop the run."""
+    write_workflow(
+        "jobs:\n  wait:\n    script:\n      - 'echo $$ > job.pid'\n"
+        "      - 'while [ ! -e go ]; do sleep 0.05; done'\n"
+    )
+    proc = subprocess.Popen(
+        [*LOOM, "run", "workflow.yml", "--receipt", "r.json"],
+        cwd=tmp_path,
+        env=clean_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN),
+    )
+    try:
+        _wait_for(tmp_path / "job.pid")
+        proc.send_signal(signal.SIGHUP)
+        (tmp_path / "go").touch()
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert json.loads((tmp_path / "r.json").read_text())["status"] == "success"
 
 
 def test_files_left_by_a_killed_run_are_removed_once_its_job_is_gone(

@@ -21,7 +21,11 @@ CONTAINER_WORKDIR = "/workspace"
 
 
 def require_engine(environ: Mapping[str, str], docker: str = "docker", timeout: float = 20.0) -> str:
-    """Path of a ``docker`` whose ``docker info`` succeeds, else ``WORKFLOW_DOCKER_UNAVAILABLE``."""
+    """Path of a ``docker`` whose ``docker info`` succeeds, else ``WORKFLOW_DOCKER_UNAVAILABLE``.
+
+    ``environ`` is all ``docker info`` gets (and its ``PATH`` finds ``docker``): pass the cleaned
+    environment ``docker run`` gets, without vault credentials or ``env://`` sources.
+    """
     found = shutil.which(docker, path=environ.get("PATH"))
     if found is None:
         raise LoomError(

@@ -169,7 +169,9 @@ class Run:
         try:
             check_debug_trace(workflow, order, self.environ)
             if any(workflow.jobs[name].image for name in order):
-                docker_mod.require_engine(self.environ, self.opts.docker)
+                # what `docker run` gets: no vault credential, no env:// source reaches `docker info`
+                engine_env = scrubbed_environ(self.environ, {}, self.env_sources, self.pool.protected())
+                docker_mod.require_engine(engine_env, self.opts.docker)
             self.host.hook.loom_startup(component="workflow", config=self.config)
             started = True
             trace = bool(trace_sources(workflow, order, self.environ))

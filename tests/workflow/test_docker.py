@@ -220,3 +220,47 @@ def test_a_timed_out_docker_job_kills_its_container_by_name(
     killed = (tmp_path / "docker.kill").read_bytes().split(b"\0")[:-1]
     assert killed == [b"kill", f"loom-{result.receipt.run_id.lower()}-slow".encode()]
     assert not Path((tmp_path / "host.file").read_text().strip()).exists()
+
+
+def test_docker_info_gets_the_cleaned_environment(tmp_path: Path, write_workflow: Callable[..., Path]) -> None:
+    """The engine check ran `docker info` with loom's whole environment: vault credentials (a
+    1Password token, a KeePass alias and the master password it names) and the `env://` sources
+    reached it. It now gets what `docker run` gets; an ordinary variable still does."""
+    path = write_workflow(WORKFLOW)
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "docker").write_text(
+        "#!/bin/bash\n"
+        'here="$(dirname "$0")/.."\n'
+        'case "$1" in\n'
+        '  info) env > "$here/docker.info.env"; exit 0 ;;\n'
+        '  run) env > "$here/docker.run.env"; exit 0 ;;\n'
+        "esac\n"
+        "exit 2\n"
+    )
+    (bindir / "docker").chmod(0o755)
+    op_token = "ops_service-account-token-4411"
+    master = "keepass-master-password-9d0e"
+    env = {
+        "DB_PW": VALUE,
+        "API_TOKEN": TOKEN,
+        "OP_SERVICE_ACCOUNT_TOKEN": op_token,
+        "LOOM_KEEPASS_DB_MAIN_PATH": str(tmp_path / "main.kdbx"),
+        "LOOM_KEEPASS_DB_MAIN_PASSWORD_ENV": "KP_MASTER",
+        "KP_MASTER": master,
+        "ORDINARY_SETTING": "kept",
+        "PATH": f"{bindir}:{os.environ['PATH']}",
+    }
+    result: Any
+    result, _, err = run_inprocess(path, env)
+    assert result.exit_code == 0, err
+    for name in ("docker.info.env", "docker.run.env"):
+        seen = dict(line.split("=", 1) for line in (tmp_path / name).read_text().splitlines() if "=" in line)
+        withheld = {"DB_PW", "OP_SERVICE_ACCOUNT_TOKEN", "LOOM_KEEPASS_DB_MAIN_PATH",
+                    "LOOM_KEEPASS_DB_MAIN_PASSWORD_ENV", "KP_MASTER"}  # fmt: skip
+        assert not withheld & seen.keys(), (name, withheld & seen.keys())
+        raw = (tmp_path / name).read_bytes()
+        assert not any(v.encode() in raw for v in (VALUE, op_token, master)), name
+        assert seen["ORDINARY_SETTING"] == "kept"
+    # the engine check precedes resolution: a `file: false` value is not in its environment either
+    assert "API_TOKEN" not in (tmp_path / "docker.info.env").read_text()

@@ -23,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
 
     from loom_core.config import load_config
     from loom_core.workflow.process import tune_allocator
-    from loom_core.workflow.runner import RunOptions, run_workflow
+    from loom_core.workflow.runner import RunOptions, jobs_failed, run_workflow
 
     tune_allocator()
 
@@ -41,9 +41,6 @@ def run(args: argparse.Namespace) -> int:
         raise result.error
     if result.receipt.status == "interrupted":  # a signal stopped the run: exit 128 + signal, as shells do
         return result.exit_code
-    if result.exit_code == 1:
-        from loom_core.errors import ErrorCode, LoomError
-
-        failed = [f"{j.name} ({j.status})" for j in result.receipt.jobs if j.status != "success"]
-        raise LoomError(ErrorCode.WORKFLOW_JOB_FAILED, "jobs did not succeed: " + ", ".join(failed))
+    if result.exit_code == 1:  # jobs failed: the same error as the receipt's `error`
+        raise jobs_failed(result.receipt)
     return result.exit_code

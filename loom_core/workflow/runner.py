@@ -195,6 +195,9 @@ class Run:
                 self.watch.uninstall()
             receipt.finished_at = utc_now()
             receipt.status = self._status(receipt, result)
+            if receipt.status == "failed" and receipt.error is None:  # what the CLI reports, recorded
+                failed = jobs_failed(receipt)
+                receipt.error = {"code": failed.code.value, "message": failed.message}
             failure = _write_receipt(receipt, path, "at the end of the run; the jobs' outcome is above")
             self.say(failure.message if failure is not None else f"receipt: {_display_path(path)}")
             result.error = result.error or failure
@@ -396,6 +399,13 @@ class Run:
         if receipt.status == "interrupted":
             return EXIT_SIGNAL_BASE + (self._interrupted() or 2)  # no signal seen: as for SIGINT
         return 0 if receipt.status == "success" else 1
+
+
+def jobs_failed(receipt: Receipt) -> LoomError:
+    """``WORKFLOW_JOB_FAILED`` naming each job that did not succeed, with its status: the error
+    of a run that failed only because jobs did (the receipt's ``error``, the CLI's message)."""
+    failed = [f"{j.name} ({j.status})" for j in receipt.jobs if j.status != "success"]
+    return LoomError(ErrorCode.WORKFLOW_JOB_FAILED, "jobs did not succeed: " + ", ".join(failed))
 
 
 def _signal_name(number: int) -> str:

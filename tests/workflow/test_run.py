@@ -733,3 +733,25 @@ def test_a_timed_out_job_leaves_no_process_that_ignores_sigterm(
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.kill(child, signal.SIGKILL)
+
+
+def test_a_run_failed_by_its_jobs_records_the_error_the_cli_prints(
+    tmp_path: Path, write_workflow: Callable[..., Path]
+) -> None:
+    """The CLI said `error[WORKFLOW_JOB_FAILED]: ...` while the receipt's top-level `error` was
+    null: the receipt now holds that same error."""
+    write_workflow(
+        """\
+        jobs:
+          a: {script: ['exit 3']}
+          b: {needs: [a], script: ['true']}
+          c: {script: ['true']}
+        """
+    )
+    proc = run_loom(["run", "workflow.yml", "--receipt", "r.json"], cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr
+    receipt = json.loads((tmp_path / "r.json").read_text())
+    assert receipt["status"] == "failed"
+    message = "jobs did not succeed: a (failed), b (skipped)"
+    assert receipt["error"] == {"code": "WORKFLOW_JOB_FAILED", "message": message}
+    assert f"error[WORKFLOW_JOB_FAILED]: {message}".encode() in proc.stderr

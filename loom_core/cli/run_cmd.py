@@ -9,7 +9,11 @@ import os
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", help="workflow YAML file")
     parser.add_argument("--job", help="run only this job and the jobs it needs (transitively)")
-    parser.add_argument("--receipt", help="receipt path (default .loom/runs/<run-id>.json)")
+    parser.add_argument(
+        "--receipt",
+        help="receipt file (default .loom/runs/<run-id>.json), replaced atomically through symlinks; "
+        "a character device or FIFO (/dev/null, /dev/stdout) gets the final receipt written to it",
+    )
     parser.add_argument(
         "--config",
         help="config.toml ([secrets] limits and timeout, [secrets.providers.<scheme>] options, plugins.disabled)",

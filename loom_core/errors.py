@@ -295,7 +295,9 @@ _CATALOGUE_ROWS: dict[ErrorCode, tuple[str, str]] = {
         "Start a Docker engine, or run the job without `image`.",
     ),
     ErrorCode.WORKFLOW_RECEIPT_UNWRITABLE: (
-        "The run's receipt cannot be written (its directory is a file, read-only, or the disk is full).",
+        "The run's receipt cannot be written (its directory is a file, read-only, or the disk is full), or "
+        "`--receipt` names a directory, socket or block device (symlinks are followed; character devices "
+        "and FIFOs are written to).",
         "Pass `--receipt` a path in a writable directory. Checked before the first job starts, so "
         "nothing ran; if it fails at the end, the console still shows each job's outcome.",
     ),

@@ -36,6 +36,7 @@ class AuthGate:
             return
         authorization = None
         host = ""
+        origins: list[str] = []
         credentials = 0
         for name, value in scope.get("headers", ()):
             if name == b"authorization":
@@ -43,6 +44,10 @@ class AuthGate:
                 authorization = authorization if authorization is not None else value.decode("latin-1")
             elif name == b"host" and not host:
                 host = value.decode("latin-1")
+            elif name == b"origin":
+                origins.append(value.decode("latin-1"))
+            elif name == b"sec-fetch-site" and value.strip().lower() == b"cross-site":
+                origins.append("cross-site")
         client = scope.get("client")
         method, client_host = scope.get("method", ""), client[0] if client else ""
         if credentials > 1:
@@ -62,6 +67,18 @@ class AuthGate:
                 "this server runs without an API key (local passthrough mode) and answers only requests "
                 "addressed to localhost, 127.0.0.1 or [::1]; set the variable server.auth_token_env names "
                 "to serve other host names",
+            )
+            await loom_error_response(refused)(scope, receive, send)
+            return
+        if self.authenticator.passthrough and any(not _loopback_origin(o) for o in origins):
+            # No key: a web page the user visits can still send a "simple" POST (no preflight) to
+            # 127.0.0.1; its browser names the page's origin. Only pages served from this machine pass.
+            self.authenticator.record_denial("passthrough_cross_origin", method, scope["path"], client_host)
+            refused = LoomError(
+                ErrorCode.AUTH_REQUIRED,
+                "this server runs without an API key (local passthrough mode) and refuses requests a web "
+                "page on another origin sends; set the variable server.auth_token_env names to use it "
+                "from a browser",
             )
             await loom_error_response(refused)(scope, receive, send)
             return
@@ -89,6 +106,19 @@ def is_loopback(name: str) -> bool:
         return False
     mapped = getattr(address, "ipv4_mapped", None)  # ::ffff:127.0.0.1
     return address.is_loopback or (mapped is not None and mapped.is_loopback)
+
+
+def _loopback_origin(origin: str) -> bool:
+    """Whether an ``Origin`` header names a page served from this machine (``null``, an opaque
+    origin of a sandboxed frame or a file, and anything unparsable are not)."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(origin.strip())
+        hostname = parts.hostname
+    except ValueError:
+        return False
+    return parts.scheme in {"http", "https"} and hostname is not None and is_loopback(hostname)
 
 
 def _loopback_name(host: str) -> bool:

@@ -136,6 +136,32 @@ def test_passthrough_answers_only_requests_addressed_to_this_machine(spawn: Call
     assert httpx.get(f"{server.base_url}/health", headers={"Host": "attacker.example"}).status_code == 200
 
 
+def test_passthrough_refuses_what_a_page_on_another_origin_sends(spawn: Callable[..., Any]) -> None:
+    """A page the user visits can POST to 127.0.0.1 without a preflight (a body-less admin POST, a
+    text/plain body): its browser adds Origin (or Sec-Fetch-Site: cross-site). Without a key such a
+    request wrote a backup; now it is refused and audited, and nothing is written."""
+    server = spawn(token=None).start()
+    port = server.base_url.rsplit(":", 1)[1]
+    attempts = [
+        {"Origin": "https://evil.example", "Content-Type": "text/plain"},
+        {"Origin": "null"},
+        {"Origin": "http://localhost.evil.test"},
+        {"Sec-Fetch-Site": "cross-site"},
+    ]
+    for headers in attempts:
+        response = httpx.post(f"{server.base_url}/v1/admin/backups", headers=headers)
+        assert response.status_code == 401, headers
+        assert response.json()["error"]["code"] == "AUTH_REQUIRED" and "another origin" in response.text
+    assert _denials(server.logs()).count("passthrough_cross_origin") == len(attempts)
+    backups = server.log_path.parent / "data-backups"  # server.backup_dir's default
+    assert not backups.exists() or not any(backups.iterdir()), "a refused request still wrote a backup"
+    assert httpx.post(f"{server.base_url}/v1/admin/backups").status_code == 201  # the test can see one
+    assert any(backups.iterdir())
+    for origin in (f"http://127.0.0.1:{port}", f"http://localhost:{port}", f"http://[::1]:{port}"):
+        response = httpx.get(f"{server.base_url}/v1/streams", headers={"Origin": origin})
+        assert response.status_code == 200, origin
+
+
 def test_with_a_key_any_host_name_is_served(api_server: Any, token: str) -> None:
     response = httpx.get(f"{api_server.base_url}/v1/streams",
                          headers={"Host": "memory.example.org", "Authorization": f"Bearer {token}"})

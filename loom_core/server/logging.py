@@ -111,11 +111,13 @@ class TextFormatter(logging.Formatter):
 
 def _compact(value: Any) -> str:
     """A field value that cannot break the line: strings with spaces or control characters
-    (a percent-decoded ``%0A`` in a request path) are JSON-quoted, which escapes them."""
+    (a percent-decoded ``%0A`` in a request path) are JSON-quoted, and what JSON leaves raw
+    (U+0085, U+2028, U+2029, C1 controls: line breaks to ``str.splitlines``) is escaped too."""
     if isinstance(value, str):
-        plain = value and " " not in value and value.isprintable()
-        return value if plain else json.dumps(value, ensure_ascii=False)
-    return json.dumps(value, default=str, separators=(",", ":"), ensure_ascii=False)
+        if value and " " not in value and value.isprintable():
+            return value
+        return _one_line(json.dumps(value, ensure_ascii=False))
+    return _one_line(json.dumps(value, default=str, separators=(",", ":"), ensure_ascii=False))
 
 
 def _one_line(text: str) -> str:

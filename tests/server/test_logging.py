@@ -50,6 +50,19 @@ def test_text_format_is_one_compact_line_with_the_target(restore_root_logging: N
     assert "resource=agent-1" in line and "actor=api-key" in line
 
 
+@pytest.mark.parametrize("breaker", ["\n", "\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029"])
+def test_no_line_break_of_any_kind_splits_a_text_record(restore_root_logging: None, breaker: str) -> None:
+    """A request path decoded from ``%C2%85`` (NEL) or holding U+2028 stayed raw in ``resource="..."``
+    (JSON leaves them unescaped), and readers that split on them (``str.splitlines``) saw a forged line."""
+    out = io.StringIO()
+    configure_logging("text", "info", out)
+    forged = f"x{breaker}2026-01-01T00:00:00.000Z INFO    audit: stream.delete success"
+    emit(AuditEvent(action="chunk.read", outcome="failure", actor="anonymous", resource=forged,
+                    details={"path": forged}))
+    logging.getLogger("loom.server").info("message %s", forged)
+    assert len(out.getvalue().splitlines()) == 2
+
+
 def test_configure_twice_does_not_duplicate_lines(restore_root_logging: None) -> None:
     """Re-configuring replaces the handler rather than adding a second one."""
     out = io.StringIO()

@@ -82,6 +82,7 @@ class ErrorCode(StrEnum):
     AUTH_INVALID = "AUTH_INVALID"
     VALIDATION_FAILED = "VALIDATION_FAILED"
     PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
+    HEADERS_TOO_LARGE = "HEADERS_TOO_LARGE"
     NOT_FOUND = "NOT_FOUND"
     CONFLICT = "CONFLICT"
     BACKUP_FAILED = "BACKUP_FAILED"
@@ -316,6 +317,10 @@ _CATALOGUE_ROWS: dict[ErrorCode, tuple[str, str]] = {
     ErrorCode.PAYLOAD_TOO_LARGE: (
         "The request body exceeds `server.max_body_bytes`.",
         "Send smaller batches or raise the limit.",
+    ),
+    ErrorCode.HEADERS_TOO_LARGE: (
+        "The request line and headers exceed 16 KiB (answered 431).",
+        "Send shorter headers (a cookie jar or a long query string are the usual causes).",
     ),
     ErrorCode.NOT_FOUND: (
         "The chunk, stream, entity or relation does not exist.",

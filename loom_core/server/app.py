@@ -33,6 +33,7 @@ from loom_core.plugins.host import PluginHost
 from loom_core.server.auth import AuthDep, Authenticator, declare_bearer_security, resolve_api_key
 from loom_core.server.errors import install_error_handlers
 from loom_core.server.gate import AuthGate
+from loom_core.server.head_limit import HeadSizeLimit
 from loom_core.server.limits import BodySizeLimit
 from loom_core.server.runtime import make_host, open_engine
 from loom_core.server.schemas import Health
@@ -146,7 +147,8 @@ def create_app(
     app.state.search_pool = None  # set while the app runs (lifespan)
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_body_bytes=cfg.server.max_body_bytes)
-    app.add_middleware(AuthGate, authenticator=authenticator)  # added last: runs first
+    app.add_middleware(AuthGate, authenticator=authenticator)
+    app.add_middleware(HeadSizeLimit)  # added last: runs first
 
     @app.api_route("/health", methods=["GET", "HEAD"], tags=["health"], response_model=Health,
                    summary="Liveness; never authenticated (HEAD too, for monitors)")

@@ -33,6 +33,7 @@ STATUS_BY_CODE: dict[ErrorCode, int] = {
     ErrorCode.AUTH_REQUIRED: 401,
     ErrorCode.AUTH_INVALID: 401,
     ErrorCode.PAYLOAD_TOO_LARGE: 413,
+    ErrorCode.HEADERS_TOO_LARGE: 431,
     ErrorCode.ENCRYPTION_KEY_DESTROYED: 410,
     ErrorCode.ENCRYPTION_KEY_MISSING: 409,  # e.g. a backfill asked of a server running without a key
     ErrorCode.STORAGE_LOCKED: 503,

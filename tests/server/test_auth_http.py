@@ -226,6 +226,28 @@ def test_an_oversized_request_head_is_refused_before_it_is_read_whole(api_server
     assert httpx.get(f"{api_server.base_url}/health").status_code == 200
 
 
+@pytest.mark.parametrize("size", [17_000, 70_000])
+def test_a_large_head_sent_in_one_piece_is_refused_too(api_server: Any, token: str, size: int) -> None:
+    """h11 bounds only a head still incomplete in its buffer: 70 KB of header arriving in one write was
+    parsed and served (200). Any head over 16 KiB is now answered 431 with the coded error."""
+    import socket
+
+    host, port = api_server.base_url.removeprefix("http://").rsplit(":", 1)
+    head = (f"GET /v1/streams HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\n"
+            f"X-Pad: {'a' * size}\r\nConnection: close\r\n\r\n").encode()
+    with socket.create_connection((host, int(port)), timeout=30) as conn:
+        conn.sendall(head)
+        reply = b""
+        while chunk := conn.recv(65536):
+            reply += chunk
+    status, _, body = reply.partition(b"\r\n\r\n")
+    assert status.startswith(b"HTTP/1.1 431 "), status[:40]
+    assert json.loads(body)["error"]["code"] == "HEADERS_TOO_LARGE"
+    small = httpx.get(f"{api_server.base_url}/v1/streams", headers={"Authorization": f"Bearer {token}",
+                                                                     "X-Pad": "a" * 15_000})
+    assert small.status_code == 200
+
+
 @pytest.mark.parametrize("trusted", ["", "127.0.0.1"])
 def test_only_configured_proxies_choose_the_audited_client_address(
     spawn: Callable[..., Any], tmp_path: Any, trusted: str

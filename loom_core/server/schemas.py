@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
-from loom_core.memory.rows import MAX_LEVEL, MAX_TIME_MS
+from loom_core.memory.rows import MAX_LEVEL, MAX_NAME, MAX_TIME_MS
 
 MAX_BATCH = 10_000
 
@@ -64,6 +64,8 @@ Timestamp = Annotated[
           json_schema_extra={"anyOf": [{"type": "string", "format": "date-time"}, {"type": "integer"}]}),
 ]
 NonBlank = Annotated[str, AfterValidator(_non_blank)]
+#: An entity type, name or alias, or a predicate: the engine's limit, so API, engine and import agree.
+Name = Annotated[str, Field(max_length=MAX_NAME), AfterValidator(_non_blank)]
 Level = Annotated[int, Field(ge=0, le=MAX_LEVEL, description="0 = raw (L0), 1+ = consolidated")]
 
 
@@ -106,9 +108,9 @@ class SearchIn(Request):
 class EntityIn(Request):
     """An entity of a stream's graph."""
 
-    type: NonBlank = Field(max_length=200)
-    name: NonBlank = Field(max_length=1000)
-    aliases: list[NonBlank] = Field(default_factory=list)
+    type: Name
+    name: Name
+    aliases: list[Name] = Field(default_factory=list)
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -116,7 +118,7 @@ class RelationIn(Request):
     """``subject --predicate--> object`` between two entity ids of the stream."""
 
     subject: NonBlank
-    predicate: NonBlank = Field(max_length=200)
+    predicate: Name
     object: NonBlank
     valid_from: Timestamp | None = None
     valid_to: Timestamp | None = None

@@ -301,8 +301,8 @@ PARITY = [
     ("chunk", {"supersedes": ""}, True),
     ("entity", {"type": ""}, True),
     ("entity", {"type": 5}, True),
-    ("entity", {"type": "t" * 201}, True),
-    ("entity", {"type": "t" * 200}, False),
+    ("entity", {"type": "t" * 513}, True),
+    ("entity", {"type": "t" * 512}, False),
     ("entity", {"name": " "}, True),
     ("entity", {"name": "n" * 513}, True),
     ("entity", {"name": "n" * 512}, False),
@@ -316,8 +316,8 @@ PARITY = [
     ("entity", {"metadata": []}, True),
     ("entity", {"metadata": {"x": float("inf")}}, True),
     ("relation", {"predicate": ""}, True),
-    ("relation", {"predicate": "p" * 201}, True),
-    ("relation", {"predicate": "p" * 200}, False),
+    ("relation", {"predicate": "p" * 513}, True),
+    ("relation", {"predicate": "p" * 512}, False),
     ("relation", {"predicate": " nests_at  "}, False),
     ("relation", {"valid_from": 5000, "valid_to": 10}, True),
     ("relation", {"valid_from": 10, "valid_to": 10}, True),
@@ -338,8 +338,8 @@ def test_import_refuses_exactly_what_the_api_refuses(
     api: tuple[Any, MemoryEngine, dict[str, str]], record: str, patch: dict[str, Any], refused: bool
 ) -> None:
     """Import took relations the API answers 422 for (valid_to before valid_from, source chunks that
-    are not strings, so GET then broke the documented RelationOut) and types and predicates up to
-    512 characters where the API stops at 200. Each value below gets the same answer from both."""
+    are not strings, so GET then broke the documented RelationOut); names, types, aliases and
+    predicates hold at most 512 characters in both. Each value below gets the same answer from both."""
     client, engine, held = api
     body: dict[str, Any] = {
         "chunk": {"content": "a heron note"},

@@ -243,7 +243,7 @@ def _as_text(lines: list[dict[str, Any]]) -> io.StringIO:
         ("entity", "name", "", "must not be blank"),
         ("entity", "name", "n" * 513, "at most 512 characters"),
         ("entity", "aliases", ["a" * 513], "at most 512 characters"),
-        ("relation", "predicate", "p" * 201, "at most 200 characters"),
+        ("relation", "predicate", "p" * 513, "at most 512 characters"),
         ("relation", "subject", "01J00000000000000000000000", "names an entity that is not in the import"),
     ],
 )

@@ -58,29 +58,11 @@ class AuthGate:
                 ErrorCode.AUTH_INVALID, "the request carries more than one Authorization header; send exactly one"
             ))(scope, receive, send)
             return
-        if self.authenticator.passthrough and host and not _loopback_name(host):
-            # No key: only a client on this machine may talk to the server. A web page that had its
-            # domain re-resolved to 127.0.0.1 (DNS rebinding) sends its own name as Host.
-            self.authenticator.record_denial("passthrough_non_local_host", method, scope["path"], client_host)
-            refused = LoomError(
-                ErrorCode.AUTH_REQUIRED,
-                "this server runs without an API key (local passthrough mode) and answers only requests "
-                "addressed to localhost, 127.0.0.1 or [::1]; set the variable server.auth_token_env names "
-                "to serve other host names",
-            )
-            await loom_error_response(refused)(scope, receive, send)
-            return
-        if self.authenticator.passthrough and any(not _loopback_origin(o) for o in origins):
-            # No key: a web page the user visits can still send a "simple" POST (no preflight) to
-            # 127.0.0.1; its browser names the page's origin. Only pages served from this machine pass.
-            self.authenticator.record_denial("passthrough_cross_origin", method, scope["path"], client_host)
-            refused = LoomError(
-                ErrorCode.AUTH_REQUIRED,
-                "this server runs without an API key (local passthrough mode) and refuses requests a web "
-                "page on another origin sends; set the variable server.auth_token_env names to use it "
-                "from a browser",
-            )
-            await loom_error_response(refused)(scope, receive, send)
+        refusal = _passthrough_refusal(host, origins) if self.authenticator.passthrough else None
+        if refusal is not None:
+            reason, message = refusal
+            self.authenticator.record_denial(reason, method, scope["path"], client_host)
+            await loom_error_response(LoomError(ErrorCode.AUTH_REQUIRED, message))(scope, receive, send)
             return
         try:
             principal = self.authenticator.authenticate(
@@ -91,6 +73,27 @@ class AuthGate:
             return
         scope.setdefault("state", {})["principal"] = principal
         await self.app(scope, receive, send)
+
+
+def _passthrough_refusal(host: str, origins: list[str]) -> tuple[str, str] | None:
+    """``(audit reason, message)`` when a key-less server must refuse the request, else ``None``.
+
+    Only a client on this machine may use it: a web page that had its domain re-resolved to
+    127.0.0.1 (DNS rebinding) sends its own name as Host, and any page the user visits can send a
+    "simple" POST (no preflight) to 127.0.0.1, its browser naming the page's origin.
+    """
+    how = "set the variable server.auth_token_env names"
+    if host and not _loopback_name(host):
+        return "passthrough_non_local_host", (
+            "this server runs without an API key (local passthrough mode) and answers only requests "
+            f"addressed to localhost, 127.0.0.1 or [::1]; {how} to serve other host names"
+        )
+    if any(not _loopback_origin(origin) for origin in origins):
+        return "passthrough_cross_origin", (
+            "this server runs without an API key (local passthrough mode) and refuses requests a web "
+            f"page on another origin sends; {how} to use it from a browser"
+        )
+    return None
 
 
 def is_loopback(name: str) -> bool:

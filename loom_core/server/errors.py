@@ -10,7 +10,7 @@ paths or backend text never reach the client.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -122,7 +122,12 @@ async def _on_http_exception(request: Request, exc: Exception) -> JSONResponse:
     if status == 404:
         code, message = ErrorCode.NOT_FOUND, f"no route for {request.method} {path}"
     elif status == 405:
+        allowed = _allowed_methods(request)
         code, message = ErrorCode.USAGE_ERROR, f"method {request.method} is not allowed on {path}"
+        if allowed:
+            message += f"; use {', '.join(allowed)}"
+            headers = {**(exc.headers or {}), "Allow": ", ".join(allowed)}
+            return JSONResponse(error_body(code, message), status_code=status, headers=headers)
     elif status == 413:
         code, message = ErrorCode.PAYLOAD_TOO_LARGE, str(exc.detail)
     elif status == 400:  # the body could not be decoded at all (compressed, not UTF-8, absurd numbers)
@@ -134,6 +139,29 @@ async def _on_http_exception(request: Request, exc: Exception) -> JSONResponse:
     else:
         code, message = ErrorCode.INTERNAL_ERROR, CATALOGUE[ErrorCode.INTERNAL_ERROR][0]
     return JSONResponse(error_body(code, message), status_code=status, headers=exc.headers)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at this path (Starlette's 405 names only the first route's)."""
+    path, root = request.scope.get("path", ""), request.scope.get("root_path", "")
+    if root and path.startswith(root):  # mounted under a proxy prefix: match the app's own path
+        path = path[len(root):]
+    methods: set[str] = set()
+    for route in _routes(request.app.router.routes):
+        regex, served = getattr(route, "path_regex", None), getattr(route, "methods", None)
+        if regex is not None and served and regex.match(path):
+            methods.update(served)
+    return sorted(methods)
+
+
+def _routes(routes: Any) -> Iterator[Any]:
+    """Routes, with those of included routers (whose prefixes are in their own paths) flattened."""
+    for route in routes:
+        inner = getattr(getattr(route, "original_router", None), "routes", None)
+        if inner is not None:
+            yield from _routes(inner)
+        else:
+            yield route
 
 
 async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -292,3 +292,16 @@ def test_serve_warns_about_settings_that_do_nothing_yet(spawn: Callable[..., Any
     warnings = [json.loads(line)["message"] for line in server.logs().splitlines()
                 if line.startswith("{") and '"WARNING"' in line]
     assert any("[pii]" in w and "nothing is filtered" in w for w in warnings)
+
+
+def test_405_lists_every_method_the_path_serves(api_server: Any, token: str) -> None:
+    """Starlette's 405 named only the first route's methods (``allow: GET`` on /v1/chunks/{id}, whose
+    DELETE is another route)."""
+    auth = {"Authorization": f"Bearer {token}"}
+    for path, expected in (("/v1/chunks/01J00000000000000000000000", {"GET", "DELETE"}),
+                           ("/v1/streams/s/chunks", {"GET", "POST"})):
+        response = httpx.put(f"{api_server.base_url}{path}", headers=auth)
+        assert response.status_code == 405
+        allowed = {m.strip() for m in response.headers["allow"].split(",")}
+        assert expected <= allowed and "PUT" not in allowed, (path, allowed)
+        assert response.json()["error"]["code"] == "USAGE_ERROR"

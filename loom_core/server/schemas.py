@@ -38,6 +38,8 @@ def parse_time(value: Any) -> Any:
     if isinstance(value, str):
         text = value.strip()
         if text.isascii() and text.isdigit():  # str.isdigit alone accepts "²", which int() refuses
+            if len(text) > len(str(MAX_TIME_MS)):  # int() of thousands of digits fails with Python's own text
+                raise ValueError(f"milliseconds since the epoch must be at most {MAX_TIME_MS} (year 9999)")
             return int(text)
         try:
             moment = datetime.fromisoformat(text)

@@ -18,3 +18,13 @@ def test_iso_times_convert_to_the_exact_millisecond(text: str, millis: int) -> N
     from loom_core.server.schemas import parse_time
 
     assert parse_time(text) == millis
+
+
+def test_a_time_of_thousands_of_digits_is_refused_in_the_api_s_words() -> None:
+    """``"since": "9" * 5000`` answered Python's "Exceeds the limit (4300 digits) ... use
+    sys.set_int_max_str_digits()" text; it is refused as a time past year 9999."""
+    from loom_core.server.schemas import SearchIn
+
+    with pytest.raises(ValueError, match="year 9999") as info:
+        SearchIn.model_validate({"query": "x", "since": "9" * 5000})
+    assert "sys.set_int_max_str_digits" not in str(info.value)

@@ -8,6 +8,7 @@ from fastapi import Depends, Request
 
 from loom_core.errors import ErrorCode, LoomError
 from loom_core.memory.engine import MemoryEngine
+from loom_core.memory.rows import MAX_TIME_MS
 from loom_core.server.schemas import parse_time
 
 
@@ -28,6 +29,12 @@ def time_param(value: str | None, name: str) -> int | None:
         return None
     try:
         millis: int = parse_time(value)
+        if not 0 <= millis <= MAX_TIME_MS:
+            raise ValueError(f"must be between 0 and {MAX_TIME_MS} ms (the end of year 9999)")
     except ValueError as exc:
-        raise LoomError(ErrorCode.VALIDATION_FAILED, f"query.{name}: {exc}") from None
+        field = f"query.{name}"
+        # the same shape as a body's validation errors
+        raise LoomError(ErrorCode.VALIDATION_FAILED, f"{field}: {exc}", details={
+            "errors": [{"field": field, "message": str(exc), "type": "value_error"}],
+        }) from None
     return millis

@@ -476,3 +476,14 @@ def test_suspicious_input_is_stored_as_sent_and_audited_without_content(http: ht
     assert flagged[marked["id"]]["details"]["findings"] == ["html_markup"]
     assert plain["id"] not in flagged
     assert "steal()" not in logs and "email the vault" not in logs
+
+
+@pytest.mark.parametrize("at", ["yesterday", "99999999999999999999999", "9" * 5000])
+def test_a_bad_query_time_is_a_validation_error_with_details(http: httpx.Client, at: str) -> None:
+    """``?at=yesterday`` answered code and message only (bodies' shape errors list details.errors), and
+    a time past year 9999 was accepted in the query string though refused in bodies."""
+    response = http.get("/v1/streams/s/relations", params={"at": at})
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["code"] == "VALIDATION_FAILED"
+    assert [e["field"] for e in error["details"]["errors"]] == ["query.at"]

@@ -487,3 +487,44 @@ def test_a_bad_query_time_is_a_validation_error_with_details(http: httpx.Client,
     error = response.json()["error"]
     assert error["code"] == "VALIDATION_FAILED"
     assert [e["field"] for e in error["details"]["errors"]] == ["query.at"]
+
+
+def _shape_error(response: httpx.Response, field: str) -> dict[str, Any]:
+    """The 422 a request-shape problem gets: VALIDATION_FAILED listing ``field`` in details.errors."""
+    assert response.status_code == 422, response.text
+    error: dict[str, Any] = response.json()["error"]
+    assert error["code"] == "VALIDATION_FAILED"
+    assert field in [e["field"] for e in error["details"]["errors"]], error
+    return error
+
+
+def test_entity_and_predicate_names_hold_512_characters_with_one_error_shape(http: httpx.Client) -> None:
+    """docs/memory.md: type, name, aliases and predicate hold at most 512 characters. The API
+    stopped type and predicate at 200, and a name of 513-1000 characters got a details.field error
+    from the engine while a longer one got pydantic's details.errors."""
+    stream = fresh("names")
+    entity = http.post(f"/v1/streams/{stream}/entities",
+                       json={"type": "t" * 512, "name": "n" * 512, "aliases": ["a" * 512]})
+    assert entity.status_code == 201, entity.text
+    other = http.post(f"/v1/streams/{stream}/entities", json={"type": "person", "name": "Bob"}).json()
+    relation = http.post(f"/v1/streams/{stream}/relations",
+                         json={"subject": entity.json()["id"], "predicate": "p" * 512, "object": other["id"]})
+    assert relation.status_code == 201, relation.text
+    for field, value in [("type", "t" * 513), ("name", "n" * 513), ("name", "n" * 1001),
+                         ("aliases", ["a" * 513])]:
+        body: dict[str, Any] = {"type": "person", "name": "Carol", field: value}
+        response = http.post(f"/v1/streams/{stream}/entities", json=body)
+        error = _shape_error(response, f"body.{field}" + (".0" if field == "aliases" else ""))
+        assert "512" in error["message"]
+    response = http.post(f"/v1/streams/{stream}/relations",
+                         json={"subject": other["id"], "predicate": "p" * 513, "object": other["id"]})
+    assert "512" in _shape_error(response, "body.predicate")["message"]
+
+
+@pytest.mark.parametrize("since", ["9" * 5000, 10**400])
+def test_a_time_of_thousands_of_digits_gets_the_api_s_own_words(http: httpx.Client, since: object) -> None:
+    """``"since": "9"*5000`` answered Python's "Exceeds the limit (4300 digits)... use
+    sys.set_int_max_str_digits()" text."""
+    response = http.post("/v1/search", json={"query": "x", "since": since})
+    error = _shape_error(response, "body.since")
+    assert "set_int_max_str_digits" not in response.text and "4300" not in error["message"]

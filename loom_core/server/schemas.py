@@ -1,7 +1,8 @@
 """Request and response shapes of the REST API (pydantic).
 
 Request models forbid unknown fields, so a typo such as ``levle`` is a 422
-naming the field rather than a silently ignored option. Times are accepted
+naming the field rather than a silently ignored option, and take integers and
+booleans only as JSON integers and booleans (``"k": true`` is not 1). Times are accepted
 as ISO-8601 strings (a zone-less time is UTC) or integer milliseconds since
 the Unix epoch, and always returned as integer milliseconds. Response models
 document the answers in the OpenAPI schema; handlers return the engine's
@@ -13,7 +14,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, Strict, StrictBool
 
 from loom_core.memory.rows import MAX_LEVEL, MAX_NAME, MAX_TIME_MS
 
@@ -68,7 +69,12 @@ Timestamp = Annotated[
 NonBlank = Annotated[str, AfterValidator(_non_blank)]
 #: An entity type, name or alias, or a predicate: the engine's limit, so API, engine and import agree.
 Name = Annotated[str, Field(max_length=MAX_NAME), AfterValidator(_non_blank)]
+#: A chunk level. Lax (``"1"`` parses) for the query string, where every value is text.
 Level = Annotated[int, Field(ge=0, le=MAX_LEVEL, description="0 = raw (L0), 1+ = consolidated")]
+#: A level in a JSON body: only a JSON integer (``true``, ``"1"`` and ``1.0`` are refused, not read as 1).
+BodyLevel = Annotated[Level, Strict()]
+#: An integer in a JSON body, taken only as a JSON integer, like :data:`BodyLevel`.
+BodyInt = Annotated[int, Strict()]
 
 
 class Request(BaseModel):
@@ -79,7 +85,7 @@ class ChunkIn(Request):
     """One memory to add to a stream."""
 
     content: NonBlank = Field(max_length=1_000_000)
-    level: Level = 0
+    level: BodyLevel = 0
     metadata: dict[str, Any] = Field(default_factory=dict)
     supersedes: str | None = Field(default=None, min_length=1, description="id of the chunk this one replaces")
     expires_at: Timestamp | None = None
@@ -97,12 +103,12 @@ class SearchIn(Request):
     query: NonBlank = Field(max_length=10_000)
     stream: str | None = Field(default=None, min_length=1)
     streams: list[Annotated[str, Field(min_length=1)]] | None = None
-    k: int | None = Field(default=None, ge=1, le=1000, description="defaults to search.default_k")
-    levels: list[Level] | None = None
+    k: BodyInt | None = Field(default=None, ge=1, le=1000, description="defaults to search.default_k")
+    levels: list[BodyLevel] | None = None
     mode: Literal["hybrid", "bm25", "vector"] | None = Field(
         default=None, description="defaults to search.default_mode"
     )
-    include_superseded: bool = False
+    include_superseded: StrictBool = False
     since: Timestamp | None = Field(default=None, description="inclusive, on created_at")
     until: Timestamp | None = Field(default=None, description="exclusive, on created_at")
 

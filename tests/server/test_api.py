@@ -528,3 +528,42 @@ def test_a_time_of_thousands_of_digits_gets_the_api_s_own_words(http: httpx.Clie
     response = http.post("/v1/search", json={"query": "x", "since": since})
     error = _shape_error(response, "body.since")
     assert "set_int_max_str_digits" not in response.text and "4300" not in error["message"]
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"query": "x", "k": "5"}, "body.k"),
+        ({"query": "x", "k": True}, "body.k"),
+        ({"query": "x", "k": 2.0}, "body.k"),
+        ({"query": "x", "levels": [True]}, "body.levels.0"),
+        ({"query": "x", "levels": ["1"]}, "body.levels.0"),
+        ({"query": "x", "include_superseded": "yes"}, "body.include_superseded"),
+        ({"query": "x", "include_superseded": 1}, "body.include_superseded"),
+        ({"query": "x", "since": True}, "body.since"),
+        ({"query": "x", "since": 1.0}, "body.since"),
+    ],
+)
+def test_integers_and_booleans_are_taken_only_as_json_integers_and_booleans(
+    http: httpx.Client, body: dict[str, Any], field: str
+) -> None:
+    """``"k": "5"``, ``"k": true`` and ``"k": 2.0`` were all taken as integers (true as 1)."""
+    _shape_error(http.post("/v1/search", json=body), field)
+
+
+@pytest.mark.parametrize("level", [True, "1", 1.0])
+def test_a_chunk_level_must_be_a_json_integer(http: httpx.Client, level: object) -> None:
+    """``"level": true`` stored a level-1 chunk."""
+    stream = fresh("strict-level")
+    _shape_error(http.post(f"/v1/streams/{stream}/chunks", json={"content": "x", "level": level}), "body.level")
+    batch = http.post(f"/v1/streams/{stream}/chunks/batch", json={"chunks": [{"content": "x", "level": level}]})
+    _shape_error(batch, "body.chunks.0.level")
+    assert http.get(f"/v1/streams/{stream}/chunks").json()["chunks"] == []
+
+
+def test_query_string_numbers_still_parse(http: httpx.Client) -> None:
+    """Strict bodies do not touch the query string, where every value is text."""
+    stream = fresh("query-numbers")
+    add(http, stream, "one", level=1)
+    listing = http.get(f"/v1/streams/{stream}/chunks", params={"level": "1", "limit": "5"})
+    assert listing.status_code == 200 and len(listing.json()["chunks"]) == 1

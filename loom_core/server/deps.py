@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Body, Depends, Request
+from pydantic import BeforeValidator
 
 from loom_core.errors import ErrorCode, LoomError
 from loom_core.memory.engine import MemoryEngine
 from loom_core.memory.rows import MAX_TIME_MS
-from loom_core.server.schemas import parse_time
+from loom_core.server.schemas import NoOptions, no_null, parse_time
 
 
 async def get_engine(request: Request) -> MemoryEngine:
@@ -21,6 +22,14 @@ async def get_engine(request: Request) -> MemoryEngine:
 
 
 EngineDep = Annotated[MemoryEngine, Depends(get_engine)]
+
+#: The optional body of an admin POST that takes no options (none, or ``{}`` as JSON).
+NoOptionsBody = Annotated[
+    NoOptions | None,
+    BeforeValidator(no_null),
+    Body(description="takes no options: send no body, or `{}` (any field, `null`, an array or a "
+                     "non-JSON body is 422)"),
+]
 
 
 def time_param(value: str | None, name: str) -> int | None:

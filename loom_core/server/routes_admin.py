@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from loom_core.server.auth import audited, require_admin
-from loom_core.server.deps import EngineDep
+from loom_core.server.deps import EngineDep, NoOptionsBody
 from loom_core.server.schemas import ERROR_RESPONSES, BackupOut
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(require_admin)],
@@ -27,7 +27,7 @@ def consistency(request: Request, engine: EngineDep) -> dict[str, Any]:
 
 
 @router.post("/rebuild-index", summary="Rebuild the full-text index from storage")
-def rebuild_index(request: Request, engine: EngineDep) -> JSONResponse:
+def rebuild_index(request: Request, engine: EngineDep, _options: NoOptionsBody = None) -> JSONResponse:
     with audited(request, "admin.rebuild_index", None) as facts:
         facts["documents"] = count = engine.rebuild_index()
     return JSONResponse({"documents": count})
@@ -44,7 +44,7 @@ def backup_root(configured: str, data_dir: Path) -> Path:
 
 @router.post("/backups", status_code=201, response_model=BackupOut,
              summary="Back up the running server (storage checkpoint + manifest) into server.backup_dir")
-def create_backup(request: Request, engine: EngineDep) -> JSONResponse:
+def create_backup(request: Request, engine: EngineDep, _options: NoOptionsBody = None) -> JSONResponse:
     # The caller does not choose the path: a client naming a server directory would be a
     # write-anywhere primitive. Backups go under one configured directory, named by time.
     from loom_core.memory.backup import read_manifest

@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse
 from loom_core.audit import AuditEvent, emit
 from loom_core.errors import CATALOGUE, ErrorCode, LoomError
 from loom_core.server.auth import Principal, audited, require_admin, require_auth
-from loom_core.server.deps import EngineDep
+from loom_core.server.deps import EngineDep, NoOptionsBody
 from loom_core.server.schemas import ERROR_RESPONSES
 
 log = logging.getLogger("loom.crypto")
@@ -147,7 +147,7 @@ def runner(request: Request) -> BackfillRunner:
     summary="Encrypt rows written before encryption was on (idempotent, resumable, runs in background)",
     status_code=202,
 )
-def start_backfill(request: Request, engine: EngineDep) -> JSONResponse:
+def start_backfill(request: Request, engine: EngineDep, _options: NoOptionsBody = None) -> JSONResponse:
     with audited(request, "admin.backfill.encrypt_at_rest", None) as facts:
         started = runner(request).start(engine, actor=_actor(request), hook=getattr(request.app.state, "hook", None))
         facts["started"] = started

@@ -134,6 +134,18 @@ class RelationIn(Request):
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 
+class NoOptions(Request):
+    """The body of an admin POST that takes no options: none, or ``{}``. Any field is refused, so
+    a client's misspelt or imagined option is a 422, not silently ignored."""
+
+
+def no_null(value: Any) -> Any:
+    """Refuse a JSON ``null`` body (an absent body is fine): it is not an empty object."""
+    if value is None:
+        raise ValueError("send no body or an empty JSON object {}")
+    return value
+
+
 # -- responses ---------------------------------------------------------------
 
 

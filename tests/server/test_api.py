@@ -567,3 +567,31 @@ def test_query_string_numbers_still_parse(http: httpx.Client) -> None:
     add(http, stream, "one", level=1)
     listing = http.get(f"/v1/streams/{stream}/chunks", params={"level": "1", "limit": "5"})
     assert listing.status_code == 200 and len(listing.json()["chunks"]) == 1
+
+
+@pytest.mark.parametrize("path", ["/v1/admin/rebuild-index", "/v1/admin/backfill/encrypt-at-rest",
+                                  "/v1/admin/backups"])
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [(b'{"x": 1}', "application/json"), (b"[]", "application/json"), (b'{"x": 1}', "text/plain"),
+     (b"null", "application/json")],
+    ids=["unknown-field", "array", "text-plain", "null"],
+)
+def test_admin_posts_refuse_a_body_that_is_not_an_empty_object(
+    http: httpx.Client, path: str, body: bytes, content_type: str
+) -> None:
+    """api.md: unknown fields are refused (422). The admin POSTs take no options, yet answered
+    200/201/202 to ``{"x": 1}`` (a misspelt option silently ignored)."""
+    response = http.post(path, content=body, headers={"Content-Type": content_type})
+    assert response.status_code == 422, response.text
+    assert error_code(response) == "VALIDATION_FAILED"
+    assert response.json()["error"]["details"]["errors"]
+
+
+def test_admin_posts_take_no_body_or_an_empty_object(http: httpx.Client) -> None:
+    """What clients send today (nothing) and an explicit ``{}`` both still work."""
+    assert http.post("/v1/admin/rebuild-index").status_code == 200
+    assert http.post("/v1/admin/rebuild-index", json={}).status_code == 200
+    assert http.post("/v1/admin/backups", json={}).status_code == 201
+    refused = http.post("/v1/admin/backfill/encrypt-at-rest", json={})
+    assert refused.status_code == 409 and error_code(refused) == "ENCRYPTION_KEY_MISSING"  # reached the route

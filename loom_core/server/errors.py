@@ -10,6 +10,7 @@ paths or backend text never reach the client.
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -19,6 +20,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from loom_core.errors import CATALOGUE, ErrorCode, LoomError
+from loom_core.memory.rows import MAX_METADATA_DEPTH
 from loom_core.server.logging import clip_path
 
 log = logging.getLogger("loom.server")
@@ -130,7 +132,13 @@ async def _on_http_exception(request: Request, exc: Exception) -> JSONResponse:
             return JSONResponse(error_body(code, message), status_code=status, headers=headers)
     elif status == 413:
         code, message = ErrorCode.PAYLOAD_TOO_LARGE, str(exc.detail)
-    elif status == 400:  # the body could not be decoded at all (compressed, not UTF-8, absurd numbers)
+    elif status == 400:  # the body could not be parsed: FastAPI chains the parser's exception
+        unreadable = _unreadable_json(exc.__cause__)
+        if unreadable is not None:  # valid JSON, but more than the parser takes: say what
+            kind, why = unreadable
+            item = {"field": "body", "message": why, "type": kind}
+            return JSONResponse(error_body(ErrorCode.VALIDATION_FAILED, f"body: {why}", {"errors": [item]}),
+                                status_code=422)
         code, message = ErrorCode.USAGE_ERROR, (
             "the request body could not be read: send uncompressed UTF-8 JSON (Content-Type: application/json)"
         )
@@ -139,6 +147,27 @@ async def _on_http_exception(request: Request, exc: Exception) -> JSONResponse:
     else:
         code, message = ErrorCode.INTERNAL_ERROR, CATALOGUE[ErrorCode.INTERNAL_ERROR][0]
     return JSONResponse(error_body(code, message), status_code=status, headers=exc.headers)
+
+
+def _unreadable_json(cause: BaseException | None) -> tuple[str, str] | None:
+    """``(error type, reason)`` for a body that is valid JSON the parser refused, else ``None``.
+
+    Python's json module gives up on nesting past the recursion limit and on integers of more
+    than ``sys.get_int_max_str_digits()`` digits; both were answered "send UTF-8 JSON", which the
+    client had done. Python's own wording (``sys.set_int_max_str_digits()``) is not passed on.
+    """
+    if isinstance(cause, RecursionError):
+        return "json_too_deep", (
+            f"the JSON nests arrays and objects too deeply to read (metadata may nest at most "
+            f"{MAX_METADATA_DEPTH} levels)"
+        )
+    if isinstance(cause, ValueError) and not isinstance(cause, UnicodeError) \
+            and "integer string conversion" in str(cause):
+        return "json_number_too_long", (
+            f"the JSON holds a number of more than {sys.get_int_max_str_digits()} digits, longer than "
+            "any value the API takes"
+        )
+    return None
 
 
 def _allowed_methods(request: Request) -> list[str]:

@@ -595,3 +595,25 @@ def test_admin_posts_take_no_body_or_an_empty_object(http: httpx.Client) -> None
     assert http.post("/v1/admin/backups", json={}).status_code == 201
     refused = http.post("/v1/admin/backfill/encrypt-at-rest", json={})
     assert refused.status_code == 409 and error_code(refused) == "ENCRYPTION_KEY_MISSING"  # reached the route
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        (b'{"content": "x", "metadata": {"deep": ' + b"[" * 3000 + b"]" * 3000 + b"}}", "nest"),
+        (b'{"content": "x", "metadata": {"big": ' + b"1" * 60_000 + b"}}", "digits"),
+        (b'{"content": "x", "expires_at": ' + b"9" * 5000 + b"}", "digits"),
+    ],
+    ids=["3000-deep", "60000-digit-number", "5000-digit-time"],
+)
+def test_valid_json_the_server_cannot_take_says_what_is_wrong(http: httpx.Client, body: bytes, words: str) -> None:
+    """These are valid JSON, yet were answered 400 "send uncompressed UTF-8 JSON". They are refused
+    as 422 VALIDATION_FAILED naming the problem, without Python's own texts."""
+    stream = fresh("odd-json")
+    response = http.post(f"/v1/streams/{stream}/chunks", content=body,
+                         headers={"Content-Type": "application/json"})
+    error = _shape_error(response, "body")
+    assert words in error["message"], error
+    for internal in ("sys.set_int_max_str_digits", "Exceeds the limit", "recursion", "UTF-8"):
+        assert internal not in response.text
+    assert http.get(f"/v1/streams/{stream}/chunks").json()["chunks"] == []

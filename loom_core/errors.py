@@ -57,6 +57,7 @@ class ErrorCode(StrEnum):
     LLM_CAPABILITY_MISSING = "LLM_CAPABILITY_MISSING"
     # -- PII ---------------------------------------------------------------
     PII_CONFIG_INVALID = "PII_CONFIG_INVALID"
+    PII_FILTER_FAILED = "PII_FILTER_FAILED"
     # -- secrets -----------------------------------------------------------
     SECRETS_REF_INVALID = "SECRETS_REF_INVALID"
     SECRETS_PROVIDER_UNAVAILABLE = "SECRETS_PROVIDER_UNAVAILABLE"
@@ -222,6 +223,10 @@ _CATALOGUE_ROWS: dict[ErrorCode, tuple[str, str]] = {
     ErrorCode.PII_CONFIG_INVALID: (
         "The PII filter's options are invalid (e.g. an unknown `detect` kind).",
         "Fix the `[pii]` key the message names.",
+    ),
+    ErrorCode.PII_FILTER_FAILED: (
+        "The PII filter raised while filtering text bound for the LLM, so the call was not made.",
+        "Fix or replace the `[pii]` backend the message names (the text itself is never quoted).",
     ),
     ErrorCode.SECRETS_REF_INVALID: (
         "A secret reference has bad syntax: no scheme, or not the form its scheme defines.",

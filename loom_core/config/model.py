@@ -139,7 +139,25 @@ class RetentionSettings(Section):
 class AlertSettings(Section):
     telegram_bot_token_env: EnvName = "TELEGRAM_BOT_TOKEN"  # noqa: S105 - a variable name
     telegram_chat_id_env: EnvName = "LOOMEM_TELEGRAM_CHAT_ID"
+    #: the Bot API's address (another one only for a proxy or a test double)
+    telegram_api_url: str = "https://api.telegram.org"
+    #: LLM spend per UTC day that sends one alert when crossed (0: no alert)
     daily_cost_limit_usd: float = Field(default=0.0, ge=0.0)
+
+
+class ConsolidationSettings(Section):
+    """How raw (L0) memories are condensed into L1 memories and the entity graph by the LLM."""
+
+    #: run the "dream" pass over every stream in the background every ``interval_seconds``
+    enabled: bool = False
+    interval_seconds: float = Field(default=3600.0, ge=10.0)
+    #: raw chunks sent to the LLM in one call (each call also carries the related L1 memories)
+    batch_size: int = Field(default=32, ge=1, le=200)
+    #: existing L1 memories shown to the LLM so it can say which ones a new memory replaces
+    related_k: int = Field(default=8, ge=0, le=50)
+    #: characters of one raw chunk sent to the LLM; longer chunks are cut (the chunk itself is not)
+    max_chunk_chars: int = Field(default=4000, ge=200, le=100_000)
+    max_tokens: int = Field(default=2000, ge=100, le=32_000)
 
 
 class PluginSettings(Section):
@@ -180,5 +198,6 @@ class LoomConfig(Section):
     search: SearchSettings = Field(default_factory=SearchSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
+    consolidation: ConsolidationSettings = Field(default_factory=ConsolidationSettings)
     plugins: PluginSettings = Field(default_factory=PluginSettings)
     secrets: SecretsSettings = Field(default_factory=SecretsSettings)

@@ -23,6 +23,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.routing import Route
 
 from loom_core import __version__
 from loom_core.audit import AuditEvent, emit
@@ -35,6 +36,7 @@ from loom_core.server.errors import install_error_handlers
 from loom_core.server.gate import AuthGate
 from loom_core.server.head_limit import HeadSizeLimit
 from loom_core.server.limits import BodySizeLimit
+from loom_core.server.mcp import MCP_PATH, MCPEndpoint, build_mcp_server
 from loom_core.server.runtime import make_host, open_engine
 from loom_core.server.schemas import Health
 
@@ -95,6 +97,7 @@ def create_app(
     )
     authenticator = Authenticator(key, plugin_host.hook)
     factory: EngineFactory = engine_factory or (lambda: open_engine(cfg, plugin_host, data_dir, env))
+    mcp_endpoint = MCPEndpoint(build_mcp_server(), cfg.server.max_body_bytes)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -110,8 +113,9 @@ def create_app(
         try:
             plugin_host.hook.loom_startup(component="server", config=cfg)
             stop_sweeper = _start_sweeper(app.state.engine, cfg, plugin_host.hook)
-            log.info("loomem server ready", extra={"fields": {"auth": _auth_mode(authenticator)}})
-            yield
+            async with mcp_endpoint.running():
+                log.info("loomem server ready", extra={"fields": {"auth": _auth_mode(authenticator)}})
+                yield
         finally:
             # searches in flight finish before the engine closes
             pool, app.state.search_pool = app.state.search_pool, None
@@ -160,6 +164,8 @@ def create_app(
     _mount_docs(app)
     for router in routers if routers is not None else load_routers():
         app.include_router(router)
+    # JSON-RPC over streamable HTTP; behind the same gate and limits as every other route
+    app.router.routes.append(Route(MCP_PATH, endpoint=mcp_endpoint, include_in_schema=False))
     return app
 
 

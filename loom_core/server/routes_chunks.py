@@ -47,7 +47,7 @@ def to_input(item: ChunkIn) -> ChunkInput:
              responses=NOT_FOUND_RESPONSE, summary="Add one chunk (201 with the chunk)")
 def add_chunk(stream: StreamName, body: ChunkIn, request: Request, engine: EngineDep) -> JSONResponse:
     chunk = engine.add_chunk(stream, to_input(body))
-    _flag_suspicious(request, stream, [(chunk.id, body.content)])
+    flag_suspicious(request, stream, [(chunk.id, body.content)])
     return JSONResponse(chunk.to_dict(), status_code=201)
 
 
@@ -55,11 +55,11 @@ def add_chunk(stream: StreamName, body: ChunkIn, request: Request, engine: Engin
              responses=NOT_FOUND_RESPONSE, summary="Add many chunks atomically (201 with the list)")
 def add_chunks(stream: StreamName, body: BatchIn, request: Request, engine: EngineDep) -> JSONResponse:
     chunks = engine.add_chunks(stream, [to_input(item) for item in body.chunks])
-    _flag_suspicious(request, stream, [(c.id, item.content) for c, item in zip(chunks, body.chunks)])
+    flag_suspicious(request, stream, [(c.id, item.content) for c, item in zip(chunks, body.chunks)])
     return JSONResponse([c.to_dict() for c in chunks], status_code=201)
 
 
-def _flag_suspicious(request: Request, stream: str, stored: list[tuple[str, str]]) -> None:
+def flag_suspicious(request: Request, stream: str, stored: list[tuple[str, str]]) -> None:
     """Audit stored chunks that look like markup or model instructions; they are kept as sent."""
     for chunk_id, content in stored:
         found = suspicious.findings(content)

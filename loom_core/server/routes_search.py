@@ -17,7 +17,7 @@ router = APIRouter(prefix="/v1", tags=["search"], dependencies=[Depends(require_
                    responses=ERROR_RESPONSES)
 
 
-def _hit(result: SearchResult) -> dict[str, Any]:
+def search_hit(result: SearchResult) -> dict[str, Any]:
     """One result in the ``SearchHit`` shape, built field by field: ``dataclasses.asdict``
     deep-copies recursively and was a visible share of a search request."""
     chunk, scores = result.chunk, result.scores
@@ -41,14 +41,9 @@ def _hit(result: SearchResult) -> dict[str, Any]:
     }
 
 
-@router.post("/search", response_model=SearchOut,
-             summary="Search chunks; results best first with bm25, vector, recency and fused scores")
-async def search(body: SearchIn, engine: EngineDep, http: Request) -> JSONResponse:
-    # A search is milliseconds of CPU (more with large k or many streams): on the event
-    # loop it would stall every other request, /health included, so it runs on the app's
-    # search pool. Handing it over with run_in_executor measured ~0.12 ms cheaper per
-    # request than FastAPI's generic thread-pool path for a plain ``def`` route.
-    request = SearchRequest(
+def to_search_request(body: SearchIn) -> SearchRequest:
+    """The engine's request for a validated search body (shared with the MCP ``search`` tool)."""
+    return SearchRequest(
         query=body.query,
         stream=body.stream,
         streams=body.streams,
@@ -59,6 +54,16 @@ async def search(body: SearchIn, engine: EngineDep, http: Request) -> JSONRespon
         since=to_millis(body.since),
         until=to_millis(body.until),
     )
+
+
+@router.post("/search", response_model=SearchOut,
+             summary="Search chunks; results best first with bm25, vector, recency and fused scores")
+async def search(body: SearchIn, engine: EngineDep, http: Request) -> JSONResponse:
+    # A search is milliseconds of CPU (more with large k or many streams): on the event
+    # loop it would stall every other request, /health included, so it runs on the app's
+    # search pool. Handing it over with run_in_executor measured ~0.12 ms cheaper per
+    # request than FastAPI's generic thread-pool path for a plain ``def`` route.
+    request = to_search_request(body)
     found = await asyncio.get_running_loop().run_in_executor(http.app.state.search_pool, engine.search, request)
     # a Response is sent as is: SearchOut documents the shape without re-validating it
-    return JSONResponse({"results": [_hit(r) for r in found]})
+    return JSONResponse({"results": [search_hit(r) for r in found]})

@@ -51,7 +51,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -490,23 +490,29 @@ class _Handler(BaseHTTPRequestHandler):
         path = self.path.split("?", 1)[0]
         length = self.headers.get("content-length")
         if length is None or not length.isdigit() or int(length) > MAX_BODY_BYTES:
-            self._send(413 if length and length.isdigit() else 411, _ApiError(400, "A Content-Length of at most "
-                       f"{MAX_BODY_BYTES} bytes is required.").body())
+            status = 413 if length and length.isdigit() else 411
+            self._send(_Answer(status, _ApiError(status, f"A Content-Length of at most {MAX_BODY_BYTES} bytes "
+                                                 "is required.").body()))
             return
         raw = self.rfile.read(int(length))
         try:
             body: Any = json.loads(raw)
         except ValueError:
             body = None
-        headers = {k.lower(): v for k, v in self.headers.items() if k.lower() != "authorization"}
         authorization = self.headers.get("authorization")
-        status = self._answer(standin, path, body, authorization)
-        standin._record(RecordedRequest("POST", path, headers, standin._authorized(authorization), body, status))
+        answer = self._answer(standin, path, body, authorization)
+        # recorded before answering, so a client that has its answer always finds its request recorded
+        standin._record(RecordedRequest("POST", path, self._headers(), standin._authorized(authorization), body,
+                                        answer.status))
+        self._send(answer)
 
-    def _answer(self, standin: OpenAIStandIn, path: str, body: Any, authorization: str | None) -> int:
+    def _headers(self) -> dict[str, str]:
+        return {k.lower(): v for k, v in self.headers.items() if k.lower() != "authorization"}
+
+    def _answer(self, standin: OpenAIStandIn, path: str, body: Any, authorization: str | None) -> _Answer:
         failure = standin._take_failure(path)
         if failure is not None:
-            return self._fail(failure)
+            return self._failure(failure)
         try:
             standin._check_auth(authorization)
             if not isinstance(body, dict):
@@ -520,43 +526,54 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 raise _ApiError(404, f"Invalid URL (POST {path})")
         except _ApiError as error:
-            return self._send(error.status, error.body())
-        return self._send(200, payload)
+            return _Answer(error.status, error.body())
+        return _Answer(200, payload)
 
     def _not_found(self) -> None:
         path = self.path.split("?", 1)[0]
         length = self.headers.get("content-length")
         if length and length.isdigit() and int(length) <= MAX_BODY_BYTES:
             self.rfile.read(int(length))
-        status = self._send(404, _ApiError(404, f"Invalid URL ({self.command} {path})").body())
-        headers = {k.lower(): v for k, v in self.headers.items() if k.lower() != "authorization"}
-        authorized = self.server.standin._authorized(self.headers.get("authorization"))
-        self.server.standin._record(RecordedRequest(self.command, path, headers, authorized, None, status))
+        standin = self.server.standin
+        answer = _Answer(404, _ApiError(404, f"Invalid URL ({self.command} {path})").body())
+        authorized = standin._authorized(self.headers.get("authorization"))
+        standin._record(RecordedRequest(self.command, path, self._headers(), authorized, None, answer.status))
+        self._send(answer)
 
     do_GET = do_PUT = do_DELETE = do_PATCH = _not_found
 
-    def _fail(self, failure: _Failure) -> int:
+    def _failure(self, failure: _Failure) -> _Answer:
         if failure.drop:
-            self.close_connection = True
-            self.connection.close()
-            return 0
+            return _Answer(0, b"")
         extra = {"retry-after": failure.retry_after} if failure.retry_after is not None else {}
         if failure.body is not None:
-            return self._send(failure.status, failure.body, extra)
+            return _Answer(failure.status, failure.body, extra)
         type_, code, message = _ERRORS.get(failure.status, ("server_error", None, "Injected failure."))
-        return self._send(failure.status, _ApiError(failure.status, message, type_=type_, code=code).body(), extra)
+        return _Answer(failure.status, _ApiError(failure.status, message, type_=type_, code=code).body(), extra)
 
-    def _send(self, status: int, payload: Any, headers: Mapping[str, str] | None = None) -> int:
-        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-        self.send_response(status)
+    def _send(self, answer: _Answer) -> None:
+        if answer.status == 0:  # a dropped connection: close without a byte
+            self.close_connection = True
+            self.connection.close()
+            return
+        data = answer.payload if isinstance(answer.payload, bytes) else json.dumps(answer.payload).encode()
+        self.send_response(answer.status)
         self.send_header("content-type", "application/json")
         self.send_header("content-length", str(len(data)))
         self.send_header("x-request-id", f"req_{hashlib.sha256(data).hexdigest()[:16]}")
-        for name, value in (headers or {}).items():
+        for name, value in answer.headers.items():
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(data)
-        return status
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """A response decided but not yet written (status 0: drop the connection)."""
+
+    status: int
+    payload: Any
+    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 __all__ = ["EMBEDDING_MODELS", "ChatReply", "OpenAIStandIn", "RecordedRequest", "estimate_tokens"]

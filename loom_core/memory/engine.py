@@ -109,8 +109,9 @@ def llm_context(config: LoomConfig, environ: Mapping[str, str], host: Any = None
     if config.llm.backend == "hash":  # the built-in embedder takes its size from llm.embedding_dimension
         options.setdefault("dimension", config.llm.embedding_dimension)
     else:  # hosted backends get the [llm] keys as options; a key set in [llm.options] wins
-        for key in ("model", "embedding_model", "embedding_dimension", "base_url", "timeout_seconds", "api_key_env"):
-            options.setdefault(key, getattr(config.llm, key))
+        for setting in ("model", "embedding_model", "embedding_dimension", "base_url", "timeout_seconds"):
+            options.setdefault(setting, getattr(config.llm, setting))
+        options.setdefault("api_key_env", config.llm.api_key_env)
     env = dict(environ)
     ref, name = config.llm.api_key_ref, config.llm.api_key_env
     if ref:

@@ -89,6 +89,7 @@ class ErrorCode(StrEnum):
     BACKUP_FAILED = "BACKUP_FAILED"
     SERVER_UNAVAILABLE = "SERVER_UNAVAILABLE"
     SERVER_BIND_FAILED = "SERVER_BIND_FAILED"
+    OAUTH_UNAVAILABLE = "OAUTH_UNAVAILABLE"
 
 
 _CATALOGUE_ROWS: dict[ErrorCode, tuple[str, str]] = {
@@ -347,6 +348,12 @@ _CATALOGUE_ROWS: dict[ErrorCode, tuple[str, str]] = {
         "`loom serve` could not listen on the configured address and port (in use, or not allowed).",
         "Stop the process using the port or pick another with `--port` / `server.port`; "
         "ports below 1024 need privileges.",
+    ),
+    ErrorCode.OAUTH_UNAVAILABLE: (
+        "An OAuth endpoint was called on a server running without an API key (local passthrough mode), "
+        "where OAuth is off (answered 404).",
+        "Connect the MCP client without authorization, or set the variable `server.auth_token_env` names "
+        "to turn on the key and OAuth.",
     ),
 }
 

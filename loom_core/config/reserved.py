@@ -1,6 +1,6 @@
 """Settings that are accepted but do nothing yet, and how to tell an operator so.
 
-``[pii]``, ``[alerts]``, ``server.public_url`` and the hosted-LLM settings are part of the
+``[pii]``, ``[alerts]`` and the hosted-LLM settings are part of the
 configuration format (a file written for a later release must still load), but no code reads
 them in this one. An operator who turns PII filtering on or sets a cost limit believes something
 protects them: silence would be the wrong answer, so ``loom serve`` and ``loom config check`` say it.
@@ -22,8 +22,6 @@ def reserved_in_use(config: LoomConfig) -> list[str]:
         )
     if config.alerts.daily_cost_limit_usd:
         notes.append("[alerts] daily_cost_limit_usd is set, but cost alerts are not part of this release")
-    if config.server.public_url:
-        notes.append("server.public_url is set, but nothing in this release uses it (it is kept for OAuth)")
     changed = [
         key
         for key in ("model", "embedding_model", "base_url", "timeout_seconds")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -37,8 +38,10 @@ from loom_core.server.gate import AuthGate
 from loom_core.server.head_limit import HeadSizeLimit
 from loom_core.server.limits import BodySizeLimit
 from loom_core.server.mcp import MCP_PATH, MCPEndpoint, build_mcp_server
+from loom_core.server.oauth import LoomOAuthProvider, build_router, check_public_url, mcp_challenge
 from loom_core.server.runtime import make_host, open_engine
 from loom_core.server.schemas import Health
+from loom_core.server.tokens import Clock
 
 if TYPE_CHECKING:
     from loom_core.memory.engine import MemoryEngine
@@ -79,6 +82,7 @@ def create_app(
     engine_factory: EngineFactory | None = None,
     environ: Mapping[str, str] | None = None,
     routers: Iterable[APIRouter] | None = None,
+    clock: Clock | None = None,
 ) -> FastAPI:
     """Assemble the app. Auth is resolved here, so a bad key setting fails before serving.
 
@@ -86,6 +90,7 @@ def create_app(
     used as is and left open on shutdown (the caller owns it); otherwise
     ``engine_factory`` (default: open ``data_dir`` or
     ``server.data_dir``) runs at start-up and the engine is closed at shutdown.
+    ``clock`` (seconds since the epoch) dates OAuth tokens and codes; tests move it.
     """
     cfg = config if config is not None else LoomConfig()
     env: Mapping[str, str] = os.environ if environ is None else environ
@@ -95,7 +100,9 @@ def create_app(
         # another variable than the default, written in the file: the server is meant to need a key
         env_configured=cfg.server.auth_token_env != type(cfg.server)().auth_token_env,
     )
-    authenticator = Authenticator(key, plugin_host.hook)
+    check_public_url(cfg.server.public_url)
+    authenticator = Authenticator(key, plugin_host.hook, clock or time.time)
+    oauth = LoomOAuthProvider(authenticator.tokens) if authenticator.tokens is not None else None
     factory: EngineFactory = engine_factory or (lambda: open_engine(cfg, plugin_host, data_dir, env))
     mcp_endpoint = MCPEndpoint(build_mcp_server(), cfg.server.max_body_bytes)
 
@@ -151,7 +158,8 @@ def create_app(
     app.state.search_pool = None  # set while the app runs (lifespan)
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_body_bytes=cfg.server.max_body_bytes)
-    app.add_middleware(AuthGate, authenticator=authenticator)
+    app.add_middleware(AuthGate, authenticator=authenticator,
+                       challenge=mcp_challenge(cfg.server.public_url) if oauth is not None else None)
     app.add_middleware(HeadSizeLimit)  # added last: runs first
 
     @app.api_route("/health", methods=["GET", "HEAD"], tags=["health"], response_model=Health,
@@ -162,6 +170,7 @@ def create_app(
                 "auth": _auth_mode(authenticator)}
 
     _mount_docs(app)
+    app.include_router(build_router(authenticator, oauth, cfg.server.public_url))
     for router in routers if routers is not None else load_routers():
         app.include_router(router)
     # JSON-RPC over streamable HTTP; behind the same gate and limits as every other route

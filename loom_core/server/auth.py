@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from loom_core.flags import looks_like_variable_name
 from loom_core.secrets.bounded import DEFAULT_RESOLVE_SECONDS
 from loom_core.secrets.providers import SecretsHost, resolve_key_setting
 from loom_core.server.logging import clip_path
+from loom_core.server.tokens import Clock, TokenSigner, looks_like
 
 log = logging.getLogger("loom.server.auth")
 
@@ -42,7 +44,14 @@ BEARER_SCHEME = {
     "scheme": "bearer",
     "description": "The key from the variable named by server.auth_token_env (default LOOMEM_AUTH_TOKEN)",
 }
-OPEN_PATHS = frozenset({"/health"})
+#: The OAuth endpoints and discovery documents: how a client without the key gets a token.
+OAUTH_PATHS = frozenset({
+    "/oauth/register", "/oauth/authorize", "/oauth/token",
+    "/.well-known/oauth-authorization-server",
+    "/.well-known/oauth-protected-resource", "/.well-known/oauth-protected-resource/mcp",
+})
+OPEN_PATHS = frozenset({"/health"}) | OAUTH_PATHS
+TOKEN_ACTOR = "oauth-token"  # noqa: S105 - an actor name in audit events
 
 
 @dataclass(frozen=True)
@@ -107,11 +116,20 @@ def _trimmed(key: SecretValue) -> SecretValue:
 
 
 class Authenticator:
-    """Checks ``Authorization`` headers against the one configured key."""
+    """Checks ``Authorization`` headers against the one configured key, or an access token the
+    OAuth flow issued for it (equivalent to the key, signed under a key derived from it)."""
 
-    def __init__(self, key: SecretValue | None, hook: Any | None = None) -> None:
+    def __init__(self, key: SecretValue | None, hook: Any | None = None, clock: Clock = time.time) -> None:
         self._key = key
         self._hook = hook
+        self.tokens = TokenSigner(key, clock) if key is not None else None
+
+    def __repr__(self) -> str:
+        return f"Authenticator(mode={'passthrough' if self._key is None else 'bearer'})"
+
+    def check_key(self, candidate: str) -> bool:
+        """Whether ``candidate`` is the API key (constant time; the OAuth form asks for it)."""
+        return self._key is not None and hmac.compare_digest(_header_bytes(candidate.strip()), self._key.reveal())
 
     @property
     def passthrough(self) -> bool:
@@ -148,10 +166,17 @@ class Authenticator:
             raise LoomError(
                 ErrorCode.AUTH_REQUIRED, "the Authorization header must have the form `Bearer <key>`"
             )
-        if not hmac.compare_digest(_header_bytes(token), self._key.reveal()):
-            self.record_denial("invalid", method, path, client)
-            raise LoomError(ErrorCode.AUTH_INVALID, "the Bearer key is not the configured key")
-        return Principal(actor=KEY_ACTOR, is_admin=True)
+        if hmac.compare_digest(_header_bytes(token), self._key.reveal()):
+            return Principal(actor=KEY_ACTOR, is_admin=True)
+        if self.tokens is not None and looks_like("access", token):
+            verified = self.tokens.verify("access", token)
+            if verified is not None and not verified.expired:
+                return Principal(actor=TOKEN_ACTOR, is_admin=True)
+            if verified is not None:
+                self.record_denial("expired_token", method, path, client)
+                raise LoomError(ErrorCode.AUTH_INVALID, "the access token has expired; refresh it or authorize again")
+        self.record_denial("invalid", method, path, client)
+        raise LoomError(ErrorCode.AUTH_INVALID, "the Bearer key is not the configured key or a valid access token")
 
     def record_denial(self, reason: str, method: str, path: str, client: str) -> None:
         """Emit the ``auth.failure`` audit event of a refused request (never the credentials)."""

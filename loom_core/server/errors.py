@@ -29,6 +29,7 @@ log = logging.getLogger("loom.server")
 STATUS_BY_CODE: dict[ErrorCode, int] = {
     ErrorCode.USAGE_ERROR: 400,
     ErrorCode.NOT_FOUND: 404,
+    ErrorCode.OAUTH_UNAVAILABLE: 404,
     ErrorCode.VALIDATION_FAILED: 422,
     ErrorCode.INDEX_QUERY_INVALID: 422,
     ErrorCode.CONFLICT: 409,

@@ -11,18 +11,25 @@ finds is handed to ``require_auth`` through the request state.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from loom_core.errors import ErrorCode, LoomError
 from loom_core.server.auth import OPEN_PATHS, Authenticator
 from loom_core.server.errors import loom_error_response
 from loom_core.server.limits import ASGIApp, Receive, Scope, Send
 
+#: Extra ``WWW-Authenticate`` parameters for a refused request (``resource_metadata="..."`` on
+#: ``/mcp``, RFC 9728 §5.1), or ``None``.
+Challenge = Callable[[Scope], str | None]
+
 
 class AuthGate:
     """ASGI middleware: authenticate first, then pass the request on."""
 
-    def __init__(self, app: ASGIApp, authenticator: Authenticator) -> None:
+    def __init__(self, app: ASGIApp, authenticator: Authenticator, challenge: Challenge | None = None) -> None:
         self.app = app
         self.authenticator = authenticator
+        self.challenge = challenge
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -69,7 +76,11 @@ class AuthGate:
                 authorization, method=method, path=scope["path"], client=client_host
             )
         except LoomError as exc:
-            await loom_error_response(exc)(scope, receive, send)
+            response = loom_error_response(exc)
+            extra = self.challenge(scope) if self.challenge is not None else None
+            if extra and "www-authenticate" in response.headers:
+                response.headers["www-authenticate"] += f", {extra}"
+            await response(scope, receive, send)
             return
         scope.setdefault("state", {})["principal"] = principal
         await self.app(scope, receive, send)

@@ -173,8 +173,9 @@ def create_app(
     app.include_router(build_router(authenticator, oauth, cfg.server.public_url))
     for router in routers if routers is not None else load_routers():
         app.include_router(router)
-    # JSON-RPC over streamable HTTP; behind the same gate and limits as every other route
-    app.router.routes.append(Route(MCP_PATH, endpoint=mcp_endpoint, include_in_schema=False))
+    # JSON-RPC over streamable HTTP, POST only (stateless: no GET stream that would hang open, no
+    # session to DELETE); behind the same gate and limits as every other route
+    app.router.routes.append(Route(MCP_PATH, endpoint=mcp_endpoint, methods=["POST"], include_in_schema=False))
     return app
 
 

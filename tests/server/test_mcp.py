@@ -179,3 +179,13 @@ def test_passthrough_serves_mcp_locally_and_refuses_other_origins(spawn: Callabl
     assert refused.status_code == 401 and refused.json()["error"]["code"] == "AUTH_REQUIRED"
     reasons = [e["details"]["reason"] for e in audit_events(server) if e["action"] == "auth.failure"]
     assert "passthrough_cross_origin" in reasons
+
+
+def test_only_post_is_served_on_mcp(api_server: ServerProcess, token: str) -> None:
+    """Stateless: no server-to-client stream a GET would hold open forever, no session to DELETE."""
+    for method in ("GET", "DELETE"):
+        response = httpx.request(method, f"{api_server.base_url}/mcp", timeout=10,
+                                 headers={**keyed(token), "Accept": "text/event-stream"})
+        assert response.status_code == 405, method
+        assert response.headers["allow"] == "POST"
+        assert response.json()["error"]["code"] == "USAGE_ERROR"

@@ -58,6 +58,10 @@ class CommitScheduler:
 
     def _run(self) -> None:
         while True:
+            # checked on every turn: a stop() landing between the delay and the clear() below had
+            # its wake-up cleared, and the thread idled on for ever while close() waited for it
+            if self._stopping.is_set():
+                return
             if not self._wanted.wait(_IDLE_CHECK_SECONDS):
                 if self._publish() is None:  # the engine is gone
                     return

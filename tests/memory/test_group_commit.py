@@ -180,3 +180,43 @@ def test_an_engine_dropped_without_close_releases_its_directory(tmp_path: Path) 
     while any(t.name == "loomem-index-commit" for t in threading.enumerate()) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not any(t.name == "loomem-index-commit" for t in threading.enumerate())
+
+
+def test_stop_landing_just_before_the_wake_up_is_cleared_still_ends_the_thread() -> None:
+    """close() hung for ever (seen in tests ending ~one delay after a write): stop() set both
+    events between the delay running out and the commit clearing its wake-up, so the thread
+    went back to idling without looking at ``_stopping``."""
+    import threading
+
+    from loom_core.memory.groupcommit import CommitScheduler
+
+    commits: list[int] = []
+
+    class Owner:
+        def publish(self) -> None:
+            commits.append(1)
+
+    owner = Owner()
+    scheduler = CommitScheduler(0.01, owner.publish)
+    real_wanted = scheduler._wanted
+
+    class StopLandsBeforeClear(threading.Event):
+        def clear(self) -> None:
+            if not scheduler._stopping.is_set():  # stop()'s two events, set just before the clear
+                scheduler._stopping.set()
+                real_wanted.set()
+            real_wanted.clear()
+
+        def wait(self, timeout: float | None = None) -> bool:
+            return real_wanted.wait(timeout)
+
+        def set(self) -> None:
+            real_wanted.set()
+
+    scheduler._wanted = StopLandsBeforeClear()
+    scheduler.request()
+    thread = scheduler._thread
+    assert thread is not None
+    thread.join(timeout=10)
+    assert not thread.is_alive(), "the commit thread kept running after stop()"
+    assert commits == [1]

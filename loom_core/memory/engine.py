@@ -543,14 +543,37 @@ class MemoryEngine:
             if item.expires_at <= now:
                 raise _invalid(f"{where}expires_at", "must be a time in the future, in ms since the Unix epoch")
 
-    def add_chunks(self, stream: str, items: Sequence[ChunkInput]) -> list[Chunk]:
+    def add_chunks(
+        self, stream: str, items: Sequence[ChunkInput], *, consolidated_through: str | None = None
+    ) -> list[Chunk]:
         """Write ``items`` to ``stream`` atomically (all or none) and index them.
         VALIDATION_FAILED for a bad stream name, level, expiry or empty content;
         NOT_FOUND when ``supersedes`` names no chunk; CONFLICT when it names a
-        chunk that is already superseded (or twice in one batch)."""
-        return self._add(stream, items, single=False)
+        chunk that is already superseded (or twice in one batch).
+        ``consolidated_through`` moves the stream's consolidation mark in the same
+        atomic write (consolidation's memories and its progress land together)."""
+        return self._add(stream, items, single=False, mark=consolidated_through)
 
-    def _add(self, stream: str, items: Sequence[ChunkInput], *, single: bool) -> list[Chunk]:
+    def consolidation_mark(self, stream: str) -> str | None:
+        """The newest raw chunk id consolidation has taken from ``stream`` (None: none yet)."""
+        check_stream(stream)
+        with self._lock:
+            self._ensure_open()
+            value = self.storage.get("meta", rows.consolidation_key(stream))
+        return None if value is None else bytes(value).decode()
+
+    def set_consolidation_mark(self, stream: str, through: str) -> None:
+        """Record that raw chunks up to ``through`` were consolidated without a memory to write."""
+        check_stream(stream)
+        if not is_id(through):
+            raise _invalid("through", "must be a chunk id")
+        with self._lock:
+            self._ensure_open()
+            self.storage.put("meta", rows.consolidation_key(stream), through.encode())
+
+    def _add(
+        self, stream: str, items: Sequence[ChunkInput], *, single: bool, mark: str | None = None
+    ) -> list[Chunk]:
         check_stream(stream)
         if not items:
             raise _invalid("chunks", "must contain at least one chunk")
@@ -612,7 +635,9 @@ class MemoryEngine:
                 for chunk_id, item in zip(fresh, items)
             ]
             bodies = [{"content": item.content, "metadata": dict(item.metadata)} for item in items]
-            return self._write_new(stream, created, bodies, np.asarray(vectors, dtype=np.float32), now, fresh=True)
+            return self._write_new(
+                stream, created, bodies, np.asarray(vectors, dtype=np.float32), now, fresh=True, mark=mark
+            )
 
     def _write_new(
         self,
@@ -624,6 +649,7 @@ class MemoryEngine:
         *,
         link_old: bool = True,
         fresh: bool = False,
+        mark: str | None = None,
     ) -> list[Chunk]:
         """Persist new chunks (and the supersede links they make) and index them.
         ``fresh``: the ids were just minted, so the index may skip its replace-by-id."""
@@ -660,6 +686,8 @@ class MemoryEngine:
                 put("embeddings", rows.id_key(record.id), vector.tobytes())
             for old in superseded:
                 batch.put("routing", rows.id_key(old.id), old.to_bytes())
+            if mark is not None:
+                batch.put("meta", rows.consolidation_key(stream), mark.encode())
             self.storage.write(batch, durable=True)
         except BaseException:
             self._withdraw([r.id for r in created])
@@ -929,6 +957,7 @@ class MemoryEngine:
                 batch.delete("embeddings", rows.id_key(record.id))
                 batch.delete("access", rows.id_key(record.id))
             self._graph.delete_stream_ops(stream, batch)
+            batch.delete("meta", rows.consolidation_key(stream))  # a new stream of that name starts afresh
             self.storage.write(batch, durable=True)
             for record in records:
                 self._routing.pop(record.id, None)

@@ -14,6 +14,8 @@ graph          ``sent:{stream}\\0{id}``,               empty (stream membership;
 intents        ``{ulid}``                             JSON {op, ids | stream}, no content
 keys           reserved for wrapped data keys         (encryption at rest)
 meta           ``schema_version``, ...                plaintext
+meta           ``consolidated:{stream}``              the last raw chunk id consolidation
+                                                      has taken (an id, no content)
 =============  =====================================  =============================
 
 Sealed values pass through the engine's RowCodec with the exact storage key as
@@ -78,6 +80,10 @@ def chunk_key(level: int, chunk_id: str) -> bytes:
 
 def id_key(chunk_id: str) -> bytes:
     return chunk_id.encode()
+
+
+def consolidation_key(stream: str) -> bytes:
+    return f"consolidated:{stream}".encode()
 
 
 def entity_key(entity_id: str) -> bytes:

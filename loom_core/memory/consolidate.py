@@ -93,6 +93,8 @@ class Consolidator:
         *,
         on_report: Callable[[ConsolidationReport], None] | None = None,
     ) -> None:
+        """``on_report`` hears each call the background dream pass makes (API calls are audited
+        by their route)."""
         self.engine = engine
         self.gate = gate
         self.settings = settings
@@ -160,8 +162,6 @@ class Consolidator:
                 self.engine.set_consolidation_mark(stream, through)
             report.raw_chunks, report.through = len(raw), through
             report.pending = waiting - len(raw)
-        if self._on_report is not None:
-            self._on_report(report)
         return report
 
     def _related(self, stream: str, raw: Sequence[Chunk]) -> list[Chunk]:
@@ -327,7 +327,9 @@ class Consolidator:
         def loop() -> None:
             while not self._stop.wait(interval_seconds):
                 try:
-                    self.dream()
+                    for report in self.dream():
+                        if self._on_report is not None:  # the background's audit trail
+                            self._on_report(report)
                 except LoomError as exc:  # the provider is down or refuses: try again next time
                     log.warning("dream pass stopped: %s", exc.code)
                 except Exception as exc:

@@ -31,6 +31,8 @@ from loom_core.audit import AuditEvent, emit
 from loom_core.config import LoomConfig
 from loom_core.config.reserved import reserved_in_use
 from loom_core.errors import ErrorCode, LoomError
+from loom_core.memory.consolidate import ConsolidationReport
+from loom_core.memory.llm_services import check_llm_settings, open_llm_services
 from loom_core.plugins.host import PluginHost
 from loom_core.server.auth import AuthDep, Authenticator, declare_bearer_security, resolve_api_key
 from loom_core.server.errors import install_error_handlers
@@ -57,9 +59,21 @@ ROUTER_MODULES: tuple[str, ...] = (
     "loom_core.server.routes_graph",
     "loom_core.server.routes_admin",
     "loom_core.server.routes_encryption",
+    "loom_core.server.routes_consolidation",
 )
 
 EngineFactory = Callable[[], "MemoryEngine"]
+
+
+def _dream_audit(hook: Any) -> Callable[[ConsolidationReport], None]:
+    """Audit each consolidation the background dream pass makes (ids and counts only)."""
+
+    def record(report: ConsolidationReport) -> None:
+        emit(AuditEvent("consolidation.dream", "success", actor="server", resource=report.stream,
+                        details={"raw_chunks": report.raw_chunks, "memories": len(report.memories),
+                                 "superseded": len(report.superseded)}), hook)
+
+    return record
 
 
 def load_routers(modules: Iterable[str] = ROUTER_MODULES) -> list[APIRouter]:
@@ -101,6 +115,7 @@ def create_app(
         env_configured=cfg.server.auth_token_env != type(cfg.server)().auth_token_env,
     )
     check_public_url(cfg.server.public_url)
+    check_llm_settings(cfg, plugin_host, env)  # before any data is touched, like the key
     authenticator = Authenticator(key, plugin_host.hook, clock or time.time)
     oauth = LoomOAuthProvider(authenticator.tokens) if authenticator.tokens is not None else None
     factory: EngineFactory = engine_factory or (lambda: open_engine(cfg, plugin_host, data_dir, env))
@@ -120,6 +135,9 @@ def create_app(
         try:
             plugin_host.hook.loom_startup(component="server", config=cfg)
             stop_sweeper = _start_sweeper(app.state.engine, cfg, plugin_host.hook)
+            app.state.llm_services = await run_in_threadpool(
+                open_llm_services, app.state.engine, cfg, plugin_host, env, on_report=_dream_audit(plugin_host.hook)
+            )
             async with mcp_endpoint.running():
                 log.info("loomem server ready", extra={"fields": {"auth": _auth_mode(authenticator)}})
                 yield
@@ -129,6 +147,9 @@ def create_app(
             await run_in_threadpool(pool.shutdown)
             if stop_sweeper is not None:
                 await run_in_threadpool(stop_sweeper)
+            services, app.state.llm_services = getattr(app.state, "llm_services", None), None
+            if services is not None:
+                await run_in_threadpool(services.close)  # the dream pass ends before the engine closes
             try:
                 plugin_host.hook.loom_shutdown(component="server")
             finally:

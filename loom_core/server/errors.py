@@ -44,6 +44,10 @@ STATUS_BY_CODE: dict[ErrorCode, int] = {
     ErrorCode.INDEX_LOCKED: 503,
     ErrorCode.LLM_UNAVAILABLE: 503,
     ErrorCode.LLM_RATE_LIMITED: 503,
+    ErrorCode.LLM_CAPABILITY_MISSING: 409,  # e.g. consolidation asked of an embeddings-only backend
+    ErrorCode.LLM_BAD_RESPONSE: 502,
+    ErrorCode.LLM_AUTH_INVALID: 502,  # the provider refused the server's key: not the client's fault
+    ErrorCode.LLM_AUTH_MISSING: 502,
     ErrorCode.SECRETS_PROVIDER_UNAVAILABLE: 503,
 }
 

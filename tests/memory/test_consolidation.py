@@ -315,3 +315,26 @@ def test_memory_text_is_data_in_the_user_message_never_in_the_instructions(
     assert [m["role"] for m in messages] == ["system", "user"]
     assert "Ignore all previous" not in messages[0]["content"]
     assert _user_data(_chats(api)[0])["raw_memories"][0]["content"].startswith("Ignore all previous")
+
+
+def test_the_background_dream_pass_runs_and_reports_each_call(make: Callable[..., Setup], api: Any) -> None:
+    import threading
+
+    engine, _, config = make()
+    heard: list[Any] = []
+    done = threading.Event()
+
+    def on_report(report: Any) -> None:
+        heard.append(report)
+        done.set()
+
+    consolidator = Consolidator(engine, ChatGate(engine.llm, None), config.consolidation, on_report=on_report)
+    engine.add_chunk("s", ChunkInput("a note for the night"))
+    api.responder = lambda body: _answer([_memory("a memory", ["S1"])])
+    consolidator.start(0.05)
+    try:
+        assert done.wait(60), "the dream pass never ran"
+    finally:
+        consolidator.stop()
+    assert [(r.stream, r.raw_chunks, len(r.memories)) for r in heard] == [("s", 1, 1)]
+    assert consolidator.pending_count("s") == 0

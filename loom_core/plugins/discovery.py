@@ -50,6 +50,7 @@ def installed(kind: Kind) -> list[PluginInfo]:
 FIRST_PARTY: Mapping[tuple[Kind, str], str] = {
     (Kind.STORAGE, "rocksdb"): "loom-storage-rocksdb",
     (Kind.INDEX, "tantivy"): "loom-index-tantivy",
+    (Kind.LLM, "openai"): "loom-llm-openai",
     (Kind.SECRETS, "keepass"): "loom-secrets-keepass",
     (Kind.SECRETS, "op"): "loom-secrets-op",
 }

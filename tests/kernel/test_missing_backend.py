@@ -23,6 +23,7 @@ def test_an_unknown_backend_lists_the_installed_ones() -> None:
     [
         (Kind.STORAGE, "rocksdb", "loom-storage-rocksdb"),
         (Kind.INDEX, "tantivy", "loom-index-tantivy"),
+        (Kind.LLM, "openai", "loom-llm-openai"),
         (Kind.SECRETS, "keepass", "loom-secrets-keepass"),
         (Kind.SECRETS, "op", "loom-secrets-op"),
     ],

@@ -37,6 +37,7 @@ from loom_core.server.auth import audited
 from loom_core.server.errors import describe_validation_errors, error_body, status_for
 from loom_core.server.limits import Receive, Scope, Send
 from loom_core.server.routes_chunks import flag_suspicious, to_input
+from loom_core.server.routes_consolidation import get_services
 from loom_core.server.routes_search import search_hit, to_search_request
 from loom_core.server.schemas import (
     MAX_BATCH,
@@ -333,11 +334,24 @@ def forget_relation(relation_id: RecordId, ctx: Context[Any]) -> dict[str, Any]:
     return {"deleted": relation_id, "count": 1}
 
 
+def consolidate(stream: StreamName, ctx: Context[Any]) -> dict[str, Any]:
+    """Condense the stream's oldest raw (level 0) notes into level 1 memories and graph facts with
+    the LLM (at most consolidation.batch_size per call; `pending` says how many still wait). Needs a
+    chat-capable LLM backend; an audited call, like the REST route."""
+    request = _http_request(ctx)
+    consolidator = get_services(request).require_consolidator()
+    with audited(request, "consolidation.run", stream) as facts:
+        report = consolidator.consolidate(stream)
+        facts.update(raw_chunks=report.raw_chunks, memories=len(report.memories),
+                     superseded=len(report.superseded))
+    return report.to_dict()
+
+
 TOOLS: tuple[tuple[Callable[..., Any], ToolAnnotations], ...] = (
     (remember, _WRITE), (remember_many, _WRITE), (search, _READ), (get_chunk, _READ),
     (chunk_history, _READ), (forget, _DELETE), (list_streams, _READ), (list_chunks, _READ),
     (add_entity, _WRITE), (list_entities, _READ), (get_entity, _READ), (forget_entity, _DELETE),
-    (add_relation, _WRITE), (list_relations, _READ), (forget_relation, _DELETE),
+    (add_relation, _WRITE), (list_relations, _READ), (forget_relation, _DELETE), (consolidate, _WRITE),
 )
 
 

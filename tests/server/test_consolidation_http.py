@@ -171,3 +171,39 @@ def test_settings_that_cannot_work_refuse_start_up(
     assert result.returncode == 1, result.stderr[-2000:]
     assert f"error[{code}]" in result.stderr
     assert BOT not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_mcp_consolidate_tool_matches_the_route(
+    spawn: Callable[..., ServerProcess], tmp_path: Path, openai: Any
+) -> None:
+    from tests.server.test_mcp import error_of, keyed, with_client
+
+    config = _write_config(
+        tmp_path, f'[llm]\nbackend = "openai"\nbase_url = "{openai.base_url}"\nembedding_dimension = 64\n')
+    server = spawn(extra_args=["--config", str(config)], env={"OPENAI_API_KEY": OPENAI_KEY}).start()
+    openai.replies.append(_answer([{"content": "Fay keeps bees.", "sources": ["S1"], "replaces": None}]))
+
+    async def scenario(client: Any) -> Any:
+        await client.call_tool("remember", {"stream": "fay", "content": "Fay got two beehives today."})
+        done = await client.call_tool("consolidate", {"stream": "fay"})
+        bad = await client.call_tool("consolidate", {"stream": "not a stream name!"})
+        return done.structured_content, error_of(bad)
+
+    report, error = with_client(server.base_url, keyed(TOKEN), scenario)
+    assert report["raw_chunks"] == 1 and len(report["memories"]) == 1 and report["pending"] == 0
+    assert error["code"] == "VALIDATION_FAILED"
+    with _client(server) as http:
+        assert http.get(f"/v1/chunks/{report['memories'][0]}").json()["content"] == "Fay keeps bees."
+    server.stop()
+    assert '"consolidation.run"' in server.logs()
+
+
+def test_the_mcp_consolidate_tool_on_an_embeddings_only_server(spawn: Callable[..., ServerProcess]) -> None:
+    from tests.server.test_mcp import error_of, keyed, with_client
+
+    server = spawn().start()
+
+    async def scenario(client: Any) -> Any:
+        return error_of(await client.call_tool("consolidate", {"stream": "s"}))
+
+    assert with_client(server.base_url, keyed(TOKEN), scenario)["code"] == "LLM_CAPABILITY_MISSING"

@@ -2,7 +2,8 @@
 data directories and backends.
 
 Line 1 is a header ``{"record": "header", "format": "loomem-stream", "version": 1,
-"stream", "embedder", "dimension", "exported_at"}``; then one ``chunk`` line per
+"stream", "embedder", "dimension", "exported_at"}`` (plus ``consolidated_through``, the
+stream's consolidation mark, when it has one); then one ``chunk`` line per
 chunk (every version of every chain, oldest id first, with routing fields,
 content, metadata, access statistics and, optionally, ``embedding_b64``: the
 float32 little-endian vector in base64), one ``entity`` line per entity and
@@ -23,6 +24,7 @@ import numpy as np
 from loom_core.contracts.storage import WriteBatch
 from loom_core.errors import ErrorCode, LoomError
 from loom_core.memory import rows
+from loom_core.memory.ids import is_id
 from loom_core.memory.import_checks import (
     ImportedChunk,
     Numbered,
@@ -75,6 +77,9 @@ def export_stream(engine: MemoryEngine, stream: str, fp: IO[str], *, embeddings:
         "dimension": engine.dim,
         "exported_at": now_ms(),
     }
+    mark = engine.consolidation_mark(stream)
+    if mark is not None:  # without it, the importing side would consolidate every raw chunk again
+        header["consolidated_through"] = mark
     fp.write(json.dumps(header) + "\n")
     for record in records:
         chunk = engine._chunk(record)
@@ -126,6 +131,11 @@ def import_stream(engine: MemoryEngine, fp: IO[str], *, stream: str | None) -> d
     if header.get("version") != VERSION:
         raise LoomError(ErrorCode.VALIDATION_FAILED, f"export format version {header.get('version')!r} is unknown")
     target = check_stream(stream or str(header.get("stream")))
+    mark = header.get("consolidated_through")
+    if mark is not None and not (isinstance(mark, str) and is_id(mark)):
+        raise LoomError(ErrorCode.VALIDATION_FAILED, "import line 1: consolidated_through must be a chunk id",
+                        details={"field": "consolidated_through", "line": 1})
+    fresh_stream = not engine._routing_of_stream(target) and engine.consolidation_mark(target) is None
     reuse_vectors = header.get("embedder") == _embedder(engine) and header.get("dimension") == engine.dim
     chunks: list[ImportedChunk] = []
     entities: list[Numbered[Entity]] = []
@@ -184,5 +194,8 @@ def import_stream(engine: MemoryEngine, fp: IO[str], *, stream: str | None) -> d
         engine._graph.put_relation(r.record, batch)
     if len(batch):
         engine.storage.write(batch, durable=True)
+    if mark is not None and fresh_stream:
+        # a stream that held raw chunks of its own keeps its mark: theirs must still be consolidated
+        engine.set_consolidation_mark(target, mark)
     engine._flush_access()
     return {"chunks": len(chunks), "entities": len(entities), "relations": len(relations)}

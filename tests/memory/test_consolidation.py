@@ -338,3 +338,26 @@ def test_the_background_dream_pass_runs_and_reports_each_call(make: Callable[...
         consolidator.stop()
     assert [(r.stream, r.raw_chunks, len(r.memories)) for r in heard] == [("s", 1, 1)]
     assert consolidator.pending_count("s") == 0
+
+
+def test_export_carries_the_mark_so_an_import_does_not_consolidate_again(
+    make: Callable[..., Setup], api: Any
+) -> None:
+    import io
+
+    source, consolidator, _ = make()
+    first = source.add_chunk("s", ChunkInput("already condensed"))
+    api.replies.append(_answer([_memory("condensed", ["S1"])]))
+    consolidator.consolidate("s")
+    source.add_chunk("s", ChunkInput("still raw"))
+    exported = io.StringIO()
+    source.export_stream("s", exported)
+    assert json.loads(exported.getvalue().splitlines()[0])["consolidated_through"] == first.id
+
+    target, other, _ = make()
+    target.import_stream(io.StringIO(exported.getvalue()))
+    assert target.consolidation_mark("s") == first.id and other.pending_count("s") == 1
+    busy, _, _ = make()
+    busy.add_chunk("s", ChunkInput("a raw note of the target's own"))
+    busy.import_stream(io.StringIO(exported.getvalue()))
+    assert busy.consolidation_mark("s") is None, "the target's own raw notes still wait"

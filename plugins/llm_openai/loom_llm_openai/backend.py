@@ -160,13 +160,14 @@ class OpenAILLM:
         if json_schema is not None:
             body["response_format"] = schemas.response_format(json_schema)
         answer = self._transport.post("chat/completions", body)
-        text, finish = self._reply(answer)
         usage = answer.get("usage")
         usage = usage if isinstance(usage, dict) else {}
         prompt = _count(usage.get("prompt_tokens", 0), "prompt_tokens")
         completion = _count(usage.get("completion_tokens", 0), "completion_tokens")
         model = _model(answer, self.settings.model)
+        # booked before the reply is judged: a refused or filtered reply is billed all the same
         self._ledger.add(model, prompt=prompt, completion=completion)
+        text, finish = self._reply(answer)
         if json_schema is None:
             return Completion(text=text, prompt_tokens=prompt, completion_tokens=completion)
         if finish == "length":

@@ -187,6 +187,20 @@ def test_chat_refusal_filter_and_malformed_answers(api: OpenAIStandIn, build: Bu
     assert "token limit" in code_of(lambda: backend.complete(HELLO, max_tokens=5)).message
 
 
+def test_refused_and_filtered_replies_are_billed_all_the_same(api: OpenAIStandIn, build: Build) -> None:
+    """The provider charges for a refusal or a filtered reply; leaving them out let spend pass the
+    daily cost alert unseen."""
+    backend = build()
+    api.replies.append(ChatReply(refusal="I can't help with that.", prompt_tokens=100_000, completion_tokens=10))
+    api.replies.append(ChatReply(content="", finish_reason="content_filter", prompt_tokens=50_000,
+                                 completion_tokens=0))
+    for _ in range(2):
+        code_of(lambda: backend.complete(HELLO))
+    usage = backend.usage()
+    assert usage.prompt_tokens == 150_000 and usage.completion_tokens >= 10
+    assert usage.cost_usd > 0
+
+
 def test_closed_backend_refuses(build: Build) -> None:
     backend = build()
     backend.close()

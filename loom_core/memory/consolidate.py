@@ -30,10 +30,9 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
 from loom_core.errors import ErrorCode, LoomError
-from loom_core.memory.consolidation_prompt import ANSWER_SCHEMA, build_messages
+from loom_core.memory.consolidation_prompt import ANSWER_SCHEMA, INSTRUCTIONS, build_data
 from loom_core.memory.llm_gate import ChatGate
 from loom_core.memory.models import Chunk, ChunkInput, SearchRequest
-from loom_core.memory.rows import MAX_LEVEL
 
 log = logging.getLogger("loom.consolidation")
 _VALIDATOR = Draft202012Validator(ANSWER_SCHEMA)
@@ -62,6 +61,18 @@ class ConsolidationReport:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass
+class DreamPass:
+    """One dream pass: the calls that wrote, and the streams whose call failed (with the code)."""
+
+    reports: list[ConsolidationReport] = field(default_factory=list)
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (stream, error code)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"reports": [r.to_dict() for r in self.reports],
+                "failures": [{"stream": s, "code": c} for s, c in self.failures]}
 
 
 @dataclass(frozen=True)
@@ -105,10 +116,9 @@ class Consolidator:
         self._thread: threading.Thread | None = None
 
     # -- what waits ---------------------------------------------------------
-    def _pending(self, stream: str, limit: int) -> tuple[list[Chunk], str | None, int]:
-        """Up to ``limit`` current raw chunks after the mark, the id to move the mark to, and how
-        many current raw chunks wait in all."""
-        cursor = self.engine.consolidation_mark(stream)
+    def _pending(self, stream: str, limit: int, cursor: str | None) -> tuple[list[Chunk], str | None, int]:
+        """Up to ``limit`` current raw chunks after the mark ``cursor``, the id to move the mark to,
+        and how many current raw chunks wait in all."""
         taken: list[Chunk] = []
         through: str | None = None
         waiting = 0
@@ -128,7 +138,7 @@ class Consolidator:
             cursor = page.next_cursor
 
     def pending_count(self, stream: str) -> int:
-        return self._pending(stream, 0)[2]
+        return self._pending(stream, 0, self.engine.consolidation_mark(stream))[2]
 
     @contextlib.contextmanager
     def _claim(self, stream: str) -> Iterator[None]:
@@ -149,28 +159,49 @@ class Consolidator:
     def consolidate(self, stream: str) -> ConsolidationReport:
         """Consolidate the oldest waiting raw chunks of ``stream`` (at most ``batch_size``)."""
         with self._claim(stream):
-            raw, through, waiting = self._pending(stream, self.settings.batch_size)
+            mark = self.engine.consolidation_mark(stream)
+            raw, through, waiting = self._pending(stream, self.settings.batch_size, mark)
             report = ConsolidationReport(stream=stream, pending=waiting)
             if through is None:
                 return report
+            memories: list[_Memory] = []
+            entities: list[dict[str, Any]] = []
+            relations: list[dict[str, Any]] = []
             if raw:
-                existing = self._related(stream, raw)
-                memories, entities, relations = self._ask(raw, existing)
+                memories, entities, relations = self._ask(raw, self._related(stream, raw))
+            # embedded before the lock is taken: no provider call while every other request waits
+            vectors = self.engine.llm.embed([m.content for m in memories]) if memories else None
+            with self.engine.locked():
+                # the model took seconds; what it was shown must still be there, or a delete made
+                # meanwhile would be undone by writing its content back
+                self._check_unchanged(stream, mark, through)
                 self._write_graph(stream, entities, relations, report)
-                self._write_memories(stream, memories, through, report)
-            else:  # only replaced notes after the mark: move past them
-                self.engine.set_consolidation_mark(stream, through)
+                self._write_memories(stream, memories, vectors, through, report)
             report.raw_chunks, report.through = len(raw), through
             report.pending = waiting - len(raw)
         return report
 
+    def _check_unchanged(self, stream: str, mark: str | None, through: str) -> None:
+        """CONFLICT when the stream's mark moved or the batch's last chunk is gone (the stream, or
+        that chunk, was deleted while the model answered). Engine lock held."""
+        try:
+            last = self.engine.get_chunk(through)
+        except LoomError:
+            last = None
+        if last is None or last.stream != stream or self.engine.consolidation_mark(stream) != mark:
+            raise LoomError(
+                ErrorCode.CONFLICT,
+                f"stream {stream!r} changed while the model was answering (chunks deleted or consolidated "
+                "elsewhere); nothing was written, and what still waits is taken by the next call",
+            )
+
     def _related(self, stream: str, raw: Sequence[Chunk]) -> list[Chunk]:
+        """The level 1 memories most related to ``raw`` (consolidation writes level 1 only, so a
+        higher level is never offered for replacement)."""
         if self.settings.related_k == 0:
             return []
         query = " ".join(c.content for c in raw)[:_RELATED_QUERY_CHARS]
-        results = self.engine.search(
-            SearchRequest(query=query, stream=stream, k=self.settings.related_k, levels=list(range(1, MAX_LEVEL + 1)))
-        )
+        results = self.engine.search(SearchRequest(query=query, stream=stream, k=self.settings.related_k, levels=[1]))
         return [r.chunk for r in results]
 
     def _ask(
@@ -179,11 +210,15 @@ class Consolidator:
         cut = self.settings.max_chunk_chars
         raw_refs = {f"S{i + 1}": c.id for i, c in enumerate(raw)}
         old_refs = {f"M{i + 1}": c.id for i, c in enumerate(existing)}
-        messages = build_messages(
-            [(f"S{i + 1}", c.created_at, c.content[:cut]) for i, c in enumerate(raw)],
-            [(f"M{i + 1}", c.content[:cut]) for i, c in enumerate(existing)],
+        # filtered before being cut: a cut can leave half an address or id the filter no longer knows
+        text = self.gate.filter_text
+        data = build_data(
+            [(f"S{i + 1}", c.created_at, text(c.content)[:cut]) for i, c in enumerate(raw)],
+            [(f"M{i + 1}", text(c.content)[:cut]) for i, c in enumerate(existing)],
         )
-        completion = self.gate.complete(messages, json_schema=ANSWER_SCHEMA, max_tokens=self.settings.max_tokens)
+        completion = self.gate.complete_data(
+            INSTRUCTIONS, data, json_schema=ANSWER_SCHEMA, max_tokens=self.settings.max_tokens
+        )
         data = completion.data
         error = best_match(_VALIDATOR.iter_errors(data))
         if error is not None:
@@ -249,6 +284,9 @@ class Consolidator:
                 report.relations_skipped += 1  # already known: a repeat after a crash adds nothing
                 continue
             sources = [s for s in rel["sources"] if self._still_there(s)]
+            if rel["sources"] and not sources:
+                report.relations_skipped += 1  # learnt only from chunks deleted meanwhile
+                continue
             self.engine.add_relation(
                 stream, subject=subject, predicate=predicate, object=obj, source_chunks=sources,
                 metadata={"source": "consolidation"},
@@ -272,25 +310,24 @@ class Consolidator:
         return True
 
     def _write_memories(
-        self, stream: str, memories: Sequence[_Memory], through: str, report: ConsolidationReport
+        self, stream: str, memories: Sequence[_Memory], vectors: Any, through: str, report: ConsolidationReport
     ) -> None:
-        if not memories:
-            self.engine.set_consolidation_mark(stream, through)
-            return
-        items = []
-        for memory in memories:
+        items: list[ChunkInput] = []
+        kept: list[int] = []
+        for i, memory in enumerate(memories):
+            sources = [s for s in memory.sources if self._still_there(s)]
+            if not sources:
+                continue  # every note it condensed was deleted meanwhile: its content must not return
             supersedes = memory.replaces
             if supersedes is not None and not self._current(supersedes):
                 supersedes = None  # replaced or deleted meanwhile: the new memory stands on its own
-            items.append(
-                ChunkInput(
-                    content=memory.content,
-                    level=1,
-                    metadata={"consolidated_from": [s for s in memory.sources if self._still_there(s)]},
-                    supersedes=supersedes,
-                )
-            )
-        written = self.engine.add_chunks(stream, items, consolidated_through=through)
+            items.append(ChunkInput(content=memory.content, level=1,
+                                    metadata={"consolidated_from": sources}, supersedes=supersedes))
+            kept.append(i)
+        if not items:
+            self.engine.set_consolidation_mark(stream, through)
+            return
+        written = self.engine.add_chunks(stream, items, consolidated_through=through, vectors=vectors[kept])
         report.memories = [c.id for c in written]
         report.superseded = [c.supersedes for c in written if c.supersedes is not None]
 
@@ -301,23 +338,31 @@ class Consolidator:
             return False
 
     # -- the dream pass -----------------------------------------------------
-    def dream(self) -> list[ConsolidationReport]:
-        """Consolidate every stream with raw chunks waiting (up to ``DREAM_BATCHES_PER_STREAM`` calls each)."""
-        reports: list[ConsolidationReport] = []
+    def dream(self, on_report: Callable[[ConsolidationReport], None] | None = None) -> DreamPass:
+        """Consolidate every stream with raw chunks waiting (up to ``DREAM_BATCHES_PER_STREAM`` calls
+        each). A stream whose call fails is recorded and passed over: one bad batch must not keep
+        every later stream waiting. ``on_report`` hears each call as it is made. Stops between
+        calls once :meth:`stop` was asked."""
+        result = DreamPass()
         for info in self.engine.list_streams():
             for _ in range(DREAM_BATCHES_PER_STREAM):
-                if self.pending_count(info.name) == 0:
+                if self._stop.is_set() or self.pending_count(info.name) == 0:
                     break
                 try:
                     report = self.consolidate(info.name)
                 except LoomError as exc:
-                    if exc.code is ErrorCode.CONFLICT:
-                        break  # a call through the API holds the stream; it is in hand
-                    raise
-                reports.append(report)
+                    if exc.code is not ErrorCode.CONFLICT:  # CONFLICT: another call holds it; in hand
+                        log.warning("dream: consolidating stream %r failed: %s", info.name, exc.code)
+                        result.failures.append((info.name, exc.code.value))
+                    break
+                result.reports.append(report)
+                if on_report is not None:
+                    on_report(report)
                 if report.through is None:
                     break
-        return reports
+            if self._stop.is_set():
+                break
+        return result
 
     def start(self, interval_seconds: float) -> None:
         """Run :meth:`dream` every ``interval_seconds`` on a daemon thread until :meth:`stop`."""
@@ -327,9 +372,7 @@ class Consolidator:
         def loop() -> None:
             while not self._stop.wait(interval_seconds):
                 try:
-                    for report in self.dream():
-                        if self._on_report is not None:  # the background's audit trail
-                            self._on_report(report)
+                    self.dream(self._on_report)  # each call heard as it is made: the audit trail
                 except LoomError as exc:  # the provider is down or refuses: try again next time
                     log.warning("dream pass stopped: %s", exc.code)
                 except Exception as exc:

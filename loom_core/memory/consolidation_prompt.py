@@ -8,12 +8,9 @@ references (``S1``, ``M1``) that the caller maps back to ids: it never sees or i
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
-
-from loom_core.contracts.llm import ChatMessage
 
 #: The answer, as a strict JSON schema (every property required, nothing else allowed), which
 #: is also the form OpenAI's structured outputs need.
@@ -90,16 +87,13 @@ def iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def build_messages(
+def build_data(
     raw: Sequence[tuple[str, int, str]],
     existing: Sequence[tuple[str, str]],
-) -> list[ChatMessage]:
-    """``raw``: (reference, created_at ms, content); ``existing``: (reference, content)."""
-    data = {
+) -> dict[str, Any]:
+    """The user message's data. ``raw``: (reference, created_at ms, content); ``existing``:
+    (reference, content). The gate filters every string in it, then serialises it."""
+    return {
         "existing_memories": [{"ref": ref, "content": content} for ref, content in existing],
         "raw_memories": [{"ref": ref, "created_at": iso(at), "content": content} for ref, at, content in raw],
     }
-    return [
-        ChatMessage("system", INSTRUCTIONS),
-        ChatMessage("user", json.dumps(data, ensure_ascii=False, indent=1)),
-    ]

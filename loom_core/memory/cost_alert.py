@@ -68,9 +68,10 @@ class TelegramNotifier:
             log.warning("cost alert not sent: %s reaching the Telegram Bot API", type(exc).__name__)
             return False
         try:
-            ok = answer.status_code == 200 and answer.json().get("ok") is True
+            body = answer.json()
         except ValueError:
-            ok = False
+            body = None
+        ok = answer.status_code == 200 and isinstance(body, dict) and body.get("ok") is True
         if not ok:
             log.warning("cost alert not sent: the Telegram Bot API answered %d", answer.status_code)
         return ok

@@ -544,15 +544,28 @@ class MemoryEngine:
                 raise _invalid(f"{where}expires_at", "must be a time in the future, in ms since the Unix epoch")
 
     def add_chunks(
-        self, stream: str, items: Sequence[ChunkInput], *, consolidated_through: str | None = None
+        self,
+        stream: str,
+        items: Sequence[ChunkInput],
+        *,
+        consolidated_through: str | None = None,
+        vectors: Any = None,
     ) -> list[Chunk]:
         """Write ``items`` to ``stream`` atomically (all or none) and index them.
         VALIDATION_FAILED for a bad stream name, level, expiry or empty content;
         NOT_FOUND when ``supersedes`` names no chunk; CONFLICT when it names a
         chunk that is already superseded (or twice in one batch).
         ``consolidated_through`` moves the stream's consolidation mark in the same
-        atomic write (consolidation's memories and its progress land together)."""
-        return self._add(stream, items, single=False, mark=consolidated_through)
+        atomic write (consolidation's memories and its progress land together).
+        ``vectors`` (one row per item, already embedded) lets a caller embed before taking
+        :meth:`locked`, so no provider call happens while every other request waits."""
+        return self._add(stream, items, single=False, mark=consolidated_through, vectors=vectors)
+
+    def locked(self) -> threading.RLock:
+        """The engine's lock, for a caller that must check and write with nothing in between
+        (consolidation: a stream deleted while the model answered must not come back). Engine
+        calls made while holding it re-enter it; never make a slow call (a provider) inside."""
+        return self._lock
 
     def consolidation_mark(self, stream: str) -> str | None:
         """The newest raw chunk id consolidation has taken from ``stream`` (None: none yet)."""
@@ -572,7 +585,8 @@ class MemoryEngine:
             self.storage.put("meta", rows.consolidation_key(stream), through.encode())
 
     def _add(
-        self, stream: str, items: Sequence[ChunkInput], *, single: bool, mark: str | None = None
+        self, stream: str, items: Sequence[ChunkInput], *, single: bool, mark: str | None = None,
+        vectors: Any = None,
     ) -> list[Chunk]:
         check_stream(stream)
         if not items:
@@ -582,7 +596,10 @@ class MemoryEngine:
         now = now_ms()
         for i, item in enumerate(items):
             self._validate_input(i, item, now, single)
-        vectors = self.llm.embed([item.content for item in items])
+        if vectors is None:
+            vectors = self.llm.embed([item.content for item in items])
+        elif np.shape(vectors) != (len(items), self.dim):
+            raise _invalid("vectors", f"must hold {len(items)} rows of {self.dim} values, one per chunk")
         with self._lock, _collection_paused():
             self._ensure_open()
             # Ids and times are taken here, under the lock, so that they follow the order in which

@@ -12,6 +12,8 @@ A filter that fails stops the call (fail closed): text is never sent because fil
 
 from __future__ import annotations
 
+import json
+import logging
 import threading
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -73,6 +75,35 @@ class ChatGate:
             self.stats.redactions.update({k: v for k, v in result.counts.items() if v})
         return str(result.text)
 
+    def filter_data(self, data: Any) -> Any:
+        """``data`` with every string value filtered (keys are the caller's own field names).
+
+        Structured text must be filtered before it is serialised: in JSON a line break is the two
+        characters ``\\n``, and the letter that leaves in front of a phone number or an id hides it
+        from a filter that wants no word character before a match.
+        """
+        if isinstance(data, str):
+            return self.filter_text(data)
+        if isinstance(data, Mapping):
+            return {k: self.filter_data(v) for k, v in data.items()}
+        if isinstance(data, (list, tuple)):
+            return [self.filter_data(v) for v in data]
+        return data
+
+    def complete_data(
+        self,
+        instructions: str,
+        data: Any,
+        *,
+        json_schema: Mapping[str, Any] | None = None,
+        max_tokens: int | None = None,
+    ) -> Completion:
+        """Ask the model about ``data``: fixed ``instructions`` as the system message and the
+        filtered ``data`` as JSON in the user message."""
+        body = json.dumps(self.filter_data(data), ensure_ascii=False, indent=1)
+        messages = [ChatMessage("system", self.filter_text(instructions)), ChatMessage("user", body)]
+        return self._call(messages, json_schema=json_schema, max_tokens=max_tokens)
+
     def complete(
         self,
         messages: Sequence[ChatMessage],
@@ -80,8 +111,18 @@ class ChatGate:
         json_schema: Mapping[str, Any] | None = None,
         max_tokens: int | None = None,
     ) -> Completion:
-        """Filter every message, then ask the model; usage listeners hear the new totals."""
+        """Filter every message, then ask the model; usage listeners hear the new totals.
+        Text holding serialised data belongs in :meth:`complete_data` instead."""
         safe = [ChatMessage(m.role, self.filter_text(m.content)) for m in messages]
+        return self._call(safe, json_schema=json_schema, max_tokens=max_tokens)
+
+    def _call(
+        self,
+        safe: Sequence[ChatMessage],
+        *,
+        json_schema: Mapping[str, Any] | None,
+        max_tokens: int | None,
+    ) -> Completion:
         try:
             completion: Completion = self.llm.complete(safe, json_schema=json_schema, max_tokens=max_tokens)
             return completion
@@ -93,9 +134,17 @@ class ChatGate:
     def _tell_listeners(self) -> None:
         if not self._listeners:
             return
-        usage = self.llm.usage()
+        try:
+            usage = self.llm.usage()
+        except Exception as exc:
+            logging.getLogger("loom.alerts").warning("could not read LLM usage: %s", type(exc).__name__)
+            return
         for listener in self._listeners:
-            listener(usage)
+            try:
+                listener(usage)
+            except Exception as exc:  # an alert failing must not turn a paid, good answer into an error
+                logging.getLogger("loom.alerts").warning(
+                    "usage listener failed: %s%s", type(exc).__name__, _raised_at(exc))
 
 
 def build_pii_filter(config: Any, host: Any) -> Any | None:

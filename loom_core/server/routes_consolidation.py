@@ -58,9 +58,10 @@ def consolidation_status(stream: StreamName, engine: EngineDep, services: Servic
 def dream(request: Request, services: ServicesDep, _options: NoOptionsBody = None) -> dict[str, Any]:
     consolidator = services.require_consolidator()
     with audited(request, "admin.dream", None) as facts:
-        reports = consolidator.dream()
-        facts.update(streams=len({r.stream for r in reports}), memories=sum(len(r.memories) for r in reports))
-    return {"reports": [r.to_dict() for r in reports]}
+        result = consolidator.dream()
+        facts.update(streams=len({r.stream for r in result.reports}),
+                     memories=sum(len(r.memories) for r in result.reports), failures=len(result.failures))
+    return result.to_dict()
 
 
 @router.get("/llm/usage", summary="LLM tokens, requests and cost since start; PII replacements; today's spend")

@@ -234,18 +234,23 @@ def test_an_answer_outside_the_contract_writes_nothing(
 def test_pii_is_replaced_before_the_model_sees_it_but_stored_memories_keep_it(
     make: Callable[..., Setup], api: Any
 ) -> None:
-    engine, consolidator, _ = make(blocklist=["Project Nightjar"])
-    text = "Mail dana.reyes@example.org or call +44 20 7946 0958 about Project Nightjar, SSN 123-45-6789."
+    """Each value starts a line or follows a tab: the prompt is JSON, where a line break is the two
+    characters \\n, and filtering the serialised text let all of these through."""
+    engine, consolidator, config = make(blocklist=["Project Nightjar"])
+    text = "Mail:\ndana.reyes@example.org\ncall\n+44 20 7946 0958\nabout\nProject Nightjar\nSSN\t123-45-6789."
     note = engine.add_chunk("d", ChunkInput(text))
+    cut = config.consolidation.max_chunk_chars
+    long_note = engine.add_chunk("d", ChunkInput("x" * (cut - 10) + " ed.north@example.com and more"))
     api.replies.append(_answer([_memory("Dana is the contact for [REDACTED].", ["S1"])]))
     consolidator.consolidate("d")
     sent = " ".join(_chats(api)[0].texts)
-    for original in ("dana.reyes@example.org", "7946 0958", "Nightjar", "123-45-6789"):
+    for original in ("dana.reyes", "7946 0958", "Nightjar", "123-45-6789", "ed.north", "ed.no"):
         assert original not in sent, f"{original!r} reached the model"
     for token in ("[EMAIL]", "[PHONE]", "[REDACTED]", "[ID]"):
         assert token in sent
     assert engine.get_chunk(note.id).content == text, "filtering changes what is sent, not what is stored"
-    assert consolidator.gate.stats.redactions == {"email": 1, "phone": 1, "blocklist": 1, "id": 1}
+    assert "ed.north" in engine.get_chunk(long_note.id).content
+    assert consolidator.gate.stats.redactions == {"email": 2, "phone": 1, "blocklist": 1, "id": 1}
 
 
 def test_a_failing_pii_filter_stops_the_call(make: Callable[..., Setup], api: Any) -> None:
@@ -287,10 +292,60 @@ def test_dream_consolidates_every_stream_with_raw_notes_waiting(make: Callable[.
     engine.add_chunk("b", ChunkInput("beta note"))
     engine.add_chunk("c", ChunkInput("already summarised", level=1))
     api.responder = lambda body: _answer([_memory("summary", ["S1"])])
-    reports = consolidator.dream()
-    assert sorted(r.stream for r in reports) == ["a", "b"]
+    result = consolidator.dream()
+    assert sorted(r.stream for r in result.reports) == ["a", "b"] and result.failures == []
     assert consolidator.pending_count("a") == consolidator.pending_count("b") == 0
-    assert consolidator.dream() == [] and len(_chats(api)) == 2
+    assert consolidator.dream().reports == [] and len(_chats(api)) == 2
+
+
+def test_one_failing_stream_does_not_hold_up_the_dream_pass(make: Callable[..., Setup], api: Any) -> None:
+    engine, consolidator, _ = make()
+    for stream in ("a", "b", "c"):
+        engine.add_chunk(stream, ChunkInput(f"note in {stream}"))
+
+    def answer(body: dict[str, Any]) -> str:
+        raw = json.loads(body["messages"][-1]["content"])["raw_memories"][0]["content"]
+        cited = "S9" if raw == "note in b" else "S1"  # b's answer cites a note it was not given
+        return _answer([_memory(f"memory of {raw}", [cited])])
+
+    api.responder = answer
+    heard: list[str] = []
+    result = consolidator.dream(lambda report: heard.append(report.stream))
+    assert sorted(r.stream for r in result.reports) == ["a", "c"] == sorted(heard)
+    assert result.failures == [("b", "LLM_BAD_RESPONSE")]
+    assert consolidator.pending_count("b") == 1
+
+
+def test_a_stream_deleted_while_the_model_answers_stays_deleted(make: Callable[..., Setup], api: Any) -> None:
+    engine, consolidator, _ = make()
+    engine.add_chunk("gone", ChunkInput("Alice's secret: the safe code is in the blue book."))
+
+    def delete_then_answer(body: dict[str, Any]) -> str:
+        engine.delete_stream("gone")  # the user's delete lands while the model is thinking
+        return _answer([_memory("Alice keeps the safe code in the blue book.", ["S1"])],
+                       [{"type": "person", "name": "Alice", "aliases": []}])
+
+    api.responder = delete_then_answer
+    with pytest.raises(LoomError) as caught:
+        consolidator.consolidate("gone")
+    assert caught.value.code is ErrorCode.CONFLICT
+    assert all(s.name != "gone" for s in engine.list_streams()), "the deleted stream came back"
+    assert engine.list_entities("gone") == [] and engine.consolidation_mark("gone") is None
+
+
+def test_a_memory_whose_notes_were_deleted_meanwhile_is_not_written(make: Callable[..., Setup], api: Any) -> None:
+    engine, consolidator, _ = make()
+    doomed = engine.add_chunk("s", ChunkInput("a note the user will delete"))
+    kept = engine.add_chunk("s", ChunkInput("a note that stays"))
+
+    def delete_then_answer(body: dict[str, Any]) -> str:
+        engine.delete_chunk(doomed.id)
+        return _answer([_memory("from the deleted note", ["S1"]), _memory("from the kept note", ["S2"])])
+
+    api.responder = delete_then_answer
+    report = consolidator.consolidate("s")
+    assert [engine.get_chunk(i).content for i in report.memories] == ["from the kept note"]
+    assert engine.consolidation_mark("s") == kept.id
 
 
 def test_deleting_a_stream_forgets_its_mark(make: Callable[..., Setup], api: Any) -> None:
@@ -330,7 +385,9 @@ def test_the_background_dream_pass_runs_and_reports_each_call(make: Callable[...
 
     consolidator = Consolidator(engine, ChatGate(engine.llm, None), config.consolidation, on_report=on_report)
     engine.add_chunk("s", ChunkInput("a note for the night"))
-    api.responder = lambda body: _answer([_memory("a memory", ["S1"])])
+    engine.add_chunk("t", ChunkInput("a note whose answer is refused"))
+    api.responder = lambda body: (_answer([_memory("a memory", ["S1"])])
+                                  if "night" in body["messages"][-1]["content"] else "not json")
     consolidator.start(0.05)
     try:
         assert done.wait(60), "the dream pass never ran"
@@ -361,3 +418,17 @@ def test_export_carries_the_mark_so_an_import_does_not_consolidate_again(
     busy.add_chunk("s", ChunkInput("a raw note of the target's own"))
     busy.import_stream(io.StringIO(exported.getvalue()))
     assert busy.consolidation_mark("s") is None, "the target's own raw notes still wait"
+
+
+def test_a_failing_usage_listener_does_not_lose_a_paid_answer(make: Callable[..., Setup], api: Any) -> None:
+    """A cost alert that raised (a Telegram answer it could not read) turned a good, billed answer
+    into a 500 and threw the model's work away."""
+    engine, _, config = make()
+
+    def broken(usage: Any) -> None:
+        raise AttributeError("'list' object has no attribute 'get'")
+
+    consolidator = Consolidator(engine, ChatGate(engine.llm, None, listeners=[broken]), config.consolidation)
+    engine.add_chunk("s", ChunkInput("a note"))
+    api.replies.append(_answer([_memory("a memory", ["S1"])]))
+    assert len(consolidator.consolidate("s").memories) == 1

@@ -65,6 +65,7 @@ def open_engine(
     from loom_core.crypto.engine_glue import open_engine as open_with_codec
 
     directory = Path(data_dir if data_dir is not None else config.server.data_dir)
+    created = _missing_parents(directory)
     try:
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)  # memories: only this user reads them
     except OSError as exc:
@@ -75,5 +76,29 @@ def open_engine(
             "directory this user may create or write",
             details={"key": "server.data_dir"},
         ) from None
-    engine: MemoryEngine = open_with_codec(config, host, directory, environ if environ is not None else host.environ)
+    try:
+        engine: MemoryEngine = open_with_codec(
+            config, host, directory, environ if environ is not None else host.environ
+        )
+    except BaseException:
+        _remove_if_empty(created)  # a refused start leaves no empty data directory behind to puzzle over
+        raise
     return engine
+
+
+def _missing_parents(directory: Path) -> list[Path]:
+    """``directory`` and those of its parents that do not exist yet, innermost first."""
+    missing: list[Path] = []
+    for candidate in (directory, *directory.parents):
+        if candidate.exists():
+            break
+        missing.append(candidate)
+    return missing
+
+
+def _remove_if_empty(created: list[Path]) -> None:
+    for path in created:  # innermost first; stops at the first that is not empty
+        try:
+            path.rmdir()
+        except OSError:
+            return

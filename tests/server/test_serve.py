@@ -154,6 +154,18 @@ def test_expected_encryption_without_a_master_key_refuses_to_start(tmp_path: Pat
     )
     assert result.returncode == 1
     assert "error[ENCRYPTION_KEY_MISSING]" in result.stderr
+    assert not (tmp_path / "d").exists(), "the refused start left an empty data directory behind"
+
+
+def test_a_refused_start_keeps_a_data_directory_that_existed(tmp_path: Path, unused_port: int) -> None:
+    (tmp_path / "d").mkdir()
+    result = subprocess.run(
+        [sys.executable, "-m", "loom_core.cli.main", "serve", "--data-dir", str(tmp_path / "d"),
+         "--port", str(unused_port)],
+        env={"PATH": "/usr/bin:/bin", "LOOMEM_AT_REST_EXPECT_ENABLED": "1"}, capture_output=True, text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1 and (tmp_path / "d").is_dir()
 
 
 @pytest.mark.parametrize("how", ["environment", "config file"])

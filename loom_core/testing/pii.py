@@ -213,6 +213,30 @@ class PIIFilterSuite(ConformanceSuite):
         """
         self._assert_replaced(plain_filter, SSNS, PII_TOKENS["id"])
 
+    @core
+    def test_found_wherever_text_places_it(self, pii_filter: Builder) -> None:
+        """Proves each declared kind is found at the start and end of the text and of a line, after
+        a tab, and inside quotes, brackets and parentheses.
+
+        Memories are notes and lists: a number alone on a line is the common case, not the odd one.
+        Fix: bound matches by "not a word character" (or the text's ends), not by a space.
+        """
+        samples = {
+            "phone": (PHONES_INTERNATIONAL[0], PII_TOKENS["phone"]),
+            "email": (EMAILS[0], PII_TOKENS["email"]),
+            "id": (SSNS[0], PII_TOKENS["id"]),
+            "blocklist": (BLOCKLIST[0], PII_TOKENS["blocklist"]),
+        }
+        flt = pii_filter(blocklist=list(BLOCKLIST)) if "blocklist" in type(self).capabilities else pii_filter()
+        places = ("{}", "Contact:\n{}\nthanks", "Contact:\r\n{}\r\n", "name\t{}\tnote", '"{}"', "({})",
+                  "[{}]", "'{}'", "- {}\n- next")
+        for kind in sorted(type(self).capabilities & set(samples)):
+            value, token = samples[kind]
+            for place in places:
+                text = place.format(value)
+                out = self._redact(flt, text).text
+                assert out == place.format(token), f"{kind} in {place!r} became {out!r}"
+
     @requires("blocklist")
     @core
     def test_blocklist_case_insensitive_whole_words(self, pii_filter: Builder) -> None:

@@ -60,6 +60,12 @@ def test_pii_suite_catches_number_eater(outcomes: dict[str, str]) -> None:
     assert outcomes["TestNumberEater::test_clean_text_unchanged[]"] == "passed"
 
 
+def test_pii_suite_catches_a_filter_bound_by_spaces(outcomes: dict[str, str]) -> None:
+    """Proves a filter that only finds PII between spaces fails the placement test, and only that."""
+    assert _failed(outcomes, "TestSpaceBoundFilter::test_found_wherever_text_places_it")
+    assert outcomes["TestSpaceBoundFilter::test_emails"] == "passed"
+
+
 def test_llm_suite_catches_lazy_backend(outcomes: dict[str, str]) -> None:
     """Proves float64/unnormalised vectors, constant vectors and an empty completion are all caught."""
     for test in [

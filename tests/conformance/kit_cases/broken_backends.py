@@ -88,6 +88,24 @@ class TestNumberEater(PIIFilterSuite):
         return lambda blocklist=(): NumberEater()
 
 
+class SpaceBoundFilter:
+    """Finds e-mail addresses only between spaces: misses one alone on a line or in quotes."""
+
+    capabilities = frozenset({"email"})
+
+    def redact(self, text: str) -> PIIResult:
+        out, n = re.subn(r"(?<= )[\w.+-]+@[\w-]+(?:\.[\w-]+)+(?= )", "[EMAIL]", text)
+        return PIIResult(out, {"email": n})
+
+
+class TestSpaceBoundFilter(PIIFilterSuite):
+    capabilities = frozenset({"email"})
+
+    @pytest.fixture
+    def pii_filter(self) -> Any:
+        return lambda blocklist=(): SpaceBoundFilter()
+
+
 class LazyLLM:
     """float64, unnormalised, and an empty completion instead of LLM_CAPABILITY_MISSING."""
 

@@ -2,15 +2,40 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import Body, Depends, Request
+from fastapi import Body, Depends, Path, Request
 from pydantic import BeforeValidator
 
 from loom_core.errors import ErrorCode, LoomError
 from loom_core.memory.engine import MemoryEngine
 from loom_core.memory.rows import MAX_TIME_MS
-from loom_core.server.schemas import NoOptions, no_null, parse_time
+from loom_core.server.schemas import ID_PATTERN, MAX_STREAM, STREAM_PATTERN, NoOptions, no_null, parse_time
+
+#: ``{stream}``. The engine checks the name (422 naming ``stream`` in ``details.field``, as docs/api.md
+#: says); the document carries its pattern and length so clients and fuzzers know them. Names
+#: over 256 characters are refused before the engine, so an error never quotes a huge name.
+StreamPath = Annotated[str, Path(
+    min_length=1, max_length=256,
+    description="the memory namespace: 1-128 letters, digits and `. _ : @ -`, starting with a letter or digit",
+    json_schema_extra={"maxLength": MAX_STREAM, "pattern": STREAM_PATTERN},
+)]
+
+
+def _record_id(kind: str) -> Any:
+    return Path(
+        min_length=1, max_length=128,
+        description=f"the {kind}'s id: a ULID (26 characters, upper-case Crockford base32) as the server "
+                    "returned it; any other value of up to 128 characters names no record (404)",
+        json_schema_extra={"pattern": ID_PATTERN, "examples": ["01JD6A8Z0Q3V4W5X6Y7Z8A9B0C"]},
+    )
+
+
+#: ``{chunk_id}``, ``{entity_id}``, ``{relation_id}``: what the server mints. An id of another
+#: shape is not refused, it names nothing (404); the pattern tells clients what to expect.
+ChunkIdPath = Annotated[str, _record_id("chunk")]
+EntityIdPath = Annotated[str, _record_id("entity")]
+RelationIdPath = Annotated[str, _record_id("relation")]
 
 
 async def get_engine(request: Request) -> MemoryEngine:

@@ -5,28 +5,29 @@ from __future__ import annotations
 import contextlib
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from loom_core.server.auth import audited, require_admin
 from loom_core.server.deps import EngineDep, NoOptionsBody
-from loom_core.server.schemas import ERROR_RESPONSES, BackupOut
+from loom_core.server.schemas import BODY_ERRORS, COMMON_ERRORS, BackupOut, ConsistencyOut, RebuildOut
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(require_admin)],
-                   responses=ERROR_RESPONSES)
+                   responses=COMMON_ERRORS)
 
 
-@router.get("/consistency", summary="Compare storage, index and vectors (counts and differing ids)")
-def consistency(request: Request, engine: EngineDep) -> dict[str, Any]:
+@router.get("/consistency", response_model=ConsistencyOut,
+            summary="Compare storage, index and vectors (counts and differing ids)")
+def consistency(request: Request, engine: EngineDep) -> JSONResponse:
     with audited(request, "admin.consistency_check", None) as facts:
         report = engine.check_consistency()
         facts["consistent"] = report["consistent"]
-    return report
+    return JSONResponse(report)
 
 
-@router.post("/rebuild-index", summary="Rebuild the full-text index from storage")
+@router.post("/rebuild-index", response_model=RebuildOut, responses=BODY_ERRORS,
+             summary="Rebuild the full-text index from storage")
 def rebuild_index(request: Request, engine: EngineDep, _options: NoOptionsBody = None) -> JSONResponse:
     with audited(request, "admin.rebuild_index", None) as facts:
         facts["documents"] = count = engine.rebuild_index()
@@ -42,7 +43,7 @@ def backup_root(configured: str, data_dir: Path) -> Path:
     return resolved.with_name(resolved.name + "-backups")
 
 
-@router.post("/backups", status_code=201, response_model=BackupOut,
+@router.post("/backups", status_code=201, response_model=BackupOut, responses=BODY_ERRORS,
              summary="Back up the running server (storage checkpoint + manifest) into server.backup_dir")
 def create_backup(request: Request, engine: EngineDep, _options: NoOptionsBody = None) -> JSONResponse:
     # The caller does not choose the path: a client naming a server directory would be a

@@ -10,16 +10,18 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
 from loom_core.memory import suspicious
 from loom_core.memory.models import ChunkInput
 from loom_core.server.auth import audit, audited, require_auth
-from loom_core.server.deps import EngineDep
+from loom_core.server.deps import ChunkIdPath, EngineDep, StreamPath
 from loom_core.server.schemas import (
-    ERROR_RESPONSES,
-    NOT_FOUND_RESPONSE,
+    BODY_ERRORS,
+    COMMON_ERRORS,
+    CURSOR_PATTERN,
+    LLM_ERRORS,
     BatchIn,
     ChunkHistory,
     ChunkIn,
@@ -28,14 +30,19 @@ from loom_core.server.schemas import (
     Deleted,
     Level,
     StreamList,
+    error_responses,
     to_millis,
 )
 
 router = APIRouter(prefix="/v1", tags=["chunks"], dependencies=[Depends(require_auth)],
-                   responses=ERROR_RESPONSES)
+                   responses=COMMON_ERRORS)
 
-StreamName = Annotated[str, Path(min_length=1, max_length=256, description="the memory namespace")]
-ChunkId = Annotated[str, Path(min_length=1, max_length=128)]
+#: A write: its body, a supersede naming no chunk (404) or an already superseded one (409), the embedder.
+WRITE_ERRORS = {**BODY_ERRORS, **LLM_ERRORS, **error_responses(
+    404, 409, said={404: "`supersedes` names no chunk (NOT_FOUND)",
+                    409: "`supersedes` names a chunk that is already superseded (CONFLICT)"})}
+#: Reading or deleting one record by id: an id over 128 characters (422), no such record (404).
+BY_ID_ERRORS = error_responses(404, 422)
 
 
 def to_input(item: ChunkIn) -> ChunkInput:
@@ -44,16 +51,16 @@ def to_input(item: ChunkIn) -> ChunkInput:
 
 
 @router.post("/streams/{stream}/chunks", status_code=201, response_model=ChunkOut,
-             responses=NOT_FOUND_RESPONSE, summary="Add one chunk (201 with the chunk)")
-def add_chunk(stream: StreamName, body: ChunkIn, request: Request, engine: EngineDep) -> JSONResponse:
+             responses=WRITE_ERRORS, summary="Add one chunk (201 with the chunk)")
+def add_chunk(stream: StreamPath, body: ChunkIn, request: Request, engine: EngineDep) -> JSONResponse:
     chunk = engine.add_chunk(stream, to_input(body))
     flag_suspicious(request, stream, [(chunk.id, body.content)])
     return JSONResponse(chunk.to_dict(), status_code=201)
 
 
 @router.post("/streams/{stream}/chunks/batch", status_code=201, response_model=list[ChunkOut],
-             responses=NOT_FOUND_RESPONSE, summary="Add many chunks atomically (201 with the list)")
-def add_chunks(stream: StreamName, body: BatchIn, request: Request, engine: EngineDep) -> JSONResponse:
+             responses=WRITE_ERRORS, summary="Add many chunks atomically (201 with the list)")
+def add_chunks(stream: StreamPath, body: BatchIn, request: Request, engine: EngineDep) -> JSONResponse:
     chunks = engine.add_chunks(stream, [to_input(item) for item in body.chunks])
     flag_suspicious(request, stream, [(c.id, item.content) for c, item in zip(chunks, body.chunks)])
     return JSONResponse([c.to_dict() for c in chunks], status_code=201)
@@ -67,21 +74,21 @@ def flag_suspicious(request: Request, stream: str, stored: list[tuple[str, str]]
             audit(request, "chunk.suspicious", chunk_id, outcome="accepted", stream=stream, findings=found)
 
 
-@router.get("/chunks/{chunk_id}", response_model=ChunkOut, responses=NOT_FOUND_RESPONSE,
+@router.get("/chunks/{chunk_id}", response_model=ChunkOut, responses=BY_ID_ERRORS,
             summary="Read a chunk (superseded ones too)")
-def get_chunk(chunk_id: ChunkId, engine: EngineDep) -> JSONResponse:
+def get_chunk(chunk_id: ChunkIdPath, engine: EngineDep) -> JSONResponse:
     return JSONResponse(engine.get_chunk(chunk_id).to_dict())
 
 
-@router.get("/chunks/{chunk_id}/history", response_model=ChunkHistory, responses=NOT_FOUND_RESPONSE,
+@router.get("/chunks/{chunk_id}/history", response_model=ChunkHistory, responses=BY_ID_ERRORS,
             summary="The supersede chain the chunk belongs to, oldest first")
-def chunk_history(chunk_id: ChunkId, engine: EngineDep) -> JSONResponse:
+def chunk_history(chunk_id: ChunkIdPath, engine: EngineDep) -> JSONResponse:
     return JSONResponse({"chunks": [c.to_dict() for c in engine.history(chunk_id)]})
 
 
-@router.delete("/chunks/{chunk_id}", response_model=Deleted, responses=NOT_FOUND_RESPONSE,
+@router.delete("/chunks/{chunk_id}", response_model=Deleted, responses=BY_ID_ERRORS,
                summary="Delete a chunk from storage, index and vectors")
-def delete_chunk(chunk_id: ChunkId, request: Request, engine: EngineDep) -> JSONResponse:
+def delete_chunk(chunk_id: ChunkIdPath, request: Request, engine: EngineDep) -> JSONResponse:
     with audited(request, "chunk.delete", chunk_id):
         engine.delete_chunk(chunk_id)
     return JSONResponse({"deleted": chunk_id, "count": 1})
@@ -93,21 +100,24 @@ def list_streams(engine: EngineDep) -> JSONResponse:
 
 
 @router.get("/streams/{stream}/chunks", response_model=ChunkPage, tags=["streams"],
+            responses=error_responses(422),
             summary="One page of a stream's chunks in creation order")
 def list_chunks(
-    stream: StreamName,
+    stream: StreamPath,
     engine: EngineDep,
     level: Annotated[Level | None, Query()] = None,
-    cursor: Annotated[str | None, Query(max_length=512)] = None,
+    cursor: Annotated[str | None, Query(
+        max_length=512, description="the previous page's `next_cursor` (a chunk id); empty for the first page",
+        json_schema_extra={"pattern": CURSOR_PATTERN})] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
 ) -> JSONResponse:
     page = engine.list_chunks(stream, level=level, cursor=cursor or None, limit=limit)
     return JSONResponse({"chunks": [c.to_dict() for c in page.items], "next_cursor": page.next_cursor})
 
 
-@router.delete("/streams/{stream}", response_model=Deleted, tags=["streams"], responses=NOT_FOUND_RESPONSE,
+@router.delete("/streams/{stream}", response_model=Deleted, tags=["streams"], responses=BY_ID_ERRORS,
                summary="Delete a stream: every chunk, entity and relation in it")
-def delete_stream(stream: StreamName, request: Request, engine: EngineDep) -> JSONResponse:
+def delete_stream(stream: StreamPath, request: Request, engine: EngineDep) -> JSONResponse:
     with audited(request, "stream.delete", stream) as facts:
         count = engine.delete_stream(stream)
         facts["count"] = count

@@ -21,7 +21,14 @@ from loom_core.audit import AuditEvent, emit
 from loom_core.errors import CATALOGUE, ErrorCode, LoomError
 from loom_core.server.auth import Principal, audited, require_admin, require_auth
 from loom_core.server.deps import EngineDep, NoOptionsBody
-from loom_core.server.schemas import ERROR_RESPONSES
+from loom_core.server.schemas import (
+    BODY_ERRORS,
+    COMMON_ERRORS,
+    BackfillStarted,
+    BackfillStatus,
+    EncryptionStatus,
+    error_responses,
+)
 
 log = logging.getLogger("loom.crypto")
 #: what a backfill meets when the server closes the engine under it
@@ -37,7 +44,7 @@ def _error_view(code: ErrorCode, interrupted: bool = False) -> dict[str, str]:
         return {"code": code.value, "message": "the server stopped during the backfill; the next call resumes it"}
     return {"code": code.value, "message": f"{CATALOGUE[code][0]} (details in the server log)"}
 
-router = APIRouter(tags=["encryption"], responses=ERROR_RESPONSES)
+router = APIRouter(tags=["encryption"], responses=COMMON_ERRORS)
 
 
 class BackfillRunner:
@@ -146,6 +153,9 @@ def runner(request: Request) -> BackfillRunner:
     dependencies=[Depends(require_admin)],
     summary="Encrypt rows written before encryption was on (idempotent, resumable, runs in background)",
     status_code=202,
+    response_model=BackfillStarted,
+    responses={**BODY_ERRORS, **error_responses(
+        409, said={409: "the server runs without a master key (ENCRYPTION_KEY_MISSING)"})},
 )
 def start_backfill(request: Request, engine: EngineDep, _options: NoOptionsBody = None) -> JSONResponse:
     with audited(request, "admin.backfill.encrypt_at_rest", None) as facts:
@@ -160,20 +170,22 @@ def start_backfill(request: Request, engine: EngineDep, _options: NoOptionsBody 
     "/v1/admin/backfill/encrypt-at-rest/status",
     dependencies=[Depends(require_admin)],
     summary="Progress of the encrypt-at-rest backfill (persisted; survives restarts)",
+    response_model=BackfillStatus,
 )
-def backfill_status(request: Request, engine: EngineDep) -> dict[str, Any]:
+def backfill_status(request: Request, engine: EngineDep) -> JSONResponse:
     with audited(request, "admin.backfill.encrypt_at_rest.status", None) as facts:
         body = runner(request).status(engine)
         facts["state"] = body.get("state")
-    return body
+    return JSONResponse(body)
 
 
 @router.get(
     "/v1/encryption/status",
     dependencies=[Depends(require_auth)],
     summary="Whether encryption at rest is active and the master-key fingerprint (one-way digest)",
+    response_model=EncryptionStatus,
 )
-def encryption_status(request: Request, engine: EngineDep) -> dict[str, Any]:
+def encryption_status(request: Request, engine: EngineDep) -> JSONResponse:
     from loom_core.crypto.engine_glue import engine_codec, engine_storage
     from loom_core.crypto.offline import describe
 
@@ -181,4 +193,4 @@ def encryption_status(request: Request, engine: EngineDep) -> dict[str, Any]:
         info = describe(engine_storage(engine), engine_codec(engine))
         info["backfill"]["running"] = runner(request).running
         facts["enabled"] = info["enabled"]
-    return info
+    return JSONResponse(info)

@@ -11,10 +11,10 @@ from fastapi.responses import JSONResponse
 from loom_core.memory.models import SearchRequest, SearchResult
 from loom_core.server.auth import require_auth
 from loom_core.server.deps import EngineDep
-from loom_core.server.schemas import ERROR_RESPONSES, SearchIn, SearchOut, to_millis
+from loom_core.server.schemas import BODY_ERRORS, COMMON_ERRORS, LLM_ERRORS, SearchIn, SearchOut, to_millis
 
 router = APIRouter(prefix="/v1", tags=["search"], dependencies=[Depends(require_auth)],
-                   responses=ERROR_RESPONSES)
+                   responses=COMMON_ERRORS)
 
 
 def search_hit(result: SearchResult) -> dict[str, Any]:
@@ -56,7 +56,7 @@ def to_search_request(body: SearchIn) -> SearchRequest:
     )
 
 
-@router.post("/search", response_model=SearchOut,
+@router.post("/search", response_model=SearchOut, responses={**BODY_ERRORS, **LLM_ERRORS},
              summary="Search chunks; results best first with bm25, vector, recency and fused scores")
 async def search(body: SearchIn, engine: EngineDep, http: Request) -> JSONResponse:
     # A search is milliseconds of CPU (more with large k or many streams): on the event

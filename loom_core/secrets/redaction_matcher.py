@@ -13,6 +13,12 @@ an offset below ``k`` within the pattern. A sample whose gram is not among the
 patterns' grams at those offsets rules out every occurrence around it, so
 only windows around the rare surviving samples go through the automaton.
 
+pyahocorasick builds and frees its trie recursively, one C stack frame per level: a pattern of
+about 550,000 characters crashed the process (a segmentation fault, leaving a job's secret file
+on disk) when the automaton was freed. Patterns longer than :data:`TRIE_DEPTH` therefore enter
+the trie by their first ``TRIE_DEPTH`` bytes only, and every hit of such a head is confirmed
+against the whole pattern before it counts.
+
 The prefilter is built, and numpy imported, only once a matcher has scanned
 ``LAZY_BYTES`` without it: most jobs print less than that, and for them the
 automaton alone (~160 MB/s) is cheaper than importing numpy (~60 ms, a fifth
@@ -33,6 +39,11 @@ if TYPE_CHECKING:
 # (start, -length, token): byte offset into the buffer, negated length so that plain tuple
 # order is "leftmost first, longest first at the same start" without a key function.
 Match = tuple[int, int, bytes]
+# what one trie word stands for: (-length, token, the whole pattern when the word is only its head)
+_Entry = tuple[int, bytes, bytes | None]
+
+#: Longest word put in the trie (bytes); longer patterns enter by their head (see the module doc).
+TRIE_DEPTH = 1 << 16
 
 _GRAM_MAX = 5  # bytes per sampled gram; five bytes make chance hits in log text rare
 _HASH_MULTIPLIER = 0x9E3779B97F4A7C15  # Fibonacci hashing
@@ -50,6 +61,7 @@ class PatternMatcher:
         "_chars",
         "_gram",
         "_gram_keys",
+        "_has_heads",
         "_head_keys",
         "_prefilter",
         "_scanned",
@@ -64,8 +76,13 @@ class PatternMatcher:
         self.longest = max((len(p) for p in patterns), default=0)
         self.shortest = min((len(p) for p in patterns), default=0)
         self._automaton = ahocorasick.Automaton()
+        words: dict[bytes, list[_Entry]] = {}
         for pattern, token in patterns.items():
-            self._automaton.add_word(pattern.decode("latin-1"), (-len(pattern), token))
+            whole = pattern if len(pattern) > TRIE_DEPTH else None
+            words.setdefault(pattern[:TRIE_DEPTH], []).append((-len(pattern), token, whole))
+        self._has_heads = any(whole is not None for entries in words.values() for _, _, whole in entries)
+        for word, entries in words.items():
+            self._automaton.add_word(word.decode("latin-1"), tuple(entries))
         if patterns:
             self._automaton.make_automaton()
         self._chars = bytes(sorted({b for p in patterns for b in p}))
@@ -102,10 +119,14 @@ class PatternMatcher:
         for lo, hi in windows:
             text = data[lo:hi].decode("latin-1")
             base = lo + 1
-            matches.extend(
-                (base + end + neg_length, neg_length, token)
-                for end, (neg_length, token) in self._automaton.iter(text)
-            )
+            for end, entries in self._automaton.iter(text):
+                for neg_length, token, whole in entries:
+                    if whole is None:
+                        matches.append((base + end + neg_length, neg_length, token))
+                        continue
+                    start = base + end - TRIE_DEPTH  # only the head matched: confirm the rest
+                    if data[start : start + len(whole)] == whole:
+                        matches.append((start, neg_length, token))
         matches.sort()
         return matches
 
@@ -127,10 +148,24 @@ class PatternMatcher:
             return size
         tail = tail[begin:]
         lo += begin
+        found = size if not self._has_heads else lo + self._long_pending(tail)
         match = self._automaton.match
         for offset in self._prefix_candidates(tail):
+            if lo + offset >= found:
+                break
             if match(tail[offset:].decode("latin-1")):
                 return lo + offset
+        return found
+
+    def _long_pending(self, tail: bytes) -> int:
+        """The first offset in ``tail`` where a head-only pattern's whole head matched and the
+        rest of ``tail`` continues it (the trie knows only heads); ``len(tail)`` if none."""
+        size = len(tail)
+        for end, entries in self._automaton.iter(tail.decode("latin-1")):
+            start = end + 1 - TRIE_DEPTH
+            for _, _, whole in entries:
+                if whole is not None and start >= 0 and size - start < len(whole) and whole.startswith(tail[start:]):
+                    return int(start)  # heads are equally long: the first end reported is the leftmost
         return size
 
     def _prefix_candidates(self, tail: bytes) -> list[int]:

@@ -316,3 +316,46 @@ def test_each_run_of_this_module_uses_the_matcher_it_names(matcher_mode: str, re
     prefilter exactly when the mode says so."""
     redactor.redact(b"x" * 4096)
     assert (redactor._matcher._prefilter is not None) == (matcher_mode == "numpy prefilter")
+
+
+def test_values_longer_than_the_trie_depth_build_free_and_match_in_a_fresh_process() -> None:
+    """A binary value of 248 KB (its JSON form is 1.5 MB) crashed the process with a segmentation
+    fault when the automaton was freed, which ends `loom run` without cleaning up. Run in a
+    subprocess so a crash shows as an exit status instead of taking the test run down."""
+    import subprocess
+    import sys
+
+    program = (
+        "from loom_core.secrets import Redactor\n"
+        "import json, gc\n"
+        "value = bytes(range(1, 32)) * 8000\n"
+        "r = Redactor({'B': value})\n"
+        "assert r.redact(b'a ' + value + b' z') == b'a [REDACTED:SECRET_B] z'\n"
+        "assert r.redact(json.dumps(value.decode()).encode()) == b'\"[REDACTED:SECRET_B]\"'\n"
+        "del r\n"
+        "gc.collect()\n"
+        "print('done')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0 and done.stdout.strip() == "done", done.stderr[-2000:]
+
+
+@pytest.mark.parametrize("size", [4096, 1_000_003])
+def test_a_value_longer_than_the_trie_depth_is_masked_across_chunks(size: int) -> None:
+    """Patterns over TRIE_DEPTH enter the automaton by their head and are confirmed whole; fed
+    in chunks of every size around the head, the whole value is still masked, and a value only
+    partly printed is let through (it is not that value) without being held back for ever."""
+    import random
+
+    from loom_core.secrets.redaction_matcher import TRIE_DEPTH
+
+    rng = random.Random(3)
+    value = bytes(rng.choice(b"abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(TRIE_DEPTH + 5000))
+    redactor = Redactor({"LONG": value})
+    text = b"before " + value + b" after"
+    out = run_stream(redactor.stream(), [text[i : i + size] for i in range(0, len(text), size)])
+    assert out == b"before [REDACTED:SECRET_LONG] after"
+    partial = b"x" + value[: TRIE_DEPTH + 100] + b"y" * 10
+    stream = redactor.stream()
+    head = b"".join(stream.feed(partial[i : i + size]) for i in range(0, len(partial), size))
+    assert head + stream.finish() == partial

@@ -34,6 +34,8 @@ WRAP_EDGE = 6
 #: Line widths of the tools that wrap base64: ``openssl base64`` and PEM (64); ``base64``, MIME (76).
 WRAP_WIDTHS = (64, 76)
 _WRAP_WIDTH_MAX = max(WRAP_WIDTHS)
+#: Line width of ``xxd -p`` (30 bytes as 60 hex digits per line).
+HEX_WRAP_WIDTH = 60
 
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
 _LINE_BREAK = re.compile(rb"\r\n|\r|\n")
@@ -117,6 +119,19 @@ def standalone_wrapped_base64_forms(whole: bytes, *, stable: int) -> set[bytes]:
                 continue
             lines = [text[i : i + width] for i in range(0, len(text), width)]
             forms.update(separator.join(lines) for separator in (b"\n", b"\r\n"))
+    return forms
+
+
+def hex_forms(value: bytes) -> set[bytes]:
+    """Hex of ``value`` in lower and upper case (``xxd -p`` of a short value, ``bytes.hex()``,
+    ``od``-free dumps), and as ``xxd -p`` wraps it when the value starts its input. Hex is byte
+    aligned, so the unwrapped form matches wherever the value sits in a longer dump."""
+    forms: set[bytes] = set()
+    for digits in (value.hex().encode(), value.hex().upper().encode()):
+        forms.add(digits)
+        if len(digits) > HEX_WRAP_WIDTH:
+            lines = [digits[i : i + HEX_WRAP_WIDTH] for i in range(0, len(digits), HEX_WRAP_WIDTH)]
+            forms.add(b"\n".join(lines))
     return forms
 
 
@@ -268,6 +283,7 @@ def derived_forms(value: bytes, *, min_length: int = MIN_FORM_LENGTH) -> set[byt
         text = base.decode("utf-8", "surrogateescape")
         forms.add(base)
         forms |= base64_forms(base)
+        forms |= hex_forms(base)
         forms |= json_forms(text)
         forms |= url_forms(base)
         forms |= shell_forms(text, base)

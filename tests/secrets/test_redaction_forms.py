@@ -329,3 +329,26 @@ def test_a_multi_line_value_printed_line_by_line_with_a_prefix_is_redacted(print
     assert out.count(b"[REDACTED:SECRET_PEM_KEY]") == len(value.splitlines())
     short = Redactor({"JSON": b'{\n  "k": "v",\n  "token": "tok-0123456789abcdef"\n}\n'})
     assert short.redact(b'{\n  "k": "v",\n}\n') == b'{\n  "k": "v",\n}\n'  # short lines are left alone
+
+
+HEX_PRINTERS = {
+    "xxd -p": 'xxd -p "$f"',
+    "xxd -p -c 256": 'xxd -p -c 256 "$f"',
+    "echo | xxd -p": 'echo "$(cat "$f")" | xxd -p',
+    "python hex": "python3 -c 'import sys; print(open(sys.argv[1], \"rb\").read().hex())' \"$f\"",
+    "upper hex": "xxd -p -u \"$f\"",
+}
+
+
+@pytest.mark.parametrize("printer", list(HEX_PRINTERS))
+def test_a_value_printed_as_hex_is_redacted(printer: str, tmp_path: Path) -> None:
+    """Hex dumps were a documented gap: ``xxd -p`` (wrapped at 60 digits), upper case, and the
+    contiguous hex languages print. Short and long values, from the start of the input."""
+    values = {"SHORT": b"hunter2-hunter2", "SIXTY_BYTES": LONG_VALUES["SIXTY_BYTES"], "JWT": LONG_VALUES["JWT"]}
+    redactor = Redactor(values)
+    for name, value in values.items():
+        printed = _print_file(HEX_PRINTERS[printer], value, tmp_path / name)
+        out = redactor.redact(b"dump: " + printed)
+        assert f"[REDACTED:SECRET_{name}]".encode() in out, f"{name}: {printer} output was not redacted"
+        digits = value.hex()[:40].encode()
+        assert digits[:24] not in out.lower(), f"{name}: {printer} left hex of the value visible"

@@ -54,6 +54,10 @@ class LLM(Protocol):
       ``LLM_AUTH_INVALID``, never a fallback model or zero vectors.
     * :meth:`usage` accounts every call.
     * API keys never appear in ``repr``, exceptions or logs.
+
+    A backend whose vectors depend on a model setting also exposes ``embedding_model`` (a str):
+    the memory server records ``<backend>:<embedding_model or name>`` with the data and refuses
+    to open it with another embedder, since vectors of two models cannot be compared.
     """
 
     name: str

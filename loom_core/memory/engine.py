@@ -268,11 +268,20 @@ class MemoryEngine:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @property
+    def embedder(self) -> str:
+        """Which vector space the configured backend embeds into: backend and embedding model
+        (``hash:hash``, ``openai:text-embedding-3-small``). Vectors of two embedders cannot be
+        compared even when their dimensions agree."""
+        model = getattr(self.llm, "embedding_model", None) or getattr(self.llm, "name", "")
+        return f"{self.config.llm.backend}:{model}"
+
     def _check_schema(self) -> None:
         stored = self.storage.get("meta", b"schema_version")
         if stored is None:
             self.storage.put("meta", b"schema_version", str(rows.SCHEMA_VERSION).encode())
             self.storage.put("meta", b"embedding_dimension", str(self.dim).encode())
+            self.storage.put("meta", b"embedder", self.embedder.encode())
             return
         if int(stored) != rows.SCHEMA_VERSION:
             raise LoomError(
@@ -287,6 +296,17 @@ class MemoryEngine:
                 f"data directory {self.data_dir} holds {int(dim)}-dimensional embeddings but the "
                 f"configured LLM backend gives {self.dim}; set llm.embedding_dimension = {int(dim)} "
                 "or export/import the streams into a new data directory",
+            )
+        made_by = self.storage.get("meta", b"embedder")
+        if made_by is None:  # written before the embedder was recorded: it is taken to be this one
+            self.storage.put("meta", b"embedder", self.embedder.encode())
+        elif bytes(made_by).decode() != self.embedder:
+            raise LoomError(
+                ErrorCode.CONFIG_INVALID,
+                f"data directory {self.data_dir} holds embeddings made by {bytes(made_by).decode()!r}, but the "
+                f"configuration embeds with {self.embedder!r}: their vectors cannot be compared and vector "
+                "search would return noise. Set [llm] backend and embedding_model back, or export the "
+                "streams and import them into a new data directory (import embeds them again)",
             )
 
     def _load(self) -> None:

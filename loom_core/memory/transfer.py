@@ -45,7 +45,7 @@ BATCH = 1000
 
 
 def _embedder(engine: MemoryEngine) -> str:
-    return str(engine.config.llm.backend) + ":" + str(getattr(engine.llm, "name", ""))
+    return engine.embedder
 
 
 def _past(engine: MemoryEngine, link: str | None, left_out: set[str], field: str) -> str | None:

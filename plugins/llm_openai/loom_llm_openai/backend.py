@@ -60,6 +60,8 @@ class OpenAILLM:
     def __init__(self, settings: Settings, api_key: str, *, sleep: Callable[[float], None] = time.sleep) -> None:
         self.settings = settings
         self.embedding_dimension = settings.embedding_dimension
+        #: names the vector space; the memory server refuses a data directory embedded by another
+        self.embedding_model = settings.embedding_model
         self._ledger = Ledger(settings.prices)
         self._transport = Transport(settings, api_key, on_request=self._ledger.count_request, sleep=sleep)
 

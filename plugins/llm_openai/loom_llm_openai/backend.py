@@ -51,6 +51,17 @@ def _model(answer: Mapping[str, Any], asked: str) -> str:
     return model if isinstance(model, str) and model else asked
 
 
+def _head(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` UTF-8 bytes at a character boundary: a memory longer than
+    the model takes is embedded by its start rather than refused by the provider (a failed write)."""
+    if len(text) * 4 <= limit:  # no character is longer than 4 bytes: nothing to cut
+        return text
+    raw = text.encode("utf-8", "surrogatepass")
+    if len(raw) <= limit:
+        return text
+    return raw[:limit].decode("utf-8", "ignore")
+
+
 class OpenAILLM:
     """Embeddings (``embed``), chat and JSON completions (``complete``), with usage and cost totals."""
 
@@ -83,6 +94,7 @@ class OpenAILLM:
         blank = [i for i, text in enumerate(texts) if not text.strip()]
         out[blank] = np.float32(1 / math.sqrt(dim))
         wanted = [i for i, text in enumerate(texts) if text.strip()]
+        texts = [_head(text, self.settings.max_input_bytes) for text in texts]
         for batch in self._batches(wanted, texts):
             out[batch] = self._embed_batch([texts[i] for i in batch])
         return out

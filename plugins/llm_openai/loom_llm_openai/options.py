@@ -44,6 +44,10 @@ class Settings:
     max_backoff_seconds: float = 20.0
     #: texts per embeddings request
     embedding_batch_size: int = 256
+    #: UTF-8 bytes of one text sent for embedding; longer texts are embedded by their start.
+    #: OpenAI refuses an input over 8,192 tokens; 24,000 bytes stays under it for English prose
+    #: (about 4 bytes a token) and for most other scripts
+    max_input_bytes: int = 24_000
     #: an HTTP(S) proxy URL; the environment's proxy variables are not read
     proxy: str | None = None
     #: per-model prices overriding or extending the built-in table (USD per million tokens)
@@ -133,6 +137,7 @@ def parse(options: Mapping[str, Any]) -> Settings:
         backoff_seconds=_number(options, "backoff_seconds", defaults.backoff_seconds, 0, 60),
         max_backoff_seconds=_number(options, "max_backoff_seconds", defaults.max_backoff_seconds, 0, 600),
         embedding_batch_size=_integer(options, "embedding_batch_size", defaults.embedding_batch_size, 1, MAX_BATCH),
+        max_input_bytes=_integer(options, "max_input_bytes", defaults.max_input_bytes, 1000, 1_000_000),
         proxy=None if proxy is None else _proxy(proxy),
         prices=_prices(options.get("prices", {})),
     )

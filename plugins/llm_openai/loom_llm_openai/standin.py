@@ -22,7 +22,8 @@ Served:
 
 * ``POST /v1/embeddings``: ``model`` (``text-embedding-3-small`` / ``-3-large`` /
   ``text-embedding-ada-002``, or those given to the constructor), ``input`` (a string or a list
-  of 1-2048 non-empty strings), ``dimensions`` (text-embedding-3 models only, at most the
+  of 1-2048 non-empty strings, each at most 8,192 tokens by :func:`estimate_tokens`, else 400
+  as OpenAI answers an input over the model's context length), ``dimensions`` (text-embedding-3 models only, at most the
   model's size), ``encoding_format`` (``float`` or ``base64``). Vectors are unit length and
   derived from a hash of model and text: the same text always gets the same vector.
 * ``POST /v1/chat/completions``: ``model``, ``messages`` (roles ``system``, ``developer``,
@@ -62,6 +63,8 @@ EMBEDDING_MODELS: Mapping[str, int] = {
     "text-embedding-ada-002": 1536,
 }
 MAX_EMBEDDING_INPUTS = 2048
+#: tokens of one embedding input the API takes (counted with :func:`estimate_tokens`)
+MAX_EMBEDDING_TOKENS = 8192
 MAX_BODY_BYTES = 32 * 1024 * 1024
 DEFAULT_CHAT_REPLY = "Hello from the OpenAI stand-in."
 _SCHEMA_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -362,6 +365,13 @@ class OpenAIStandIn:
         ):
             raise _ApiError(400, "'$.input' is invalid. Please check the API reference: "
                             "https://platform.openai.com/docs/api-reference.", param="input")
+        for text in inputs:
+            if estimate_tokens(text) > MAX_EMBEDDING_TOKENS:
+                raise _ApiError(
+                    400, f"This model's maximum context length is {MAX_EMBEDDING_TOKENS} tokens, however you "
+                    f"requested {estimate_tokens(text)} tokens ({estimate_tokens(text)} in your prompt; 0 for the "
+                    "completion). Please reduce your prompt; or completion length.",
+                )
         dimensions = body.get("dimensions")
         size = self.embedding_models[model]
         if dimensions is not None:

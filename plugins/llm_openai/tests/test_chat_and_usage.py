@@ -51,6 +51,24 @@ def test_empty_input_and_blank_texts_send_nothing(api: OpenAIStandIn, build: Bui
     assert api.requests[0].texts == ["real text"] and np.allclose(mixed[0], blank[0])
 
 
+def test_a_text_longer_than_the_model_takes_is_embedded_by_its_start(api: OpenAIStandIn, build: Build) -> None:
+    """A 900 KB memory went to the API whole, which refuses inputs over 8,192 tokens, so the write
+    failed; it is cut at max_input_bytes (on a character boundary) and the write succeeds."""
+    import httpx
+
+    backend = build(embedding_dimension=32, max_input_bytes=2000)
+    long = "Grey herons nest in colonies. " * 40_000 + "\u6f22" * 10
+    out = backend.embed([long, "short"])
+    sent = api.requests[-1].texts
+    assert len(sent[0].encode()) <= 2000 and long.startswith(sent[0]) and sent[1] == "short"
+    assert np.allclose(out[0], api.embedding(sent[0], dimensions=32), atol=1e-6)
+    cjk = backend.embed(["\u6f22" * 1000])  # 3 bytes a character: cut between characters, never inside one
+    assert cjk.shape == (1, 32) and api.requests[-1].texts == ["\u6f22" * 666]
+    refused = httpx.post(f"{api.base_url}/embeddings", headers={"Authorization": f"Bearer {api.api_key}"},
+                         json={"model": "text-embedding-3-small", "input": [long]})
+    assert refused.status_code == 400 and "maximum context length is 8192 tokens" in refused.text
+
+
 def test_large_inputs_are_batched_in_order(api: OpenAIStandIn, build: Build) -> None:
     backend = build(embedding_batch_size=3)
     texts = [f"text {i}" for i in range(8)]
